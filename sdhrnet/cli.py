@@ -1,0 +1,38 @@
+"""The `sdhrnet` command. Subcommands live next to the code they drive and are imported lazily,
+so that `sdhrnet run` on the API image does not import torch."""
+import argparse
+import importlib
+import sys
+
+# subcommand -> module exposing `add_arguments(parser, command)` and `main(args) -> int`
+SUBCOMMANDS = {
+    "complexity": ("trainer.cli_complexity", "parameter and MAC counts of an architecture"),
+    "export": ("trainer.cli_export", "export a network or checkpoint to ONNX"),
+    "evaluate": ("trainer.cli_evaluate", "score predictions or a model with NME/FR/AUC"),
+    "show": ("trainer.cli_show", "draw samples with their landmarks"),
+    "train-teacher": ("trainer.cli_train", "train the HRNetV2-W18 teacher"),
+    "slim": ("trainer.cli_train", "train the supernet with L1 on alpha and prune it"),
+    "distill": ("trainer.cli_train", "triple knowledge distillation of the slimmed net"),
+    "worker": ("worker.cli_worker", "start a Celery worker"),
+    "serve": ("service.cli_serve", "start the REST API only"),
+    "run": ("service.cli_run", "start MLflow, a worker and the API on one machine"),
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="sdhrnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        # argument definitions are tiny; import only the command that is asked for in full
+        if argv and argv[0] == name:
+            modules[name] = importlib.import_module(module_name)
+            modules[name].add_arguments(p, name)
+    args = parser.parse_args(argv)
+    return int(modules[args.command].main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
