@@ -1,0 +1,139 @@
+import json
+
+import numpy as np
+import pytest
+
+from sdhrnet.cli import main as cli
+from tests.data_helpers import face_image, tiny_onnx, write_pts
+from trainer import metrics
+from trainer.datasets import get_info, load_samples
+from trainer.evaluate import PredictionError, score_predictions
+
+
+def test_nme_hand_computed():
+    gt = np.array([[[0, 0], [10, 0], [5, 5]], [[0, 0], [0, 20], [5, 5]]], float)
+    pred = gt.copy()
+    pred[0, 0] += [1, 0]  # errors 1, 0, 2 -> mean 1, normaliser 10
+    pred[0, 2] += [0, 2]
+    pred[1] += [3, 4]  # every point off by 5, normaliser 20
+    np.testing.assert_allclose(metrics.nme_per_image(pred, gt, (0, 1)), [0.1, 0.25])
+    with pytest.raises(ValueError, match="coincident"):
+        metrics.nme_per_image(pred, np.zeros_like(gt), (0, 1))
+    with pytest.raises(ValueError, match="N, M, 2"):
+        metrics.nme_per_image(pred[:, :2], gt, (0, 1))
+
+
+def test_fr_auc_ced_hand_computed():
+    nmes = [0.02, 0.05, 0.2, 0.1]
+    assert metrics.failure_rate(nmes) == pytest.approx(0.25)  # 0.10 itself is not a failure
+    # area under the step CED on [0, 0.1]: (0.08 + 0.05 + 0 + 0) / 4 images / 0.1
+    assert metrics.auc(nmes) == pytest.approx(0.325)
+    x, y = metrics.ced(nmes, steps=100001)
+    assert np.trapezoid(y, x) / 0.1 == pytest.approx(0.325, abs=1e-4)
+    assert y[0] == 0 and y[-1] == pytest.approx(0.75)  # 0.10 counts as reached
+    assert metrics.auc([0.0, 0.0]) == 1.0 and metrics.auc([0.5]) == 0.0
+    s = metrics.summarize(nmes)
+    assert s == {"n": 4, "nme": pytest.approx(0.0925), "fr": 0.25, "auc": pytest.approx(0.325)}
+    assert metrics.summarize([])["nme"] is None
+
+
+def _tiny_300w(root):
+    rng = np.random.default_rng(0)
+    for i, subset in enumerate(["helen/testset", "helen/testset", "lfpw/testset"]):
+        face_image(root / subset / f"img{i}_1.jpg", size=(100, 100), seed=i)
+        write_pts(root / subset / f"img{i}_1.pts", rng.uniform(20, 80, (68, 2)))
+    return load_samples("300w", root, "common")
+
+
+def test_score_predictions_subsets_missing_and_errors(tmp_path):
+    info = get_info("300w")
+    samples = _tiny_300w(tmp_path)
+    preds = {s.sample_id: s.landmarks.tolist() for s in samples[1:]}
+    preds["ghost.jpg"] = samples[0].landmarks.tolist()
+    preds[samples[2].sample_id] = (samples[2].landmarks + [3, 4]).tolist()
+    r = score_predictions(samples, info, preds)
+    iod = np.linalg.norm(samples[2].landmarks[36] - samples[2].landmarks[45])
+    assert r["n"] == 2 and r["missing"] == [samples[0].sample_id] and r["unexpected"] == ["ghost.jpg"]
+    assert r["nme"] == pytest.approx((0 + 5 / iod) / 2)
+    assert r["subsets"]["lfpw/testset"]["nme"] == pytest.approx(5 / iod)
+    assert r["subsets"]["helen/testset"] == {"n": 1, "nme": 0.0, "fr": 0.0, "auc": 1.0}
+    assert r["subsets"]["common"]["n"] == 2
+    with pytest.raises(PredictionError, match=r"\(68, 2\)"):
+        score_predictions(samples, info, {samples[0].sample_id: [[1, 2]] * 67})
+    with pytest.raises(PredictionError, match="NaN"):
+        score_predictions(samples, info, {samples[0].sample_id: [[np.nan, 2]] * 68})
+
+
+def _run(capsys, *argv):
+    code = cli(["evaluate", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_evaluate_predictions(tmp_path, capsys):
+    samples = _tiny_300w(tmp_path / "300w")
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps({s.sample_id: s.landmarks.tolist() for s in samples[1:]}))
+    code, out, _ = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--split", "common",
+                        "--predictions", pred, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["n"] == 2 and report["nme"] == 0 and report["fr"] == 0 and report["auc"] == 1
+    assert report["missing"] == [samples[0].sample_id]
+    code, out, _ = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--predictions", pred)
+    assert code == 0 and "n=2" in out and "without a prediction" in out
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model"])
+def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
+    samples = _tiny_300w(tmp_path / "300w")
+    root, pred = tmp_path / "300w", tmp_path / "pred.json"
+    source = ["--predictions", pred]
+    if case == "missing_dir":
+        root = tmp_path / "nowhere"
+        pred.write_text("{}")
+    elif case == "bad_json":
+        pred.write_text("{not json")
+    elif case == "wrong_count":
+        pred.write_text(json.dumps({samples[0].sample_id: [[1.0, 2.0]] * 5}))
+    elif case == "not_object":
+        pred.write_text("[1, 2]")
+    elif case == "bad_model":
+        source = ["--model", tmp_path / "absent.onnx"]
+    code, out, err = _run(capsys, "--dataset", "300w", "--data-root", root, *source, "--json")
+    assert code == 2 and out == "" and "error:" in err and "Traceback" not in err
+
+
+def test_cli_evaluate_model(tmp_path, capsys):
+    samples = _tiny_300w(tmp_path / "300w")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    tiny_onnx(model_dir / "model.onnx", 68, 64)
+    (model_dir / "model_card.json").write_text(json.dumps({"dataset": "300w", "num_landmarks": 68, "input_size": 64}))
+    code, out, err = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--model",
+                          model_dir / "model.onnx", "--json", "--flip-test", "--out", tmp_path / "r.json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == len(samples) and report["missing"] == [] and report["nme"] > 0
+    assert report["input_size"] == 64 and report["flip_test"] is True
+    assert len(json.loads((tmp_path / "r.json").read_text())["per_image"]) == len(samples)
+    (model_dir / "model_card.json").write_text(json.dumps({"num_landmarks": 98}))
+    code, _, err = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--model", model_dir, "--json")
+    assert code == 2 and "98 landmarks" in err
+
+
+def test_cli_evaluate_on_shared_data(shared_data, tmp_path, capsys):
+    samples = load_samples("300w", shared_data / "300w", "afw")
+    pred = tmp_path / "p.json"
+    pred.write_text(json.dumps({s.sample_id: (s.landmarks + 1).tolist() for s in samples[:-1]}))
+    code, out, _ = _run(capsys, "--dataset", "300w", "--data-root", shared_data / "300w", "--split", "afw",
+                        "--predictions", pred, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["n"] == 336 and report["missing"] == [samples[-1].sample_id]
+    assert 0 < report["nme"] < 0.05 and report["subsets"]["afw"]["n"] == 336
+
+
+def test_cli_show(shared_data, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    code = cli(["show", "--dataset", "300w", "--data-root", str(shared_data / "300w"), "--split", "afw",
+                "--augment", "--n", "4", "--input-size", "64", "--out", str(out)])
+    assert code == 0 and out.stat().st_size > 1000

@@ -1,0 +1,38 @@
+import torch
+
+from trainer.losses import kd_loss, student_loss
+
+
+def test_kd_is_zero_for_identical_heatmaps_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 5, 8, 8, generator=g)
+    assert kd_loss(a, a.clone()).abs().item() < 1e-7
+    b = torch.randn(2, 5, 8, 8, generator=g)
+    assert kd_loss(a, b).item() > 1e-3
+    # KL is asymmetric: the target is the first argument
+    assert abs(kd_loss(a, b).item() - kd_loss(b, a).item()) > 1e-6
+
+
+def test_kd_matches_hand_computed_kl():
+    p = torch.tensor([[[[0.0, 1.0]]]])  # one sample, one landmark, 1x2 map
+    q = torch.tensor([[[[1.0, 0.0]]]])
+    sp, sq = p.flatten().softmax(0), q.flatten().softmax(0)
+    expected = (sp * (sp.log() - sq.log())).sum().item()
+    assert abs(kd_loss(p, q).item() - expected) < 1e-6
+
+
+def test_kd_does_not_backpropagate_into_the_target():
+    target = torch.randn(1, 2, 4, 4, requires_grad=True)
+    student = torch.randn(1, 2, 4, 4, requires_grad=True)
+    kd_loss(target, student).backward()
+    assert target.grad is None
+    assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_student_loss_combines_terms_with_lambdas():
+    g = torch.Generator().manual_seed(1)
+    pred, gt, ens, teach = (torch.rand(2, 3, 4, 4, generator=g) for _ in range(4))
+    total, parts = student_loss(pred, gt, ens, teach, lambda_peer=4.0, lambda_teacher=1.0)
+    assert abs(parts["total"] - (parts["mse"] + 4.0 * parts["kd_peer"] + 1.0 * parts["kd_teacher"])) < 1e-5
+    alone, parts_alone = student_loss(pred, gt, None, None, 4.0, 1.0)
+    assert set(parts_alone) == {"mse", "total"} and abs(alone.item() - parts["mse"]) < 1e-6

@@ -1,0 +1,54 @@
+"""`sdhrnet train-teacher | slim | distill`: run a training stage in this process, tracked in MLflow."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from trainer.config import PRESETS
+
+DATASETS = ("300w", "wflw", "cofw", "csv")
+RUNNERS = {"train-teacher": "run_teacher", "slim": "run_slim", "distill": "run_distill"}
+
+
+def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--data-root", required=True, help="dataset folder (300W layout, WFLW, COFW .mat, or landmark CSV)")
+    p.add_argument("--preset", default="cpu", choices=PRESETS, help="paper settings, a 2-core CPU budget, or a smoke test")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set epochs=5 --set input_size=128")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default from SDHRNET_DEVICE, else cpu)")
+    p.add_argument("--run-name", default=None, help="MLflow run name and resume key; the same name resumes (default KIND-DATASET-PRESET)")
+    if command == "distill":
+        p.add_argument("--from-slim", dest="slim_run", required=True, help="slim run id, runs:/ID or models:/NAME@ALIAS")
+        p.add_argument("--teacher", dest="teacher_run", default=None, help="teacher run id or model URI (omit with --set use_teacher=false)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from trainer import jobs
+    from trainer.config import parse_overrides
+
+    params = {"dataset": args.dataset, "data_root": args.data_root, "preset": args.preset, "device": args.device,
+              "run_name": args.run_name}
+    if args.command == "distill":
+        params.update(slim_run=args.slim_run, teacher_run=args.teacher_run)
+    try:
+        params["overrides"] = parse_overrides(args.overrides)
+        result = getattr(jobs, RUNNERS[args.command])(params)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sdhrnet {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sdhrnet {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        m = result.metrics
+        print(f"run {result.run_id}: {result.kind} {result.dataset} NME {m['nme']:.4f} FR {m['fr']:.4f} AUC {m['auc']:.4f} "
+              f"on {m['split']} | {result.params / 1e6:.3f} M params, {result.macs / 1e9:.3f} G MACs @{result.input_size}")
+        print(f"model files: {result.model_dir}")
+    return 0

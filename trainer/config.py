@@ -1,0 +1,129 @@
+"""Training configuration: one validated model, presets per dataset, `--set key=value` overrides.
+
+The `paper` preset holds the settings of the paper (METHOD.md); `cpu` is what a 2-core machine
+finishes in about two hours per stage on the shared 68-point data; `tiny` runs slim -> distill
+end to end in well under a minute for the tests.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+Preset = Literal["paper", "cpu", "tiny"]
+PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    train_split: str = "train"
+    val_split: str = "common"
+    input_size: int = 256
+    max_train_samples: int | None = None  # None = all
+    max_val_samples: int | None = None
+    num_workers: int = 0
+    # optimisation (weights)
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 4e-5
+    lr_steps: tuple[int, ...] = (40, 50)
+    lr_factor: float = 0.1
+    # slimming
+    lr_alpha: float = 1.8e-4
+    l1_lambda: float = 5e-5
+    alpha_every: int = 2  # one alpha update every `alpha_every` batches, weight updates on the others
+    prune_threshold: float = 0.0017
+    # distillation
+    lambda_peer: float = 4.0
+    lambda_teacher: float = 1.0
+    use_teacher: bool = True
+    use_peer: bool = True
+    masked_inputs: bool = True
+    erase_p: float = 0.5
+    # run control
+    seed: int = 0
+    eval_every: int = 1  # epochs
+    checkpoint_minutes: float = 5.0
+    checkpoint_every_steps: int | None = None  # extra step-based checkpoints (tests)
+    channels_last: bool = False
+    threads: int | None = None
+    flip_test: bool = False
+
+    @field_validator("input_size")
+    @classmethod
+    def _divisible_by_32(cls, v: int) -> int:
+        if v < 32 or v % 32:
+            raise ValueError(f"input_size must be a positive multiple of 32, got {v}")
+        return v
+
+    @field_validator("epochs", "batch_size", "alpha_every", "eval_every")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+
+# Per-dataset settings of the paper (METHOD.md, "Slimming" and "Triple knowledge distillation").
+_PAPER = {
+    "300w": dict(lr_alpha=1.8e-4, lr=1e-4, batch_size=16, prune_threshold=0.0017, lambda_peer=4.0, lambda_teacher=1.0,
+                 train_split="train", val_split="common"),
+    "wflw": dict(lr_alpha=1.8e-4, lr=2e-4, batch_size=32, prune_threshold=0.002, lambda_peer=0.3, lambda_teacher=0.1,
+                 train_split="train", val_split="test"),
+    "cofw": dict(lr_alpha=3.5e-4, lr=1e-4, batch_size=16, prune_threshold=0.0042, lambda_peer=3.0, lambda_teacher=0.1,
+                 train_split="train", val_split="test"),
+    # landmark CSV (68 points, 300W conventions)
+    "csv": dict(lr_alpha=1.8e-4, lr=1e-4, batch_size=16, prune_threshold=0.0017, lambda_peer=4.0, lambda_teacher=1.0,
+                train_split="training", val_split="test"),
+}
+
+# CPU preset: 128x128 inputs (32x32 heatmaps) and the 300W train-dev / dev split of the shared data.
+# The epoch count and the larger learning rates come from the measured training speed (bench/train_speed.py)
+# so that each stage ends in about two hours on 2 cores; see README "CPU preset".
+_CPU = dict(input_size=128, epochs=30, batch_size=16, lr=1e-3, lr_alpha=1e-3, lr_steps=(20, 26), num_workers=1,
+            channels_last=True, checkpoint_minutes=5.0)
+_CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
+
+_TINY = dict(input_size=64, epochs=2, batch_size=8, lr=1e-3, lr_alpha=5e-3, lr_steps=(1,), max_train_samples=32,
+             max_val_samples=16, prune_threshold=0.5, num_workers=0, checkpoint_minutes=60.0)
+_TINY_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
+
+
+def preset_values(preset: str, dataset: str) -> dict[str, Any]:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if dataset not in _PAPER:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(_PAPER)}")
+    values: dict[str, Any] = dict(_PAPER[dataset])
+    if preset == "cpu":
+        values.update(_CPU, **_CPU_SPLITS.get(dataset, {}))
+    elif preset == "tiny":
+        values.update(_TINY, **_TINY_SPLITS.get(dataset, {}))
+    return values
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` strings -> dict; values are read as JSON when they parse, else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def make_config(preset: str, dataset: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    values = preset_values(preset, dataset)
+    unknown = sorted(set(overrides or {}) - set(TrainConfig.model_fields))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(TrainConfig.model_fields))}")
+    values.update(overrides or {})
+    return TrainConfig(**values)

@@ -1,0 +1,103 @@
+"""Triple knowledge distillation: two peer students on independently masked inputs, a frozen teacher."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from trainer.augment import random_erasing
+from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, load_data, mark_best
+from trainer.jobs import RunContext, StageOutput
+from trainer.losses import student_loss
+from trainer.model_files import load_model
+from trainer.model_uri import resolve_model_dir
+from trainer.nets.sdhrnet import SDHRNet
+from trainer.reporting import finish_stage
+
+STUDENTS = ("s1", "s2")
+
+
+def load_students(slim_ref: str, num_landmarks: int) -> tuple[SDHRNet, SDHRNet, dict]:
+    model, card = load_model(resolve_model_dir(slim_ref))
+    if not isinstance(model, SDHRNet):
+        raise ValueError(f"{slim_ref} is not a slimmed SD-HRNet (its card says arch={card.get('arch')}); pass a slim run")
+    if model.num_landmarks != num_landmarks:
+        raise ValueError(f"{slim_ref} predicts {model.num_landmarks} landmarks, the dataset has {num_landmarks}")
+    return model, copy.deepcopy(model), card
+
+
+def load_teacher(ref: str | None, cfg, num_landmarks: int):
+    if not cfg.use_teacher:
+        return None
+    if not ref:
+        raise ValueError("distillation with a teacher needs teacher_run (a teacher run id or model URI); "
+                         "or set use_teacher=false for the ablation without one")
+    teacher, card = load_model(resolve_model_dir(ref))
+    if card["num_landmarks"] != num_landmarks:
+        raise ValueError(f"teacher {ref} predicts {card['num_landmarks']} landmarks, the dataset has {num_landmarks}")
+    if card["input_size"] != cfg.input_size:
+        raise ValueError(f"teacher {ref} was trained at input {card['input_size']}, distillation runs at {cfg.input_size}; "
+                         f"set input_size={card['input_size']}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: tuple[torch.Generator, torch.Generator] | None):
+    """One joint update of both students; each sees its own random-erasing mask when masks are given."""
+    inputs = [random_erasing(images, p=cfg.erase_p, generator=g) for g in masks] if masks else [images, images]
+    with torch.no_grad():
+        target_t = teacher(images) if teacher is not None else None
+    preds = [s(x) for s, x in zip(students, inputs)]
+    ensemble = ((preds[0] + preds[1]) / 2).detach() if cfg.use_peer else None
+    losses, out = [], {}
+    for name, pred in zip(STUDENTS, preds):
+        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, cfg.lambda_peer, cfg.lambda_teacher)
+        losses.append(loss)
+        out.update({f"{name}_{k}": v for k, v in parts.items()})
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    torch.stack(losses).sum().backward()
+    for opt in optimizers:
+        opt.step()
+    return out
+
+
+def distill_stage(ctx: RunContext) -> StageOutput:
+    cfg, dev = ctx.cfg, ctx.device
+    data = load_data(ctx.dataset, ctx.data_root, cfg)
+    s1, s2, slim_card = load_students(ctx.params["slim_run"], data.info.num_landmarks)
+    teacher = load_teacher(ctx.params.get("teacher_run"), cfg, data.info.num_landmarks)
+    students = [s1.to(dev), s2.to(dev)]
+    if teacher is not None:
+        teacher = teacher.to(dev)
+    opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
+    scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_steps), cfg.lr_factor) for o in opts]
+    state = TrainState(dict(zip(STUDENTS, students)), dict(zip(STUDENTS, opts)), dict(zip(STUDENTS, scheds)))
+    loop = Loop(stage="distill", cfg=cfg, data=data, state=state, checkpoint=ctx.checkpoint, tracker=ctx.tracker,
+                hooks=ctx.hooks, device=dev)
+    loop.resume()
+
+    def step(batch, epoch, i):
+        masks = (erasing_generator(cfg, epoch, i, 0), erasing_generator(cfg, epoch, i, 1)) if cfg.masked_inputs else None
+        return distill_step(students, opts, teacher, batch["image"], batch["heatmaps"], cfg, masks)
+
+    def validate():
+        out = {}
+        for name, s in zip(STUDENTS, students):
+            r = evaluate_model(s, data, dev)
+            out.update({f"val_nme_{name}": r["nme"], f"val_fr_{name}": r["fr"], f"val_auc_{name}": r["auc"]})
+            mark_best(state, name, r["nme"], copy.deepcopy(s.state_dict()))
+        out["val_nme"] = min(out["val_nme_s1"], out["val_nme_s2"])
+        return out
+
+    loop.run(step, validate)
+    reports = {name: evaluate_model(s, data, dev) for name, s in zip(STUDENTS, students)}
+    best = copy.deepcopy(s1)
+    if "best_weights" in state.extra:
+        best.load_state_dict(state.extra["best_weights"])
+    return finish_stage(ctx, best, data, extra_reports={f"final {k}": v for k, v in reports.items()},
+                        extra_card={"best_student": state.best.get("which"), "best_epoch": state.best.get("epoch"),
+                                    "students": {k: {m: float(v[m]) for m in ("nme", "fr", "auc")} for k, v in reports.items()},
+                                    "teacher_run": ctx.params.get("teacher_run"), "slim_run": ctx.params["slim_run"],
+                                    "ablation": {"teacher": teacher is not None, "peer": cfg.use_peer, "masked": cfg.masked_inputs}})

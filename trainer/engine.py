@@ -1,0 +1,248 @@
+"""The training loop shared by the teacher, slimming and distillation stages.
+
+Determinism is what makes resume exact: the batch order of an epoch comes from (seed, epoch), the
+augmentation of a sample from (seed, epoch, index), random erasing from (seed, epoch, step); a checkpoint
+stores the epoch and the step inside it, so a resumed run replays the same batches from there on.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.datasets import DATASETS, DatasetInfo, Sample, load_samples
+from trainer.datasets.torch_data import LandmarkDataset
+from trainer.evaluate import score_predictions
+from trainer.landmarker import heatmaps_to_landmarks
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a training loop when the job's cancel flag is seen."""
+
+
+@dataclass
+class JobHooks:
+    job_id: str | None = None
+    progress: Callable[[dict[str, Any]], None] = lambda info: None
+    should_cancel: Callable[[], bool] = lambda: False
+
+
+def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
+    threads = cfg.threads or int(os.environ.get("SDHRNET_THREADS", "0")) or None
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class Data:
+    info: DatasetInfo
+    train: LandmarkDataset
+    val: LandmarkDataset
+    val_samples: list[Sample]
+
+
+def _subset(samples: list[Sample], limit: int | None) -> list[Sample]:
+    if limit is None or limit >= len(samples):
+        return samples
+    # evenly spaced rather than the first N, so that a small subset still spans the subsets of the split
+    idx = np.linspace(0, len(samples) - 1, limit).round().astype(int)
+    return [samples[i] for i in idx]
+
+
+def load_data(dataset: str, data_root: str | Path, cfg: TrainConfig, need_train: bool = True) -> Data:
+    info = DATASETS[dataset]
+    val_samples = _subset(load_samples(dataset, data_root, cfg.val_split), cfg.max_val_samples)
+    if not val_samples:
+        raise ValueError(f"split {cfg.val_split!r} of {dataset} under {data_root} is empty")
+    train_samples = _subset(load_samples(dataset, data_root, cfg.train_split), cfg.max_train_samples) if need_train else []
+    if need_train and len(train_samples) < 2:
+        raise ValueError(f"split {cfg.train_split!r} of {dataset} under {data_root} has {len(train_samples)} samples; need at least 2")
+    train = LandmarkDataset(train_samples, info, cfg.input_size, train=True, seed=cfg.seed)
+    val = LandmarkDataset(val_samples, info, cfg.input_size, train=False, seed=cfg.seed)
+    return Data(info, train, val, val_samples)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    bs = min(batch_size, n)
+    # drop the ragged tail: batch norm misbehaves on a batch of one
+    return [perm[i:i + bs] for i in range(0, n - bs + 1, bs)]
+
+
+def iterate(ds: LandmarkDataset, cfg: TrainConfig, epoch: int, start_step: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    ds.set_epoch(epoch)
+    batches = epoch_batches(len(ds), cfg.batch_size, cfg.seed, epoch)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[start_step:], num_workers=cfg.num_workers)
+    yield from enumerate(loader, start=start_step)
+
+
+def steps_per_epoch(ds: LandmarkDataset, cfg: TrainConfig) -> int:
+    return max(1, len(ds) // min(cfg.batch_size, len(ds)))
+
+
+def erasing_generator(cfg: TrainConfig, epoch: int, step: int, which: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((cfg.seed * 1000 + epoch) * 100_000 + step) * 4 + which)
+
+
+@torch.no_grad()
+def predict_heatmaps(model: nn.Module, ds: LandmarkDataset, device: torch.device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    heatmaps, transforms = [], []
+    for start in range(0, len(ds), batch_size):
+        items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+        images = torch.stack([torch.as_tensor(it["image"]) for it in items]).to(device)
+        heatmaps.append(model(images).float().cpu().numpy())
+        transforms.extend(np.asarray(it["transform"]) for it in items)
+    return np.concatenate(heatmaps), np.stack(transforms)
+
+
+def evaluate_model(model: nn.Module, data: Data, device: torch.device) -> dict[str, Any]:
+    """Score a network on the validation split through the same decode and metric code as serving."""
+    heatmaps, transforms = predict_heatmaps(model, data.val, device)
+    landmarks, _ = heatmaps_to_landmarks(heatmaps, transforms)
+    predictions = {s.sample_id: landmarks[i] for i, s in enumerate(data.val_samples)}
+    report = score_predictions(data.val_samples, data.info, predictions)
+    report["predictions"] = predictions  # for pictures; not part of the logged report
+    return report
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides RNG state."""
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    epoch: int = 0
+    step: int = 0  # next step inside `epoch`
+    global_step: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+            "best": self.best, "extra": self.extra,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(saved["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(saved["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(saved["schedulers"][k])
+        self.epoch, self.step, self.global_step = saved["epoch"], saved["step"], saved["global_step"]
+        self.best, self.extra = saved["best"], saved["extra"]
+
+
+def quiet() -> bool:
+    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+
+
+class Loop:
+    """Runs epochs of `step_fn`, validating, checkpointing, reporting progress and honouring cancel."""
+
+    def __init__(self, *, stage: str, cfg: TrainConfig, data: Data, state: TrainState, checkpoint: Path,
+                 tracker, hooks: JobHooks, device: torch.device):
+        self.stage, self.cfg, self.data, self.state = stage, cfg, data, state
+        self.checkpoint, self.tracker, self.hooks, self.device = checkpoint, tracker, hooks, device
+        self.steps = steps_per_epoch(data.train, cfg)
+        self._last_save = time.monotonic()
+
+    def resume(self) -> bool:
+        saved = load_checkpoint(self.checkpoint)
+        if saved is None:
+            return False
+        self.state.restore(saved)
+        log.info("resumed %s at epoch %d step %d from %s", self.stage, self.state.epoch, self.state.step, self.checkpoint)
+        return True
+
+    def save(self) -> None:
+        save_checkpoint(self.checkpoint, self.state.to_dict())
+        self._last_save = time.monotonic()
+
+    def report(self, **info: Any) -> None:
+        self.hooks.progress({"stage": self.stage, "epochs": self.cfg.epochs, "steps": self.steps,
+                             "run_id": self.tracker.run_id, "best_nme": self.state.best.get("nme"), **info})
+
+    def run(self, step_fn: Callable[[dict[str, torch.Tensor], int, int], dict[str, float]],
+            validate_fn: Callable[[], dict[str, float]]) -> None:
+        cfg, st = self.cfg, self.state
+        while st.epoch < cfg.epochs:
+            epoch = st.epoch
+            for m in st.modules.values():
+                m.train()
+            # running sums live in the state so that a resumed epoch reports the same averages
+            sums: dict[str, float] = st.extra.setdefault("epoch_sums", {})
+            t0, timed = time.perf_counter(), 0
+            bar = tqdm(total=self.steps, initial=st.step, desc=f"{self.stage} {epoch + 1}/{cfg.epochs}", disable=quiet(), leave=False)
+            for step, batch in iterate(self.data.train, cfg, epoch, st.step):
+                if self.hooks.should_cancel():
+                    raise JobCancelled(f"{self.stage} cancelled at epoch {epoch} step {step}")
+                batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+                losses = step_fn(batch, epoch, step)
+                n = int(batch["image"].shape[0])
+                timed += n
+                sums["_seen"] = sums.get("_seen", 0.0) + n
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v * n
+                st.step, st.global_step = step + 1, st.global_step + 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+                self.report(epoch=epoch + 1, step=step + 1, losses=losses)
+                every = cfg.checkpoint_every_steps
+                if (every and st.global_step % every == 0) or time.monotonic() - self._last_save > cfg.checkpoint_minutes * 60:
+                    self.save()
+            bar.close()
+            elapsed = time.perf_counter() - t0
+            seen = sums.pop("_seen", 0.0)
+            metrics = {f"train_{k}": v / max(seen, 1.0) for k, v in sums.items()}
+            st.extra["epoch_sums"] = {}
+            metrics["samples_per_s"] = timed / elapsed if elapsed > 0 else 0.0
+            metrics["epoch_seconds"] = elapsed
+            for name, opt in st.optimizers.items():
+                metrics[f"lr_{name}"] = opt.param_groups[0]["lr"]
+            for s in st.schedulers.values():
+                s.step()
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                metrics.update(validate_fn())
+            st.epoch, st.step = epoch + 1, 0
+            self.tracker.log_metrics(metrics, step=epoch + 1)
+            self.report(epoch=epoch + 1, step=self.steps, losses={k: v for k, v in metrics.items() if k.startswith("train_")})
+            self.save()
+
+
+def mark_best(state: TrainState, key: str, nme: float, payload: Any = None) -> bool:
+    """Keep the lowest validation NME seen; NaN never wins."""
+    best = state.best.get("nme")
+    if math.isnan(nme) or (best is not None and nme >= best):
+        return False
+    state.best.update({"nme": nme, "which": key, "epoch": state.epoch + 1})
+    if payload is not None:
+        state.extra["best_weights"] = payload
+    return True

@@ -1,0 +1,153 @@
+"""Training jobs as functions: what the CLI and the Celery worker both call.
+
+A job finds its MLflow run again by its resume key (the job id, or the run name on the command line):
+an unfinished run resumes from its checkpoint, a finished one returns its result without training again,
+so a redelivered job or a repeated command never trains or registers twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sdhrnet.settings import get_settings
+from trainer.config import TrainConfig, make_config
+from trainer.engine import JobCancelled, JobHooks, setup_torch
+from trainer.model_files import read_card
+from trainer.model_uri import MODEL_FILES, resolve_model_dir
+from trainer.tracking import CHECKPOINT_TAG, JOB_TAG, Tracker
+
+__all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_evaluate", "KINDS"]
+log = logging.getLogger(__name__)
+KINDS = ("slim", "distill", "teacher", "evaluate")
+
+
+@dataclass
+class JobResult:
+    run_id: str
+    kind: str
+    dataset: str
+    num_landmarks: int
+    input_size: int
+    metrics: dict[str, Any]  # nme, fr, auc, split
+    model_dir: Path
+    params: int
+    macs: int
+    job_id: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+
+@dataclass
+class RunContext:
+    kind: str
+    dataset: str
+    data_root: Path
+    cfg: TrainConfig
+    tracker: Tracker
+    hooks: JobHooks
+    device: Any
+    checkpoint: Path
+    params: dict[str, Any]
+    workdir: Path
+
+
+@dataclass
+class StageOutput:
+    """What a stage hands back: the model folder it wrote (see trainer.model_files)."""
+    model_dir: Path
+    card: dict[str, Any]
+
+
+def _require(params: dict[str, Any], key: str) -> Any:
+    if params.get(key) in (None, ""):
+        raise ValueError(f"missing job parameter {key!r}")
+    return params[key]
+
+
+def _result_from_card(run_id: str, kind: str, model_dir: Path, card: dict[str, Any], job_id: str | None) -> JobResult:
+    return JobResult(run_id=run_id, kind=kind, dataset=card["dataset"], num_landmarks=card["num_landmarks"],
+                     input_size=card["input_size"], metrics=card["metrics"], model_dir=model_dir,
+                     params=card["params"], macs=card["macs"], job_id=job_id, card=card)
+
+
+def _run(kind: str, params: dict[str, Any], hooks: JobHooks | None, body: Callable[[RunContext], StageOutput]) -> JobResult:
+    hooks = hooks or JobHooks()
+    dataset = _require(params, "dataset")
+    data_root = Path(_require(params, "data_root")).expanduser()
+    if not data_root.is_dir():
+        raise ValueError(f"data_root {data_root} is not a folder (it must be visible to the process that trains)")
+    preset = params.get("preset", "cpu")
+    cfg = make_config(preset, dataset, params.get("overrides"))
+    run_name = params.get("run_name") or f"{kind}-{dataset}-{preset}"
+    resume_key = hooks.job_id or run_name
+    tags = {"sdhrnet.preset": preset}
+    if hooks.job_id:
+        tags[JOB_TAG] = hooks.job_id
+    tracker, status = Tracker.open(kind, dataset, resume_key, run_name, tags)
+    if status == "finished":
+        log.info("run %s (%s) already finished; returning its result", tracker.run_id, resume_key)
+        model_dir = resolve_model_dir(f"runs:/{tracker.run_id}/{MODEL_FILES}")
+        return _result_from_card(tracker.run_id, kind, model_dir, read_card(model_dir), hooks.job_id)
+    checkpoint = get_settings().checkpoint_dir / tracker.run_id / "last.pt"
+    tracker.set_tag(CHECKPOINT_TAG, checkpoint)
+    tracker.log_params({"kind": kind, "dataset": dataset, "data_root": str(data_root), "preset": preset,
+                        "device": params.get("device", "cpu"), **cfg.model_dump(),
+                        **{k: v for k, v in params.items() if k in ("slim_run", "teacher_run")}})
+    hooks.progress({"stage": kind, "run_id": tracker.run_id, "epoch": 0, "epochs": cfg.epochs})
+    workdir = Path(tempfile.mkdtemp(prefix=f"sdhrnet-{kind}-"))
+    try:
+        device = setup_torch(cfg, params.get("device") or get_settings().device)
+        ctx = RunContext(kind, dataset, data_root, cfg, tracker, hooks, device, checkpoint, params, workdir)
+        out = body(ctx)
+        tracker.log_artifacts(out.model_dir, MODEL_FILES)
+        tracker.finish("FINISHED")
+    except JobCancelled:
+        tracker.finish("KILLED")
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except BaseException:
+        # FAILED runs are resumed by the next attempt with the same key; the checkpoint stays
+        tracker.finish("FAILED")
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    # the result points at the run's copy, so the temporary folder can go
+    model_dir = resolve_model_dir(f"runs:/{tracker.run_id}/{MODEL_FILES}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return _result_from_card(tracker.run_id, kind, model_dir, out.card, hooks.job_id)
+
+
+def run_slim(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
+    from trainer.slim import slim_stage
+    return _run("slim", params, hooks, slim_stage)
+
+
+def run_teacher(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
+    from trainer.teacher import teacher_stage
+    return _run("teacher", params, hooks, teacher_stage)
+
+
+def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
+    from trainer.distill import distill_stage
+    _require(params, "slim_run")
+    return _run("distill", params, hooks, distill_stage)
+
+
+def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
+    """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path."""
+    from trainer.evaluate import evaluate_model_dir
+    hooks = hooks or JobHooks()
+    model_dir = resolve_model_dir(_require(params, "model"))
+    hooks.progress({"stage": "evaluate", "model": str(model_dir)})
+    report = evaluate_model_dir(model_dir, _require(params, "dataset"), Path(_require(params, "data_root")),
+                                params.get("split", "common"), flip_test=bool(params.get("flip_test", False)))
+    return json.loads(json.dumps(report, default=float))

@@ -1,0 +1,147 @@
+"""Image + face boxes -> landmarks, shared by serving and evaluation (numpy + OpenCV + onnxruntime, no
+torch), so that the service reports exactly the numbers the trainer measured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trainer import geometry, heatmaps as hm
+
+
+class InvalidInputError(ValueError):
+    """The image, boxes or heatmaps given to the landmarker are unusable."""
+
+
+def validate_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInputError(f"image must be RGB H x W x 3, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"image must be uint8, got {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InvalidInputError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def validate_boxes(boxes) -> np.ndarray:
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"boxes must be numbers [[x1, y1, x2, y2], ...]: {exc}") from None
+    if b.ndim == 1 and b.size == 4:
+        b = b[None]
+    if b.size == 0:
+        return np.zeros((0, 4))
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise InvalidInputError(f"boxes must have shape (N, 4) as [x1, y1, x2, y2], got {b.shape}")
+    for i, box in enumerate(b):
+        try:
+            geometry.validate_box(box)
+        except ValueError as exc:
+            raise InvalidInputError(f"box {i}: {exc}") from None
+    return b
+
+
+def prepare_faces(image_rgb, boxes, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (batch float32 (N, 3, S, S) normalised, transforms float64 (N, 2, 3) image px -> input px)."""
+    image = validate_image(image_rgb)
+    b = validate_boxes(boxes)
+    if not (isinstance(input_size, (int, np.integer)) and input_size > 0 and input_size % hm.STRIDE == 0):
+        raise InvalidInputError(f"input_size must be a positive multiple of {hm.STRIDE}, got {input_size!r}")
+    batch = np.empty((len(b), 3, input_size, input_size), dtype=np.float32)
+    transforms = np.empty((len(b), 2, 3), dtype=np.float64)
+    for i, box in enumerate(b):
+        crop, m = geometry.crop_face(image, box, input_size)
+        batch[i] = geometry.normalize_crop(crop)
+        transforms[i] = m
+    return batch, transforms
+
+
+def flip_batch(batch: np.ndarray) -> np.ndarray:
+    """Mirror input crops horizontally (the flip test's second pass)."""
+    return np.ascontiguousarray(batch[..., ::-1])
+
+
+def merge_flipped(heatmaps: np.ndarray, flip_heatmaps: np.ndarray, flip_pairs) -> np.ndarray:
+    """Average heatmaps with those of the mirrored input, mirrored back with left/right swapped."""
+    perm = geometry.flip_permutation(flip_pairs, heatmaps.shape[1])
+    back = flip_heatmaps[:, perm, :, ::-1]
+    return (heatmaps + back) * 0.5
+
+
+def heatmaps_to_landmarks(heatmaps, transforms, flip_heatmaps=None, flip_pairs=None,
+                          refine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, M, h, w) heatmaps + (N, 2, 3) transforms from prepare_faces -> (landmarks (N, M, 2) float64 in
+    original-image px, confidence (N, M) float32 = heatmap peak). `refine`: see heatmaps.decode."""
+    h = np.asarray(heatmaps, dtype=np.float32)
+    t = np.asarray(transforms, dtype=np.float64)
+    if h.ndim != 4:
+        raise InvalidInputError(f"heatmaps must be (N, M, h, w), got shape {h.shape}")
+    if t.shape != (h.shape[0], 2, 3):
+        raise InvalidInputError(f"transforms must be (N, 2, 3) for {h.shape[0]} faces, got {t.shape}")
+    if flip_heatmaps is not None:
+        f = np.asarray(flip_heatmaps, dtype=np.float32)
+        if f.shape != h.shape:
+            raise InvalidInputError(f"flip heatmaps {f.shape} do not match heatmaps {h.shape}")
+        if flip_pairs is None:
+            raise InvalidInputError("the flip test needs the dataset's flip_pairs")
+        h = merge_flipped(h, f, flip_pairs)
+    points, maxvals = hm.decode(h, refine)
+    points = hm.heatmap_to_input(points)
+    out = np.empty_like(points)
+    for i in range(len(points)):
+        out[i] = geometry.transform_points(points[i], geometry.invert_affine(t[i]))
+    return out, maxvals
+
+
+class OnnxLandmarker:
+    """ONNX model (input "image" N x 3 x S x S, output "heatmaps") + the shared pre/post-processing."""
+
+    def __init__(self, onnx_path, input_size: int | None = None, flip_pairs=None, threads: int | None = None,
+                 batch_size: int = 16, refine: str | None = None):
+        import onnxruntime as ort
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = self.session.get_outputs()[0].name
+        static = inp.shape[-1] if isinstance(inp.shape[-1], int) else None
+        if input_size is None:
+            if static is None:
+                raise ValueError(f"{path}: the model has a dynamic input size; pass input_size")
+            input_size = static
+        elif static is not None and static != input_size:
+            raise ValueError(f"{path}: model expects {static} px inputs, input_size={input_size} given")
+        self.input_size = int(input_size)
+        self.flip_pairs = [tuple(p) for p in flip_pairs] if flip_pairs is not None else None
+        self.batch_size = max(1, int(batch_size))
+        if refine is not None and refine not in hm.REFINEMENTS:
+            raise ValueError(f"refine must be one of {hm.REFINEMENTS}, got {refine!r}")
+        self.refine = refine
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        outs = [self.session.run([self.output_name], {self.input_name: batch[i:i + self.batch_size]})[0]
+                for i in range(0, len(batch), self.batch_size)]
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
+
+    def predict(self, image_rgb, boxes, flip_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        batch, transforms = prepare_faces(image_rgb, boxes, self.input_size)
+        if len(batch) == 0:
+            return np.zeros((0, 0, 2)), np.zeros((0, 0), np.float32)
+        heat = self.run(batch)
+        flip_heat = None
+        if flip_test:
+            if self.flip_pairs is None:
+                raise ValueError("flip_test needs flip_pairs (from the dataset or the model card)")
+            flip_heat = self.run(flip_batch(batch))
+        return heatmaps_to_landmarks(heat, transforms, flip_heat, self.flip_pairs, self.refine)

@@ -1,0 +1,45 @@
+"""Losses of the paper: heatmap MSE, L1 on the fusion factors, and spatial-softmax KD."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+
+def heatmap_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred, target)
+
+
+def alpha_l1(alphas: Iterable[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([a.abs().sum() for a in alphas]).sum()
+
+
+def kd_loss(target_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """KD(P_target || P_student): mean over samples and landmarks of KL between spatial softmaxes.
+
+    The target is detached: the ensemble and the teacher are fixed targets for the student.
+    """
+    n, m = student_logits.shape[:2]
+    log_q = F.log_softmax(student_logits.reshape(n, m, -1), dim=-1)
+    log_p = F.log_softmax(target_logits.detach().reshape(n, m, -1), dim=-1)
+    kl = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
+    return kl.mean()
+
+
+def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
+                 lambda_peer: float, lambda_teacher: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped."""
+    mse = heatmap_mse(pred, gt)
+    parts = {"mse": float(mse)}
+    total = mse
+    if ensemble is not None and lambda_peer:
+        kd_e = kd_loss(ensemble, pred)
+        total = total + lambda_peer * kd_e
+        parts["kd_peer"] = float(kd_e)
+    if teacher is not None and lambda_teacher:
+        kd_t = kd_loss(teacher, pred)
+        total = total + lambda_teacher * kd_t
+        parts["kd_teacher"] = float(kd_t)
+    parts["total"] = float(total)
+    return total, parts

@@ -1,0 +1,77 @@
+"""The model folder every run produces and every consumer (registry, service, evaluate) reads.
+
+    model.onnx        ONNX export, input "image" (N,3,S,S), output "heatmaps" (N,M,S/4,S/4)
+    weights.pt        PyTorch state dict
+    spec.json         the architecture: an SD-HRNet ArchSpec, or {"arch": "hrnetv2-w18", ...}
+    config.json       the training configuration
+    model_card.json   dataset, landmarks, input size, metrics, complexity, provenance
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.complexity import complexity
+from trainer.export import export_onnx
+from trainer.nets import build_network
+from trainer.nets.hrnet import HRNetV2
+from trainer.nets.sdhrnet import SDHRNet
+from trainer.nets.spec import ArchSpec
+
+TEACHER_ARCH = "hrnetv2-w18"
+
+
+def arch_of(model: nn.Module) -> dict[str, Any]:
+    if isinstance(model, SDHRNet):
+        return model.current_spec().to_dict()
+    if isinstance(model, HRNetV2):
+        return {"arch": TEACHER_ARCH, "num_landmarks": model.num_landmarks}
+    raise TypeError(f"unsupported network type {type(model).__name__}")
+
+
+def build_from_arch(arch: dict[str, Any]) -> nn.Module:
+    if arch.get("arch") == TEACHER_ARCH:
+        return build_network(TEACHER_ARCH, arch["num_landmarks"])
+    return build_network(ArchSpec.from_dict(arch))
+
+
+def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_size: int, config: dict[str, Any],
+                      metrics: dict[str, Any], kind: str, run_id: str | None, extra_card: dict[str, Any] | None = None) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    arch = arch_of(model)
+    torch.save(model.state_dict(), out / "weights.pt")
+    (out / "spec.json").write_text(json.dumps(arch, indent=1))
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    export_onnx(model, out / "model.onnx", input_size=input_size)
+    cx = complexity(model, input_size=input_size)
+    card = {
+        "format": "sdhrnet-model", "version": 1,
+        "dataset": dataset, "num_landmarks": info.num_landmarks, "input_size": input_size,
+        "heatmap_size": input_size // 4,
+        "arch": TEACHER_ARCH if arch.get("arch") == TEACHER_ARCH else "sdhrnet",
+        "flip_pairs": [list(p) for p in info.flip_pairs],
+        "metrics": metrics, "params": cx["params"], "macs": cx["macs"], "macs_head": cx["macs_head"],
+        "kind": kind, "run_id": run_id, **(extra_card or {}),
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=1))
+    return card
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / "model_card.json"
+    if not path.exists():
+        raise ValueError(f"{folder} is not a model folder: model_card.json is missing")
+    return json.loads(path.read_text())
+
+
+def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    folder = Path(folder)
+    arch = json.loads((folder / "spec.json").read_text())
+    model = build_from_arch(arch)
+    model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
+    return model.to(device).eval(), read_card(folder)

@@ -1,0 +1,64 @@
+"""Resolve what users pass as --model / --teacher / --from-slim to a local model folder.
+
+Accepted: a model folder, an .onnx file inside one, an MLflow run id or `runs:/<id>`, and
+`models:/<name>/<version>` or `models:/<name>@<alias>` from the registry.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sdhrnet.settings import get_settings
+
+MODEL_FILES = "model_files"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
+    from trainer.tracking import client
+
+    cache = get_settings().home / "cache" / run_id / artifact_path
+    if (cache / "model_card.json").exists():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    local = client().download_artifacts(run_id, artifact_path, str(cache.parent))
+    return Path(local)
+
+
+def _run_of_registered(uri: str) -> str:
+    from trainer.tracking import client
+
+    body = uri[len("models:/"):]
+    c = client()
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        mv = c.get_model_version_by_alias(name, alias)
+    else:
+        name, _, version = body.partition("/")
+        if not version:
+            raise ValueError(f"model URI {uri!r} needs a version or an alias: models:/NAME/VERSION or models:/NAME@ALIAS")
+        mv = c.get_model_version(name, version)
+    if not mv.run_id:
+        raise ValueError(f"registered model {uri} has no run behind it")
+    return mv.run_id
+
+
+def resolve_model_dir(uri: str | Path) -> Path:
+    text = str(uri)
+    path = Path(text)
+    if path.is_dir():
+        if not (path / "model_card.json").exists():
+            raise ValueError(f"{path} has no model_card.json; pass a folder written by a training run")
+        return path
+    if path.suffix == ".onnx":
+        if not path.exists():
+            raise ValueError(f"model file {path} does not exist")
+        return resolve_model_dir(path.parent)
+    if text.startswith("runs:/"):
+        run_id, _, sub = text[len("runs:/"):].partition("/")
+        return _download_run_files(run_id, sub or MODEL_FILES)
+    if text.startswith("models:/"):
+        return _download_run_files(_run_of_registered(text))
+    if _RUN_ID.match(text):
+        return _download_run_files(text)
+    raise ValueError(f"cannot find model {text!r}: pass a model folder, an .onnx file, an MLflow run id, runs:/ID or models:/NAME@ALIAS")

@@ -1,0 +1,115 @@
+"""MLflow tracking for training runs: one experiment per dataset, runs found again by their resume key."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sdhrnet.settings import get_settings
+
+# Telemetry would phone home from every training process and job.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+from mlflow.entities import Metric, Param  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+RESUME_TAG = "sdhrnet.resume_key"
+JOB_TAG = "sdhrnet.job_id"
+KIND_TAG = "sdhrnet.kind"
+DATASET_TAG = "sdhrnet.dataset"
+CHECKPOINT_TAG = "sdhrnet.checkpoint"
+
+
+def client() -> MlflowClient:
+    return MlflowClient(tracking_uri=get_settings().mlflow_uri)
+
+
+def experiment_id(c: MlflowClient, dataset: str) -> str:
+    name = f"sdhrnet-{dataset}"
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    settings = get_settings()
+    # The embedded SQLite store keeps artifacts beside it; a tracking server decides for itself.
+    location = settings.artifact_root.resolve().as_uri() if settings.mlflow_uri.startswith("sqlite") else None
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another job
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+class Tracker:
+    """A thin, explicit handle on one MLflow run (no global fluent state, safe inside worker processes)."""
+
+    def __init__(self, c: MlflowClient, run_id: str):
+        self.client = c
+        self.run_id = run_id
+
+    @classmethod
+    def open(cls, kind: str, dataset: str, resume_key: str, run_name: str, tags: dict[str, str]) -> tuple["Tracker", str]:
+        """Return the tracker and the state of the run it found: 'new', 'resumed' (unfinished) or 'finished'."""
+        c = client()
+        exp = experiment_id(c, dataset)
+        found = c.search_runs([exp], filter_string=f"tags.`{RESUME_TAG}` = '{resume_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=5)
+        for run in found:
+            status = run.info.status
+            if status == "FINISHED":
+                return cls(c, run.info.run_id), "finished"
+            if status in ("RUNNING", "FAILED", "SCHEDULED"):
+                c.update_run(run.info.run_id, status="RUNNING")
+                return cls(c, run.info.run_id), "resumed"
+        all_tags = {RESUME_TAG: resume_key, KIND_TAG: kind, DATASET_TAG: dataset, "mlflow.runName": run_name, **tags}
+        run = c.create_run(exp, run_name=run_name, tags=all_tags)
+        return cls(c, run.info.run_id), "new"
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        existing = self.client.get_run(self.run_id).data.params
+        fresh = {k: v[:6000] for k, v in flatten(params).items() if k not in existing}
+        if fresh:
+            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in fresh.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.client.set_tag(self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_json(self, obj: Any, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / Path(artifact_file).name
+            p.write_text(json.dumps(obj, indent=2))
+            parent = str(Path(artifact_file).parent)
+            self.log_artifact(p, None if parent == "." else parent)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+    def download(self, artifact_path: str, dst: Path) -> Path:
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(self.run_id, artifact_path, str(dst)))
