@@ -18,29 +18,12 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--split", default=None, help="split to score (default: 300w common, csv test, wflw/cofw test)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", help="JSON object: sample id -> list of [x, y] in 0-based image pixels")
-    source.add_argument("--model", help="model.onnx (with model_card.json beside it) or a folder holding them")
+    source.add_argument("--model", help="model.onnx (with model_card.json beside it), a model folder, an MLflow run id, "
+                        "runs:/ID or models:/NAME@ALIAS")
     parser.add_argument("--flip-test", action="store_true", help="with --model: average with the mirrored input")
     parser.add_argument("--threshold", type=float, default=metrics.THRESHOLD, help="FR/AUC threshold (default 0.10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", help="also write the full report (per-image NME, CED curve) to this JSON file")
-
-
-def resolve_model(uri: str) -> tuple[Path, dict]:
-    """Model reference -> (local model.onnx path, model card dict). Handles a .onnx file (card =
-    model_card.json beside it, if any) or a folder with model.onnx; other schemes plug in here."""
-    path = Path(uri)
-    if path.is_dir():
-        path = path / "model.onnx"
-    if path.suffix != ".onnx" or not path.is_file():
-        raise UsageError(f"model {uri!r} not found: give a .onnx file or a folder containing model.onnx")
-    card_path = path.with_name("model_card.json")
-    card = {}
-    if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{card_path} is not valid JSON: {exc}") from None
-    return path, card
 
 
 def load_predictions(path: str) -> dict:
@@ -56,36 +39,12 @@ def load_predictions(path: str) -> dict:
     return data
 
 
-def predict_with_model(uri: str, info, samples, flip_test: bool) -> tuple[dict, dict]:
-    from trainer.evaluate import predict_with_landmarker
-    from trainer.landmarker import OnnxLandmarker
-
-    onnx_path, card = resolve_model(uri)
-    if card.get("num_landmarks") not in (None, info.num_landmarks):
-        raise UsageError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
-    flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
-    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs)
-    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test)
-    return predictions, {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size,
-                         "flip_test": flip_test}
-
-
 def run(args) -> dict:
-    from trainer.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
-    from trainer.evaluate import score_predictions
+    from trainer.evaluate import evaluate_split
 
-    info = get_info(args.dataset)
-    split = args.split or DEFAULT_TEST_SPLIT[info.name]
-    samples = load_samples(info.name, args.data_root, split)
-    extra = {}
-    if args.predictions:
-        predictions = load_predictions(args.predictions)
-    else:
-        predictions, extra = predict_with_model(args.model, info, samples, args.flip_test)
-    report = score_predictions(samples, info, predictions, threshold=args.threshold)
-    report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
-                   "missing_subsets": samples.missing_subsets, **extra})
-    return report
+    predictions = load_predictions(args.predictions) if args.predictions else None
+    return evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
+                          flip_test=args.flip_test, threshold=args.threshold)
 
 
 def _summary(report: dict) -> dict:

@@ -1,7 +1,9 @@
 """Scoring: predictions (sample id -> (M, 2) landmarks in image px) against a split's ground truth."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -78,3 +80,53 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         if progress is not None:
             progress(done, len(samples))
     return out
+
+
+def resolve_model(uri: str) -> tuple[Path, dict]:
+    """Model reference -> (local model.onnx, model card). A bare .onnx file needs no card; anything else
+    (model folder, run id, runs:/, models:/) goes through trainer.model_uri."""
+    path = Path(str(uri))
+    if path.suffix == ".onnx" and path.is_file() and not path.with_name("model_card.json").is_file():
+        return path, {}
+    from trainer.model_uri import resolve_model_dir
+
+    folder = resolve_model_dir(uri)
+    try:
+        card = json.loads((folder / "model_card.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise PredictionError(f"{folder / 'model_card.json'} is not valid JSON: {exc}") from None
+    if not (folder / "model.onnx").is_file():
+        raise PredictionError(f"{folder} has no model.onnx")
+    return folder / "model.onnx", card
+
+
+def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool) -> tuple[dict, dict]:
+    from trainer.landmarker import OnnxLandmarker
+
+    onnx_path, card = resolve_model(uri)
+    if card.get("num_landmarks") not in (None, info.num_landmarks):
+        raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
+    flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
+    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs)
+    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test)
+    return predictions, {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size,
+                         "flip_test": flip_test}
+
+
+def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
+                   predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD) -> dict:
+    """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split."""
+    from trainer.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
+
+    if (model is None) == (predictions is None):
+        raise PredictionError("give exactly one of a model or predictions")
+    info = get_info(dataset)
+    split = split or DEFAULT_TEST_SPLIT[info.name]
+    samples = load_samples(info.name, data_root, split)
+    extra = {}
+    if predictions is None:
+        predictions, extra = predict_with_model(model, info, samples, flip_test)
+    report = score_predictions(samples, info, predictions, threshold=threshold)
+    report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
+                   "missing_subsets": samples.missing_subsets, **extra})
+    return report

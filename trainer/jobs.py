@@ -144,10 +144,10 @@ def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobRes
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
     """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path."""
-    from trainer.evaluate import evaluate_model_dir
+    from trainer.evaluate import evaluate_split
     hooks = hooks or JobHooks()
-    model_dir = resolve_model_dir(_require(params, "model"))
-    hooks.progress({"stage": "evaluate", "model": str(model_dir)})
-    report = evaluate_model_dir(model_dir, _require(params, "dataset"), Path(_require(params, "data_root")),
-                                params.get("split", "common"), flip_test=bool(params.get("flip_test", False)))
+    model = str(_require(params, "model"))
+    hooks.progress({"stage": "evaluate", "model": model})
+    report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
+                            model=model, flip_test=bool(params.get("flip_test", False)))
     return json.loads(json.dumps(report, default=float))

@@ -31,15 +31,15 @@ def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | 
                  lambda_peer: float, lambda_teacher: float) -> tuple[torch.Tensor, dict[str, float]]:
     """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped."""
     mse = heatmap_mse(pred, gt)
-    parts = {"mse": float(mse)}
+    parts = {"mse": mse.item()}
     total = mse
     if ensemble is not None and lambda_peer:
         kd_e = kd_loss(ensemble, pred)
         total = total + lambda_peer * kd_e
-        parts["kd_peer"] = float(kd_e)
+        parts["kd_peer"] = kd_e.item()
     if teacher is not None and lambda_teacher:
         kd_t = kd_loss(teacher, pred)
         total = total + lambda_teacher * kd_t
-        parts["kd_teacher"] = float(kd_t)
-    parts["total"] = float(total)
+        parts["kd_teacher"] = kd_t.item()
+    parts["total"] = total.item()
     return total, parts

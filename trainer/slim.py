@@ -34,10 +34,10 @@ def slimming_step(model: SDHRNet, images: torch.Tensor, heatmaps: torch.Tensor, 
         l1 = model.alpha_l1()
         (mse + l1_lambda * l1).backward()
         opt_a.step()
-        return {"mse": float(mse), "alpha_l1": float(l1)}
+        return {"mse": mse.item(), "alpha_l1": l1.item()}
     mse.backward()
     opt_w.step()
-    return {"mse": float(mse)}
+    return {"mse": mse.item()}
 
 
 def alpha_rows(model: SDHRNet) -> list[dict]:

@@ -18,7 +18,7 @@ def supervised_step(model, images, heatmaps, opt) -> dict[str, float]:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"mse": float(loss)}
+    return {"mse": loss.item()}
 
 
 def teacher_stage(ctx: RunContext) -> StageOutput:

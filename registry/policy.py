@@ -1,0 +1,54 @@
+"""When does a newly registered version become champion?
+
+`better-nme`: when no champion exists, or when the candidate's NME is lower than the champion's on the
+same evaluation split (NMEs measured on different splits are not comparable, so the candidate then
+stays challenger and the reason says why). `always`: every new version is promoted. `manual`: never
+automatically; an operator promotes."""
+import math
+import os
+
+POLICIES = ("better-nme", "always", "manual")
+DEFAULT_POLICY = "better-nme"
+POLICY_ENV = "SDHRNET_PROMOTION_POLICY"
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def resolve_policy(policy: str | None = None) -> str:
+    name = (policy or os.environ.get(POLICY_ENV) or DEFAULT_POLICY).strip().lower()
+    if name not in POLICIES:
+        raise PolicyError(f"unknown promotion policy '{name}'; use one of {', '.join(POLICIES)} "
+                          f"(argument or {POLICY_ENV})")
+    return name
+
+
+def _nme(metrics: dict) -> float | None:
+    try:
+        value = float(metrics.get("nme"))
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def decide(policy: str, candidate: dict, champion: dict | None) -> tuple[bool, str]:
+    """candidate/champion: {"nme": float, "split": str}; champion None when there is none.
+    Returns (promote, human-readable reason)."""
+    if policy == "manual":
+        return False, "policy manual: waits for an operator to promote it"
+    if policy == "always":
+        return True, "policy always: every new version is promoted"
+    if champion is None:
+        return True, "no champion yet"
+    new, old = _nme(candidate), _nme(champion)
+    if new is None:
+        return False, "the candidate has no NME to compare"
+    if old is None:
+        return True, "the champion has no NME to compare"
+    if str(candidate.get("split")) != str(champion.get("split")):
+        return False, (f"not comparable: candidate measured on split '{candidate.get('split')}', "
+                       f"champion on '{champion.get('split')}'")
+    if new < old:
+        return True, f"NME {new:.5f} < champion's {old:.5f} on split '{candidate.get('split')}'"
+    return False, f"NME {new:.5f} >= champion's {old:.5f} on split '{candidate.get('split')}'"

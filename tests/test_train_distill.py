@@ -1,0 +1,62 @@
+"""One distillation step: independent masks per student, a frozen teacher, the ablation switches."""
+import torch
+from torch import nn
+
+from trainer.config import make_config
+from trainer.distill import distill_step
+from trainer.engine import erasing_generator
+
+
+class Recorder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return nn.functional.avg_pool2d(self.conv(x), 4)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(6, 3, 32, 32, generator=g) + 5.0, torch.rand(6, 2, 8, 8, generator=g)
+
+
+def test_students_see_different_masks_and_the_teacher_sees_the_clean_image():
+    cfg = make_config("tiny", "300w", {"erase_p": 1.0})
+    images, heatmaps = _batch()
+    s1, s2, teacher = Recorder(), Recorder(), Recorder()
+    opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
+    masks = (erasing_generator(cfg, 0, 0, 0), erasing_generator(cfg, 0, 0, 1))
+    t_before = [p.clone() for p in teacher.parameters()]
+    losses = distill_step([s1, s2], opts, teacher, images, heatmaps, cfg, masks)
+    x1, x2, xt = s1.seen[0], s2.seen[0], teacher.seen[0]
+    erased1, erased2 = (x1 == 0).all(1), (x2 == 0).all(1)  # erased pixels are 0 in every channel
+    assert erased1.flatten(1).any(1).all() and erased2.flatten(1).any(1).all(), "p=1: every sample is masked"
+    assert not torch.equal(erased1, erased2), "each student draws its own mask"
+    assert torch.equal(xt, images), "the teacher sees the unmasked input"
+    assert all(torch.equal(a, b) for a, b in zip(t_before, teacher.parameters())), "the teacher stays frozen"
+    assert {"s1_mse", "s1_kd_peer", "s1_kd_teacher", "s2_total"} <= set(losses)
+
+
+def test_same_step_seeds_reproduce_the_same_masks():
+    cfg = make_config("tiny", "300w", {"erase_p": 1.0})
+    images, heatmaps = _batch()
+    runs = []
+    for _ in range(2):
+        s1, s2 = Recorder(), Recorder()
+        opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
+        distill_step([s1, s2], opts, None, images, heatmaps, cfg, (erasing_generator(cfg, 3, 7, 0), erasing_generator(cfg, 3, 7, 1)))
+        runs.append((s1.seen[0], s2.seen[0]))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_ablation_without_teacher_peer_or_masks():
+    cfg = make_config("tiny", "300w", {"use_peer": False, "use_teacher": False})
+    images, heatmaps = _batch()
+    s1, s2 = Recorder(), Recorder()
+    opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
+    losses = distill_step([s1, s2], opts, None, images, heatmaps, cfg, None)
+    assert set(losses) == {"s1_mse", "s1_total", "s2_mse", "s2_total"}
+    assert torch.equal(s1.seen[0], images) and torch.equal(s2.seen[0], images)
