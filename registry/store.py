@@ -267,6 +267,8 @@ class Registry:
         for key in ("nme", "fr", "auc"):
             if _float(cand.metrics.get(key)) is not None:
                 self.client.log_metric(run.info.run_id, key, float(cand.metrics[key]))
+        # the same layout as a training run, so models:/ URIs resolve to a model folder for any version
+        self.client.log_artifacts(run.info.run_id, str(cand.model_dir), "model_files")
         self.client.set_terminated(run.info.run_id)
         return run.info.run_id
 

@@ -84,7 +84,7 @@ _PAPER = {
 # CPU preset: 128x128 inputs (32x32 heatmaps) and the 300W train-dev / dev split of the shared data.
 # The epoch count and the larger learning rates come from the measured training speed (bench/train_speed.py)
 # so that each stage ends in about two hours on 2 cores; see README "CPU preset".
-_CPU = dict(input_size=128, epochs=30, batch_size=16, lr=1e-3, lr_alpha=1e-3, lr_steps=(20, 26), num_workers=1,
+_CPU = dict(input_size=128, epochs=30, batch_size=16, lr=1e-3, lr_alpha=1e-3, lr_steps=(20, 26), num_workers=0,
             checkpoint_minutes=5.0)
 _CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
 

@@ -173,6 +173,7 @@ class Loop:
         self.checkpoint, self.tracker, self.hooks, self.device = checkpoint, tracker, hooks, device
         self.steps = steps_per_epoch(data.train, cfg)
         self._last_save = time.monotonic()
+        self._last_log = time.monotonic()
 
     def resume(self) -> bool:
         saved = load_checkpoint(self.checkpoint)
@@ -214,6 +215,10 @@ class Loop:
                 st.step, st.global_step = step + 1, st.global_step + 1
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+                if bar.disable and time.monotonic() - self._last_log > 60:  # a heartbeat in logs without a terminal
+                    self._last_log = time.monotonic()
+                    log.info("%s epoch %d/%d step %d/%d %s", self.stage, epoch + 1, cfg.epochs, step + 1, self.steps,
+                             " ".join(f"{k}={v:.4g}" for k, v in losses.items()))
                 self.report(epoch=epoch + 1, step=step + 1, losses=losses)
                 every = cfg.checkpoint_every_steps
                 if (every and st.global_step % every == 0) or time.monotonic() - self._last_save > cfg.checkpoint_minutes * 60:
@@ -233,6 +238,8 @@ class Loop:
                 metrics.update(validate_fn())
             st.epoch, st.step = epoch + 1, 0
             self.tracker.log_metrics(metrics, step=epoch + 1)
+            log.info("%s epoch %d/%d done: %s", self.stage, epoch + 1, cfg.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
             self.report(epoch=epoch + 1, step=self.steps, losses={k: v for k, v in metrics.items() if k.startswith("train_")})
             self.save()
 

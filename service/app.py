@@ -1,0 +1,101 @@
+"""The FastAPI application: `create_app()` wires settings, backends, model following and routes."""
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from sdhrnet.settings import get_settings
+
+from . import routes_align, routes_evaluate, routes_health, routes_jobs, routes_models
+from .backends import JobsBackend, RegistryBackend
+from .config import ServiceSettings, get_service_settings
+from .errors import install_error_handlers
+from .limits import MaxBodySizeMiddleware
+from .metrics import MetricsMiddleware, ServiceMetrics
+from .models import ModelManager
+
+log = logging.getLogger("sdhrnet.service")
+STATIC = Path(__file__).parent / "static"
+DESCRIPTION = """Facial landmarks with SD-HRNet models served by ONNX Runtime, plus the jobs that train them
+and the registry that decides which version is served. Errors are `application/problem+json`.
+Endpoints marked with a lock need `X-API-Key` when `SDHRNET_API_KEYS` is set."""
+
+
+def _ui_url(service_settings: ServiceSettings) -> str | None:
+    if service_settings.mlflow_ui_url:
+        return service_settings.mlflow_ui_url.rstrip("/")
+    uri = get_settings().tracking_uri or ""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+def create_app(service_settings: ServiceSettings | None = None, *, registry=None, jobs=None,
+               api_keys: frozenset[str] | None = None) -> FastAPI:
+    service_settings = service_settings or get_service_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        manager: ModelManager = app.state.models
+        await asyncio.to_thread(remove_old_uploads, service_settings.upload_retention_hours)
+        # preloading in the background keeps start-up instant; /readyz turns green when it is done
+        preload = [asyncio.create_task(_preload(manager, d)) for d in service_settings.preload_list]
+        poller = asyncio.create_task(manager.poll_forever()) if service_settings.model_poll_seconds > 0 else None
+        try:
+            yield
+        finally:
+            for task in [*preload, poller]:
+                if task is not None:
+                    task.cancel()
+            await manager.close()
+
+    app = FastAPI(title="SD-HRNet landmarks", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    metrics = ServiceMetrics()
+    app.state.service_settings = service_settings
+    app.state.api_keys = get_settings().api_key_set if api_keys is None else api_keys
+    app.state.registry = registry or RegistryBackend()
+    app.state.jobs = jobs or JobsBackend()
+    app.state.metrics = metrics
+    app.state.models = ModelManager(app.state.registry, service_settings, metrics)
+    app.state.mlflow_ui_url = _ui_url(service_settings)
+
+    install_error_handlers(app)
+    for module in (routes_align, routes_evaluate, routes_jobs, routes_models, routes_health):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    # outermost first: the size limit answers before anything reads the body; metrics see every status
+    app.add_middleware(MaxBodySizeMiddleware, max_bytes=service_settings.max_request_bytes,
+                       max_archive_bytes=service_settings.max_archive_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def remove_old_uploads(retention_hours: float) -> None:
+    """Evaluation sets are unpacked under SDHRNET_HOME/uploads for the worker; nobody else deletes them."""
+    import shutil
+    import time
+
+    folder = Path(get_settings().home) / "uploads"
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - retention_hours * 3600
+    for entry in folder.iterdir():
+        try:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
+async def _preload(manager: ModelManager, dataset: str) -> None:
+    try:
+        await manager.get(dataset)
+    except Exception as exc:
+        log.warning("no model served yet for %s: %s", dataset, getattr(exc, "detail", exc))

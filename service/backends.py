@@ -1,0 +1,47 @@
+"""Thin adapters over the registry (registry package) and the job queue (worker.api), both owned by
+issue 5. Imported lazily so that the API starts while MLflow or the broker are slow, and so that tests
+can inject in-memory fakes with the same five methods."""
+
+
+class RegistryBackend:
+    def champion(self, dataset: str):
+        from registry import champion
+
+        return champion(dataset)
+
+    def list_models(self):
+        from registry import list_models
+
+        return list_models()
+
+    def promote(self, dataset: str, version: int, who: str):
+        from registry import promote
+
+        return promote(dataset, version, who=who)
+
+    def rollback(self, dataset: str, who: str):
+        from registry import rollback
+
+        return rollback(dataset, who=who)
+
+
+class JobsBackend:
+    def submit(self, kind: str, params: dict) -> str:
+        from worker.api import submit
+
+        return str(submit(kind, params))
+
+    def status(self, job_id: str) -> dict | None:
+        from worker.api import job_status
+
+        return job_status(job_id)
+
+    def cancel(self, job_id: str):
+        from worker.api import request_cancel
+
+        return request_cancel(job_id)
+
+    def list(self) -> list[dict]:
+        from worker.api import list_jobs
+
+        return list(list_jobs())

@@ -1,0 +1,204 @@
+"""`sdhrnet run`: MLflow server, a worker and the API on one machine, stopped together on Ctrl-C.
+
+Embedded defaults: SQLite MLflow store and artifacts under SDHRNET_HOME, the worker's filesystem broker.
+Configured services are used instead: REDIS_URL for the broker, SDHRNET_MLFLOW_BACKEND_STORE_URI
+(e.g. postgresql://...) and SDHRNET_MLFLOW_ARTIFACTS_DESTINATION (e.g. s3://bucket) for the MLflow
+server it starts, or MLFLOW_TRACKING_URI (http) for an MLflow server that is already running (then
+none is started).
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model"
+
+
+def add_arguments(parser, command) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface for the API")
+    parser.add_argument("--port", type=int, default=8000, help="API port")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (a free one if taken)")
+    parser.add_argument("--no-worker", action="store_true", help="do not start a worker (jobs stay queued)")
+    parser.add_argument("--default-model", type=Path, default=None,
+                        help="model folder (model.onnx, model_card.json, spec.json) registered when the registry is "
+                             "empty (default: SDHRNET_DEFAULT_MODEL_DIR, else sdhrnet/default_model)")
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class Children:
+    """Child processes, each in its own process group so that a Ctrl-C reaches only us and we stop
+    them in order (API first, MLflow last) and with their own children (MLflow's uvicorn workers)."""
+
+    def __init__(self):
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict, log: Path | None = None) -> subprocess.Popen:
+        output = None
+        if log is not None:  # MLflow logs every HTTP call: keep the console for the API and the worker
+            log.parent.mkdir(parents=True, exist_ok=True)
+            output = open(log, "ab")
+        proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=output, stderr=output)
+        self.procs.append((name, proc))
+        print(f"  started {name} (pid {proc.pid}{', log ' + str(log) if log else ''})", flush=True)
+        return proc
+
+    def dead(self) -> tuple[str, int] | None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"  {name} did not stop in {timeout:.0f} s; killing it", flush=True)
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait(5)
+            _signal_group(proc, signal.SIGKILL)  # leftovers of the group (e.g. MLflow's workers)
+            print(f"  stopped {name}", flush=True)
+        self.procs.clear()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
+def mlflow_server_argv(home: Path, port: int, backend_uri: str | None, artifacts: str | None) -> list[str]:
+    store = backend_uri or f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    artifacts = artifacts or str((home / "mlartifacts").resolve())
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", store, "--serve-artifacts", "--artifacts-destination", artifacts,
+            "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port},127.0.0.1,localhost"]
+
+
+def default_model_dir(given: Path | None = None) -> Path:
+    from .config import get_service_settings
+
+    return Path(given or get_service_settings().default_model_dir or DEFAULT_MODEL_DIR)
+
+
+def register_default_model(model_dir: Path) -> None:
+    if not (model_dir / "model.onnx").exists():
+        print(f"  no bundled model at {model_dir}; /align answers 503 until a model is trained or promoted", flush=True)
+        return
+    from registry import register_default_if_empty  # imported after MLFLOW_TRACKING_URI is set
+
+    try:
+        version = register_default_if_empty(model_dir)
+    except Exception as exc:  # the stack is still useful without it: jobs can train and register models
+        print(f"  could not register the default model from {model_dir} ({type(exc).__name__}: {exc}); "
+              "/align answers 503 until a model is promoted", flush=True)
+        return
+    print(f"  default model: {'registered as version ' + str(version) if version else 'registry not empty, kept'}",
+          flush=True)
+
+
+def main(args) -> int:
+    from sdhrnet.settings import get_settings
+
+    from .config import get_service_settings
+
+    settings = get_settings()
+    service_settings = get_service_settings()
+    home = Path(settings.home)
+    env = dict(os.environ, SDHRNET_HOME=str(home.resolve()), PYTHONUNBUFFERED="1")
+    if not port_free(args.host, args.port):
+        print(f"port {args.port} is in use; pick another with --port", file=sys.stderr)
+        return 2
+    children = Children()
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        tracking = settings.tracking_uri or ""
+        if tracking.startswith(("http://", "https://")):
+            mlflow_url = tracking.rstrip("/")
+            print(f"using the MLflow server at {mlflow_url}", flush=True)
+        else:
+            port = args.mlflow_port if port_free("127.0.0.1", args.mlflow_port) else free_port()
+            mlflow_url = f"http://127.0.0.1:{port}"
+            backend = service_settings.mlflow_backend_store_uri or (tracking or None)
+            argv = mlflow_server_argv(home, port, backend, service_settings.mlflow_artifacts_destination)
+            mlflow = children.start("mlflow server", argv, env,
+                                    log=home / "logs" / "mlflow-server.log")
+            wait_http(f"{mlflow_url}/health", args.startup_timeout, mlflow)
+        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = mlflow_url
+        env.setdefault("SDHRNET_MLFLOW_UI_URL", mlflow_url)
+        get_settings.cache_clear()
+        register_default_model(default_model_dir(args.default_model))
+        if not args.no_worker:
+            children.start("worker", [sys.executable, "-m", "sdhrnet.cli", "worker"], env)
+        api = children.start("api", [sys.executable, "-m", "sdhrnet.cli", "serve", "--host", args.host,
+                                     "--port", str(args.port), "--no-access-log"], env)
+        api_url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+        wait_http(f"{api_url}/livez", args.startup_timeout, api)
+        broker = "Redis at " + settings.redis_url if settings.redis_url else "the embedded filesystem broker"
+        print(f"\nSD-HRNet is running (jobs via {broker}):\n"
+              f"  web page   {api_url}/\n  API docs   {api_url}/docs\n  MLflow UI  {mlflow_url}\n"
+              f"Press Ctrl-C to stop.\n", flush=True)
+        while True:
+            failed = children.dead()
+            if failed:
+                print(f"{failed[0]} exited with code {failed[1]}; stopping everything", file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.5)
+    except Stop as why:
+        print(f"\n{why}: stopping", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        children.stop_all()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

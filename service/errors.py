@@ -1,0 +1,102 @@
+"""RFC 9457 problem details for every error the API returns, so that clients parse one shape."""
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("sdhrnet.service")
+
+PROBLEM_TYPE = "application/problem+json"
+TITLES = {
+    400: "Bad request", 401: "Missing or invalid API key", 404: "Not found", 405: "Method not allowed",
+    409: "Conflict", 413: "Request too large", 415: "Unsupported media type", 422: "Invalid input",
+    500: "Internal error", 503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """An error whose message tells the client what to fix."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None, headers: dict | None = None, **extra):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or TITLES.get(status, "Error")
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class InputError(Problem, ValueError):
+    def __init__(self, detail: str, status: int = 422, **extra):
+        super().__init__(status, detail, **extra)
+
+
+class NoModelError(Problem):
+    def __init__(self, dataset: str):
+        super().__init__(
+            503,
+            f"no model is promoted for dataset '{dataset}'. Train one (POST /jobs/slim then /jobs/distill with "
+            f"dataset '{dataset}') or promote a registered version (POST /models/{dataset}/promote "
+            f'{{"version": N}}); GET /models lists what is registered.',
+            title="No model for this dataset", headers={"Retry-After": "30"}, dataset=dataset)
+
+
+def problem_response(status: int, detail: str, title: str | None = None, headers: dict | None = None,
+                     instance: str | None = None, **extra) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _location(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    from .route_table import lookup
+
+    found = lookup(request.app, request.url.path)
+    return sorted(found[1]) if found else []
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc.status, exc.detail, exc.title, exc.headers, request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = [{"loc": _location(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "the request does not match the schema"
+        return problem_response(422, detail, "Invalid input", instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400:
+            # FastAPI's 400 for bodies it cannot parse (e.g. invalid UTF-8); the API reports input errors as 422
+            return problem_response(422, f"{detail}: send a UTF-8 JSON body as the API docs show",
+                                    instance=request.url.path)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; a path can have several routes
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not supported here; use {' or '.join(allowed)}"
+        return problem_response(exc.status_code, detail, headers=headers, instance=request.url.path)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(request: Request, exc: ValueError):
+        # ValueErrors raised by the shared trainer code are user mistakes by contract
+        return problem_response(422, str(exc), instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return problem_response(500, "internal error; the server log has the details", instance=request.url.path)

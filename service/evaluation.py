@@ -1,0 +1,118 @@
+"""Scoring a labelled set with the served model; the metrics themselves come from trainer.evaluate."""
+import asyncio
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .archives import extract_archive
+from .errors import InputError
+from .images import check_boxes, decode_base64_image
+from .jsonsafe import to_jsonable
+from .routes_align import align_faces
+
+MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching
+
+
+def dataset_info(name: str):
+    from trainer.datasets import DATASETS
+
+    info = DATASETS.get(name)
+    if info is None:
+        raise InputError(f"unknown dataset layout '{name}'; use one of {sorted(DATASETS)}")
+    return info
+
+
+def samples_from_items(items, settings, num_landmarks: int) -> list:
+    from trainer.datasets import Sample
+
+    samples, seen = [], set()
+    for i, item in enumerate(items):
+        image = decode_base64_image(item.image, settings.max_image_pixels)
+        box = check_boxes([item.box], image.shape, 1)[0]
+        landmarks = np.asarray(item.landmarks, dtype=np.float64)
+        if landmarks.shape != (num_landmarks, 2) or not np.isfinite(landmarks).all():
+            raise InputError(f"item {i}: landmarks must be {num_landmarks} finite [x, y] pairs for this model, "
+                             f"got shape {list(landmarks.shape)}")
+        sample_id = item.id or f"item-{i}"
+        if sample_id in seen:
+            raise InputError(f"item {i}: id '{sample_id}' is used twice; ids must be unique")
+        seen.add(sample_id)
+        samples.append(Sample(image_path=Path(sample_id), landmarks=landmarks, box=box, sample_id=sample_id,
+                              attributes={"subsets": []}, image=image))
+    return samples
+
+
+def write_items_as_csv_set(items, settings, num_landmarks: int) -> Path:
+    """Large JSON sets become a job; the worker reads files, so write them in the 68-point CSV layout
+    (`test_frames_keypoints.csv` + `test/`). Boxes are then derived from the landmarks, as in that layout."""
+    if num_landmarks != 68:
+        raise InputError(f"{len(items)} items are more than the {settings.evaluate_sync_limit} scored inline and "
+                         "only 68-point JSON sets can become a job; send an archive in the model's dataset layout",
+                         status=413)
+    samples = samples_from_items(items, settings, num_landmarks)
+    folder = new_upload_folder()
+    (folder / "test").mkdir()
+    rows = ["," + ",".join(f"{a}{i}" for i in range(68) for a in ("x", "y"))]
+    for i, sample in enumerate(samples):
+        name = f"{i:06d}.png"
+        cv2.imwrite(str(folder / "test" / name), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
+        rows.append(name + "," + ",".join(f"{v:.3f}" for v in sample.landmarks.reshape(-1)))
+    (folder / "test_frames_keypoints.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def new_upload_folder() -> Path:
+    from sdhrnet.settings import get_settings
+
+    uploads = Path(get_settings().home) / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"eval-{uuid.uuid4().hex[:8]}-", dir=uploads))
+
+
+def samples_from_archive(source, layout: str, split: str | None, settings) -> tuple[list, Path, Path]:
+    """-> (samples, data_root, temp folder). The caller removes the temp folder (or hands it to a job)."""
+    from trainer.datasets import load_samples
+
+    folder = new_upload_folder()
+    try:
+        root = extract_archive(source, folder, max_unpacked_bytes=settings.max_archive_bytes * 20)
+        try:
+            samples = load_samples(layout, root, split) if split else load_samples(layout, root, default_split(layout))
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise InputError(f"the archive is not a '{layout}' set with split '{split or default_split(layout)}': "
+                             f"{exc}. Pick the layout with the 'layout' field and the split with 'split'") from None
+        if not samples:
+            raise InputError(f"no labelled images found for layout '{layout}'; check the folder structure")
+        return samples, root, folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def default_split(layout: str) -> str:
+    from trainer.datasets import DEFAULT_TEST_SPLIT
+
+    return DEFAULT_TEST_SPLIT.get(layout, "test")
+
+
+async def score(model, samples, info) -> dict:
+    from trainer.datasets import load_image
+    from trainer.evaluate import score_predictions
+
+    semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
+
+    async def predict(sample):
+        async with semaphore:
+            image = sample.image if getattr(sample, "image", None) is not None \
+                else await asyncio.to_thread(load_image, sample)
+            box = np.asarray(sample.box, dtype=np.float32).reshape(1, 4)
+            landmarks, _, _ = await align_faces(model, image, box)
+            return sample.sample_id, landmarks[0]
+
+    predictions = dict(await asyncio.gather(*(predict(s) for s in samples)))
+    report = await asyncio.to_thread(score_predictions, samples, info, predictions)
+    return to_jsonable(report)

@@ -1,0 +1,28 @@
+"""numpy values and NaN made JSON-safe (JSON has no NaN; Starlette refuses to emit it)."""
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def to_jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return to_jsonable({k: getattr(value, k) for k in value.__dataclass_fields__})
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)

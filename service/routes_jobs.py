@@ -1,0 +1,96 @@
+"""Training and evaluation jobs, run by the Celery worker."""
+import asyncio
+import logging
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from .errors import Problem
+from .jsonsafe import to_jsonable
+from .schemas import DistillParams, JobAccepted, JobList, JobParams, JobStatus, problem_responses
+from .security import ApiKey
+
+log = logging.getLogger("sdhrnet.service.jobs")
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ApiKey])
+JOB_ID = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the id returned when the job was started")
+ACCEPTED = {202: {"model": JobAccepted, "description": "job queued; poll the Location", "headers": {
+    "Location": {"schema": {"type": "string"}, "description": "URL of the job status"}}}}
+
+
+async def _backend(request: Request, method: str, *args):
+    try:
+        return await asyncio.to_thread(getattr(request.app.state.jobs, method), *args)
+    except Problem:
+        raise
+    except (ValueError, LookupError):
+        raise
+    except Exception as exc:  # broker or result store down: tell the operator, not a bare 500
+        log.warning("job backend %s failed", method, exc_info=True)
+        raise Problem(503, f"the job queue is not reachable ({type(exc).__name__}: {exc}); check that the worker "
+                           "broker (REDIS_URL, or the embedded filesystem broker under SDHRNET_HOME) is up",
+                      headers={"Retry-After": "10"}) from None
+
+
+def _with_links(request: Request, status: dict) -> dict:
+    status = to_jsonable(dict(status))
+    ui = request.app.state.mlflow_ui_url
+    run_id = status.get("run_id") or (status.get("progress") or {}).get("run_id")
+    if run_id:
+        status["run_id"] = run_id
+        if ui:
+            experiment = status.get("experiment_id")
+            status["mlflow_run_url"] = f"{ui}/#/experiments/{experiment}/runs/{run_id}" if experiment \
+                else f"{ui}/#/runs/{run_id}"
+    return status
+
+
+async def start_job(request: Request, kind: str, params: dict) -> JSONResponse:
+    job_id = str(await _backend(request, "submit", kind, params))
+    location = f"/jobs/{job_id}"
+    return JSONResponse({"job_id": job_id, "kind": kind, "state": "PENDING", "location": location},
+                        status_code=202, headers={"Location": location})
+
+
+@router.post("/slim", status_code=202, response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},
+             summary="Train the supernet with L1 on alpha and prune it")
+async def start_slim(request: Request, params: JobParams):
+    return await start_job(request, "slim", params.model_dump(exclude_none=True))
+
+
+@router.post("/distill", status_code=202, response_model=JobAccepted,
+             responses={**ACCEPTED, **problem_responses(401, 422, 503)},
+             summary="Triple knowledge distillation of a slimmed network")
+async def start_distill(request: Request, params: DistillParams):
+    return await start_job(request, "distill", params.model_dump(exclude_none=True))
+
+
+@router.post("/teacher", status_code=202, response_model=JobAccepted,
+             responses={**ACCEPTED, **problem_responses(401, 422, 503)}, summary="Train the HRNetV2-W18 teacher")
+async def start_teacher(request: Request, params: JobParams):
+    return await start_job(request, "teacher", params.model_dump(exclude_none=True))
+
+
+@router.get("", response_model=JobList, responses=problem_responses(401, 503), summary="Recent jobs")
+async def list_jobs(request: Request):
+    jobs = await _backend(request, "list")
+    return {"jobs": [_with_links(request, j) for j in jobs]}
+
+
+@router.get("/{job_id}", response_model=JobStatus, responses=problem_responses(401, 404, 422, 503),
+            summary="State, progress and MLflow run of a job")
+async def get_job(request: Request, job_id: str = JOB_ID):
+    status = await _backend(request, "status", job_id)
+    if not status:
+        raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")
+    return _with_links(request, status)
+
+
+@router.delete("/{job_id}", status_code=202, response_model=JobStatus, responses=problem_responses(401, 404, 422, 503),
+               summary="Ask a job to stop (it ends CANCELLED at its next check)")
+async def cancel_job(request: Request, job_id: str = JOB_ID):
+    status = await _backend(request, "status", job_id)
+    if not status:
+        raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")
+    await _backend(request, "cancel", job_id)
+    status = await _backend(request, "status", job_id) or status
+    return JSONResponse(_with_links(request, status), status_code=202)

@@ -1,0 +1,126 @@
+"""Request and response bodies (they become the OpenAPI contract in openapi.yaml)."""
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+Box = list[float]
+
+
+class AlignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="the image file (JPEG, PNG, BMP, WebP, TIFF) base64-encoded; data URLs accepted")
+    boxes: list[Box] = Field(description="face boxes [x1, y1, x2, y2] in image pixels", min_length=1)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    dataset: str
+    num_landmarks: int
+
+
+class Face(BaseModel):
+    box: Box
+    landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")
+    confidence: list[float] = Field(description="heatmap peak value per landmark")
+
+
+class AlignResponse(BaseModel):
+    faces: list[Face]
+    model: ModelRef
+    timing_ms: dict[str, float]
+
+
+class EvaluateItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="base64 image file")
+    box: Box
+    landmarks: list[list[float]] = Field(description="ground-truth (x, y) points, as many as the model predicts")
+    id: str | None = None
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[EvaluateItem] = Field(min_length=1)
+
+
+class EvaluateReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    n: int
+    nme: float | None
+    fr: float | None
+    auc: float | None
+    per_image: Any = None
+    ced: Any = None
+    model: ModelRef
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    kind: str
+    state: str
+    location: str
+
+
+class JobParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(pattern=DATASET_PATTERN, examples=["300w"])
+    data_root: str = Field(min_length=1, description="the data folder as the worker sees it")
+    preset: Literal["paper", "cpu", "tiny"] = "cpu"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    split: str | None = None
+    run_name: str | None = None
+    device: str | None = None
+
+
+class DistillParams(JobParams):
+    slim_run: str = Field(min_length=1, description="MLflow run id or model URI of the slimmed network")
+    teacher_run: str = Field(min_length=1, description="MLflow run id or model URI of the HRNetV2 teacher")
+
+
+class JobStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    job_id: str
+    state: str
+    kind: str | None = None
+    progress: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    run_id: str | None = None
+    mlflow_run_url: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    models: Any
+    served: dict[str, ModelRef]
+
+
+class ProblemDetails(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+def problem_responses(*codes: int) -> dict:
+    descriptions = {401: "missing or unknown X-API-Key", 404: "not found", 409: "conflict",
+                    413: "request too large", 415: "unsupported image type",
+                    422: "invalid input (the detail says what to fix)",
+                    503: "no model promoted for the dataset, or a backend is down (the detail says what to do)"}
+    return {c: {"model": ProblemDetails, "description": descriptions.get(c, "error"),
+                "content": {"application/problem+json": {}}} for c in codes}

@@ -1,0 +1,144 @@
+// Upload a photo, drag a face box, POST /align (multipart) and draw the landmarks it returns.
+// `?image=<url>&box=x1,y1,x2,y2&dataset=300w` does the same without a mouse (used by the browser test).
+(() => {
+  const canvas = document.getElementById("canvas");
+  const ctx = canvas.getContext("2d");
+  const fileInput = document.getElementById("file");
+  const datasetSelect = document.getElementById("dataset");
+  const keyInput = document.getElementById("apikey");
+  const alignButton = document.getElementById("align");
+  const statusEl = document.getElementById("status");
+  const modelEl = document.getElementById("model");
+  const countEl = document.getElementById("count");
+  const timingEl = document.getElementById("timing");
+
+  let image = null;      // HTMLImageElement
+  let imageBlob = null;  // what is uploaded
+  let scale = 1;         // canvas px per image px
+  let box = null;        // [x1, y1, x2, y2] in image px
+  let dragStart = null;
+  let faces = [];
+
+  keyInput.value = localStorage.getItem("sdhrnet.apikey") || "";
+  keyInput.addEventListener("change", () => localStorage.setItem("sdhrnet.apikey", keyInput.value));
+
+  function setStatus(text, state) {
+    statusEl.textContent = text;
+    statusEl.dataset.state = state;
+  }
+
+  function draw() {
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (!image) return;
+    ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+    if (box) {
+      ctx.strokeStyle = "#00c853";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(box[0] * scale, box[1] * scale, (box[2] - box[0]) * scale, (box[3] - box[1]) * scale);
+    }
+    ctx.fillStyle = "#ff1744";
+    const radius = Math.max(2.5, Math.min(canvas.width, canvas.height) / 200);
+    for (const face of faces) {
+      for (const [x, y] of face.landmarks) {
+        ctx.beginPath();
+        ctx.arc(x * scale, y * scale, radius, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+  }
+
+  function loadImage(blob) {
+    return new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onload = () => resolve(img);
+      img.onerror = () => reject(new Error("the browser cannot read this file as an image"));
+      img.src = URL.createObjectURL(blob);
+    });
+  }
+
+  async function showImage(blob) {
+    image = await loadImage(blob);
+    imageBlob = blob;
+    const maxWidth = Math.min(860, document.body.clientWidth || 860);
+    scale = Math.min(1, maxWidth / image.naturalWidth, 640 / image.naturalHeight);
+    canvas.width = Math.round(image.naturalWidth * scale);
+    canvas.height = Math.round(image.naturalHeight * scale);
+    box = null;
+    faces = [];
+    alignButton.disabled = true;
+    draw();
+    setStatus("Drag a box around a face.", "ready");
+  }
+
+  function toImage(event) {
+    const rect = canvas.getBoundingClientRect();
+    const x = (event.clientX - rect.left) * (canvas.width / rect.width) / scale;
+    const y = (event.clientY - rect.top) * (canvas.height / rect.height) / scale;
+    return [Math.max(0, Math.min(image.naturalWidth, x)), Math.max(0, Math.min(image.naturalHeight, y))];
+  }
+
+  canvas.addEventListener("mousedown", (e) => { if (image) { dragStart = toImage(e); faces = []; } });
+  canvas.addEventListener("mousemove", (e) => {
+    if (!dragStart) return;
+    const [x, y] = toImage(e);
+    box = [Math.min(dragStart[0], x), Math.min(dragStart[1], y), Math.max(dragStart[0], x), Math.max(dragStart[1], y)];
+    draw();
+  });
+  window.addEventListener("mouseup", () => {
+    if (!dragStart) return;
+    dragStart = null;
+    if (box && box[2] - box[0] > 4 && box[3] - box[1] > 4) {
+      alignButton.disabled = false;
+      align();
+    }
+  });
+
+  async function align() {
+    if (!imageBlob || !box) return;
+    setStatus("Finding landmarks…", "busy");
+    const form = new FormData();
+    form.append("image", imageBlob, "photo");
+    form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
+    const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
+    try {
+      const response = await fetch(`/align?dataset=${encodeURIComponent(datasetSelect.value)}`,
+        { method: "POST", body: form, headers });
+      const body = await response.json();
+      if (!response.ok) {
+        faces = [];
+        draw();
+        setStatus(`${body.title || response.status}: ${body.detail || ""}`, "error");
+        return;
+      }
+      faces = body.faces;
+      modelEl.textContent = `${body.model.name} v${body.model.version} (${body.model.alias})`;
+      countEl.textContent = String(faces.reduce((n, f) => n + f.landmarks.length, 0));
+      timingEl.textContent = `${body.timing_ms.total.toFixed(1)} ms`;
+      draw();
+      setStatus("Done. Drag another box to try again.", "done");
+    } catch (err) {
+      setStatus(`Request failed: ${err.message}`, "error");
+    }
+  }
+
+  fileInput.addEventListener("change", async () => {
+    const file = fileInput.files[0];
+    if (!file) return;
+    try { await showImage(file); } catch (err) { setStatus(err.message, "error"); }
+  });
+  alignButton.addEventListener("click", align);
+  datasetSelect.addEventListener("change", () => { if (box) align(); });
+
+  const params = new URLSearchParams(location.search);
+  if (params.get("dataset")) datasetSelect.value = params.get("dataset");
+  if (params.get("image")) {
+    (async () => {
+      try {
+        const response = await fetch(params.get("image"));
+        await showImage(await response.blob());
+        const b = (params.get("box") || "").split(",").map(Number);
+        if (b.length === 4 && b.every(Number.isFinite)) { box = b; alignButton.disabled = false; draw(); await align(); }
+      } catch (err) { setStatus(`Could not load ${params.get("image")}: ${err.message}`, "error"); }
+    })();
+  }
+})();

@@ -1,0 +1,118 @@
+"""Helpers for the service tests: a tiny ONNX landmark model and in-memory registry/job backends."""
+import base64
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FLIP_PAIRS_68 = [[i, 16 - i] for i in range(8)]
+
+
+def build_tiny_model(folder: Path, num_landmarks: int = 68, input_size: int = 64, dataset: str = "300w",
+                     seed: int = 0) -> Path:
+    """A conv net emitting M heatmaps at 1/4 resolution, with model_card.json and spec.json beside it.
+    Built with onnx.helper so that no torch import is needed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.2, (8, 3, 4, 4)).astype(np.float32)
+    w2 = rng.normal(0, 0.2, (num_landmarks, 8, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"], strides=[4, 4], kernel_shape=[4, 4]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Sigmoid", ["c2"], ["heatmaps"]),
+    ]
+    s = input_size
+    graph = helper.make_graph(
+        nodes, "tiny_landmarker",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, s, s])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", num_landmarks, s // 4, s // 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    card = {"dataset": dataset, "num_landmarks": num_landmarks, "input_size": input_size, "arch": "tiny-test",
+            "flip_pairs": FLIP_PAIRS_68 if num_landmarks == 68 else [], "metrics": {"nme": 0.5, "split": "test"},
+            "params": int(w1.size + w2.size), "macs": 0, "created_by": "tests/service_support.py"}
+    (folder / "model_card.json").write_text(json.dumps(card, indent=1))
+    (folder / "spec.json").write_text(json.dumps({"version": 1, "num_landmarks": num_landmarks, "stages": {}}))
+    return folder
+
+
+def png_bytes(width: int = 160, height: int = 120, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    cv2.circle(image, (width // 2, height // 2), min(width, height) // 3, (200, 170, 150), -1)
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return buf.tobytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class FakeRegistry:
+    """In-memory stand-in for registry.champion/list_models/promote/rollback."""
+
+    def __init__(self, model_dirs: dict[str, list[Path]]):
+        self.versions = {d: list(dirs) for d, dirs in model_dirs.items()}
+        self.champions = {d: len(dirs) for d, dirs in model_dirs.items()}
+        self.history: dict[str, list[int]] = {d: [] for d in model_dirs}
+        self.lock = threading.Lock()
+
+    def champion(self, dataset):
+        with self.lock:
+            version = self.champions.get(dataset)
+            if not version:
+                return None
+            folder = self.versions[dataset][version - 1]
+        card = json.loads((folder / "model_card.json").read_text())
+        return {"name": f"sdhrnet-{dataset}", "version": str(version), "alias": "champion",
+                "run_id": f"run{version}", "dataset": dataset, "num_landmarks": card["num_landmarks"],
+                "input_size": card["input_size"], "onnx_path": str(folder / "model.onnx"), "card": card}
+
+    def list_models(self):
+        return [{"dataset": d, "name": f"sdhrnet-{d}",
+                 "versions": [{"version": str(i + 1), "aliases": ["champion"] if self.champions.get(d) == i + 1 else []}
+                              for i in range(len(dirs))]} for d, dirs in self.versions.items()]
+
+    def promote(self, dataset, version, who=None):
+        with self.lock:
+            if dataset not in self.versions or not 1 <= version <= len(self.versions[dataset]):
+                raise LookupError(f"version {version} of dataset {dataset} is not registered")
+            self.history[dataset].append(self.champions.get(dataset))
+            self.champions[dataset] = version
+        return {"dataset": dataset, "champion": str(version), "by": who}
+
+    def rollback(self, dataset, who=None):
+        with self.lock:
+            if not self.history.get(dataset):
+                raise ValueError(f"dataset {dataset} has no earlier champion to roll back to")
+            self.champions[dataset] = self.history[dataset].pop()
+        return {"dataset": dataset, "champion": str(self.champions[dataset]), "by": who}
+
+
+class FakeJobs:
+    def __init__(self):
+        self.jobs: dict[str, dict] = {}
+
+    def submit(self, kind, params):
+        job_id = uuid.uuid4().hex
+        self.jobs[job_id] = {"job_id": job_id, "kind": kind, "state": "PENDING", "params": params, "progress": None}
+        return job_id
+
+    def status(self, job_id):
+        return self.jobs.get(job_id)
+
+    def cancel(self, job_id):
+        self.jobs[job_id]["state"] = "CANCELLING"
+
+    def list(self):
+        return list(self.jobs.values())

@@ -1,0 +1,167 @@
+"""The web page in headless Chromium: it loads a photo, posts a box to /align and draws the landmarks."""
+import itertools
+import json
+import re
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.config import ServiceSettings
+from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
+
+
+
+def _find_or_install_chromium() -> str | None:
+    """The browser test is part of the suite: on a fresh Debian machine (as CI's is) install Debian's package once."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or not shutil.which("apt-get") or os.geteuid() != 0:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
+                ["apt-get", "install", "-y", "-q", "chromium"]):
+        try:
+            ok = subprocess.run(cmd, env=env, capture_output=True, timeout=600).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok and cmd[1] == "install":
+            break
+    return shutil.which("chromium")
+
+
+CHROMIUM = _find_or_install_chromium()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
+                                "(apt-get install -y chromium); the web page test needs it")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory):
+    model = build_tiny_model(tmp_path_factory.mktemp("web") / "m")
+    app = create_app(ServiceSettings(model_poll_seconds=0), registry=FakeRegistry({"300w": [model]}),
+                     jobs=FakeJobs(), api_keys=frozenset())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def chromium(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_page_aligns_a_face_and_names_the_model(live_url, tmp_path):
+    image = "data:image/png;base64," + b64(png_bytes(160, 120))
+    url = f"{live_url}/?box=20,10,140,110&image=" + urllib.parse.quote(image, safe="")
+    result = chromium("--virtual-time-budget=15000", "--dump-dom", url)
+    dom = result.stdout
+    assert 'data-state="done"' in dom, result.stderr[-2000:] + dom[-2000:]
+    assert re.search(r'<span id="model">sdhrnet-300w v1 \(champion\)</span>', dom)
+    assert '<span id="count">68</span>' in dom
+    shot = tmp_path / "page.png"
+    chromium("--virtual-time-budget=15000", "--window-size=900,800", f"--screenshot={shot}", url)
+    assert shot.exists() and shot.stat().st_size > 5000
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools Protocol to upload a file and drag the mouse like a person."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        call_id = next(self.ids)
+        self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == call_id:
+                assert "error" not in message, message
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_js(self, expression: str, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"{expression} stayed false; page status: {self.js('document.body.innerText')}")
+
+
+def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(200, 150))
+    proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                             "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,900", "about:blank"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        browser_ws = None
+        deadline = time.monotonic() + 30
+        while browser_ws is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            browser_ws = match.group(1) if match else None
+        assert browser_ws, "Chromium did not open its DevTools port"
+        port = re.search(r":(\d+)/", browser_ws).group(1)
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as response:
+            page = next(t for t in json.load(response) if t["type"] == "page")
+        from websockets.sync.client import connect
+
+        with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+            tools = DevTools(ws)
+            tools.call("Page.enable")
+            tools.call("Page.navigate", url=f"{live_url}/")
+            tools.wait_js("document.readyState === 'complete' && !!document.getElementById('file')")
+            node = tools.call("DOM.querySelector", nodeId=tools.call("DOM.getDocument")["root"]["nodeId"], selector="#file")
+            tools.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
+            tools.wait_js("document.getElementById('status').dataset.state === 'ready'")
+            rect = tools.js("(() => { const r = document.getElementById('canvas').getBoundingClientRect();"
+                            " return [r.left, r.top, r.width, r.height]; })()")
+            left, top, width, height = rect
+            scale = width / 200  # canvas px per photo px
+            start, end = (left + 20 * scale, top + 10 * scale), (left + 150 * scale, top + 120 * scale)
+            tools.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", clickCount=1)
+            for step in range(1, 6):
+                x = start[0] + (end[0] - start[0]) * step / 5
+                y = start[1] + (end[1] - start[1]) * step / 5
+                tools.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left")
+            tools.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1)
+            tools.wait_js("document.getElementById('status').dataset.state === 'done'")
+            assert tools.js("document.getElementById('model').textContent") == "sdhrnet-300w v1 (champion)"
+            assert tools.js("document.getElementById('count').textContent") == "68"
+            # landmarks are drawn: red pixels on the canvas
+            red = tools.js("(() => { const c = document.getElementById('canvas'); const d = c.getContext('2d')"
+                           ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+                           " for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i + 1] < 60 && d[i + 2] < 100) n++;"
+                           " return n; })()")
+            assert red > 20
+    finally:
+        proc.terminate()
+        proc.wait(20)
