@@ -9,12 +9,13 @@ Stages (the trainer's own step functions, optimisers and settings of the `cpu` p
 
 For every stage the two memory formats get their own copy of the same initial weights and are timed in
 alternating rounds (channels_last, then NCHW, then again ...), so load from other processes hits both alike;
-the figure is the median step time. Warm-up steps are excluded. Batches are real 300W crops (afw +
+the figure is the median step time (the "steps" column says how many). Warm-up steps are excluded; the
+first step of a network builds the oneDNN kernels and costs several ordinary steps. Batches are real 300W crops (afw +
 helen/trainset through LandmarkDataset, augmented, prepared before timing) when the data is there, else
 random tensors; the table says which. Data loading is not timed (bench/loader.py measures it).
 
     .venv/bin/python bench/train_speed.py                       # input 128, batch 16, all stages
-    .venv/bin/python bench/train_speed.py --quick               # ~1 minute
+    .venv/bin/python bench/train_speed.py --quick               # ~1 minute on an idle 2-core machine
     .venv/bin/python bench/train_speed.py --input-size 128 256  # also at the paper's input size (slow)
     .venv/bin/python bench/train_speed.py --stages supernet distill --threads 2 --json out.json
 """
@@ -124,7 +125,9 @@ def initial_models(stage: str, num_landmarks: int = 68) -> dict:
 
 
 def bench_stage(stage: str, cfg, device, batches: list[dict], warmup: int, rounds: int, per_round: int,
-                formats) -> dict:
+                formats, seconds: float, max_rounds: int = 20) -> dict:
+    """`warmup` untimed steps per format, then alternating rounds of `per_round` steps per format: at least
+    `rounds` of them, more while the timed part has lasted less than `seconds` (at most `max_rounds`)."""
     init = initial_models(stage)
     runners = {name: Runner(stage, fmt, cfg, device, init) for name, fmt in formats}
     del init
@@ -134,11 +137,14 @@ def bench_stage(stage: str, cfg, device, batches: list[dict], warmup: int, round
         for _ in range(warmup):
             r.step(batches[k % len(batches)])
             k += 1
-    for _ in range(rounds):
+    start = time.perf_counter()
+    done = 0
+    while done < rounds or (done < max_rounds and time.perf_counter() - start < seconds):
         for name, r in runners.items():
             for _ in range(per_round):
                 times[name].append(r.step(batches[k % len(batches)]))
                 k += 1
+        done += 1
     out = {}
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -155,16 +161,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--formats", nargs="+", choices=[n for n, _ in FORMATS], default=[n for n, _ in FORMATS])
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per stage and format")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per stage")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per round and format")
-    parser.add_argument("--quick", action="store_true", help="1 warm-up step, 2 rounds of 1 step (~1 minute)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per stage and format")
+    parser.add_argument("--rounds", type=int, default=2, help="minimum alternating timed rounds per stage")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per round and format")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="keep adding rounds while a stage's timed part is shorter than this")
+    parser.add_argument("--quick", action="store_true", help="1 warm-up step, 1 timed round, no time budget")
     parser.add_argument("--data-root", default=str((REPO / ".." / "shared" / "data" / "300w").resolve()))
     parser.add_argument("--random-data", action="store_true", help="random tensors even if the data is there")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="torch.set_flush_denormal(True) (the trainer does not; the Gaussian targets hold denormals)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     if args.quick:
-        args.warmup, args.rounds, args.steps = 1, 2, 1
+        args.warmup, args.rounds, args.steps, args.seconds = 1, 1, 1, 0.0
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = torch.device(args.device)
@@ -172,8 +184,9 @@ def main() -> None:
 
     results = []
     print(f"torch {torch.__version__}, device {device}, {threads} threads, batch {args.batch}, "
-          f"{args.warmup} warm-up + {args.rounds}x{args.steps} timed steps per stage and format, "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"{args.warmup} warm-up + >= {args.rounds}x{args.steps} timed steps per stage and format "
+          f"(more rounds within {args.seconds:.0f} s), "
+          f"flush denormal {args.flush_denormal}, load average {os.getloadavg()[0]:.2f}")
     for size in args.input_size:
         cfg = make_config("cpu", "300w", {"input_size": size, "batch_size": args.batch})
         n_batches = 4
@@ -188,7 +201,7 @@ def main() -> None:
         print(head, flush=True)
         for stage in args.stages:
             t0 = time.perf_counter()
-            r = bench_stage(stage, cfg, device, batches, args.warmup, args.rounds, args.steps, formats)
+            r = bench_stage(stage, cfg, device, batches, args.warmup, args.rounds, args.steps, formats, args.seconds)
             line = f"{stage:<9}" + "".join(
                 f" {r[n]['samples_per_s']:>11.1f} ({r[n]['median_s'] * 1e3:6.0f} ms/step)" for n, _ in formats)
             ratio = None

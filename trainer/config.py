@@ -49,7 +49,6 @@ class TrainConfig(BaseModel):
     eval_every: int = 1  # epochs
     checkpoint_minutes: float = 5.0
     checkpoint_every_steps: int | None = None  # extra step-based checkpoints (tests)
-    channels_last: bool = True  # ~3x faster depthwise convs on CPU (bench/train_speed.py)
     threads: int | None = None
     flip_test: bool = False
 

@@ -68,10 +68,9 @@ def distill_stage(ctx: RunContext) -> StageOutput:
     data = load_data(ctx.dataset, ctx.data_root, cfg)
     s1, s2, slim_card = load_students(ctx.params["slim_run"], data.info.num_landmarks)
     teacher = load_teacher(ctx.params.get("teacher_run"), cfg, data.info.num_landmarks)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    students = [s1.to(dev, memory_format=fmt), s2.to(dev, memory_format=fmt)]
+    students = [s1.to(dev), s2.to(dev)]
     if teacher is not None:
-        teacher = teacher.to(dev, memory_format=fmt)
+        teacher = teacher.to(dev)
     opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
     scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_steps), cfg.lr_factor) for o in opts]
     state = TrainState(dict(zip(STUDENTS, students)), dict(zip(STUDENTS, opts)), dict(zip(STUDENTS, scheds)))
@@ -81,8 +80,6 @@ def distill_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         masks = (erasing_generator(cfg, epoch, i, 0), erasing_generator(cfg, epoch, i, 1)) if cfg.masked_inputs else None
         return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, masks)
 

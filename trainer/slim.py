@@ -48,8 +48,6 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
     data = load_data(ctx.dataset, ctx.data_root, cfg)
     model = SDHRNet(supernet_spec(data.info.num_landmarks)).to(dev)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     opt_w, opt_a = make_optimizers(model, cfg)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt_w, list(cfg.lr_steps), cfg.lr_factor)
     state = TrainState({"supernet": model}, {"weights": opt_w, "alpha": opt_a}, {"weights": sched})
@@ -59,8 +57,6 @@ def slim_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         return slimming_step(model, images, batch["heatmaps"], opt_w, opt_a,
                              update_alpha=i % cfg.alpha_every == cfg.alpha_every - 1, l1_lambda=cfg.l1_lambda)
 

@@ -25,8 +25,6 @@ def teacher_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
     data = load_data(ctx.dataset, ctx.data_root, cfg)
     model = build_network(TEACHER_ARCH, data.info.num_landmarks).to(dev)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_steps), cfg.lr_factor)
     state = TrainState({"teacher": model}, {"weights": opt}, {"weights": sched})
@@ -36,8 +34,6 @@ def teacher_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         return supervised_step(model, images, batch["heatmaps"], opt)
 
     def validate():

@@ -129,3 +129,10 @@ class HeatmapHead(nn.Module):
         ]
         x = upsampled[0] if len(upsampled) == 1 else torch.cat(upsampled, dim=1)
         return self.classifier(self.fuse(x))
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Networks run channels-last: PyTorch's CPU depthwise convolution is 10-100x slower on NCHW tensors
+    (bench/train_speed.py), and the conversion is free on GPUs and absent from the ONNX graph."""
+    return x.contiguous(memory_format=torch.channels_last)
+

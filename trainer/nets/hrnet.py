@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import HeatmapHead, conv_bn, downsample_chain
+from .blocks import HeatmapHead, conv_bn, downsample_chain, to_channels_last
 
 W18 = (18, 36, 72, 144)
 MODULES = (1, 4, 3)  # stages 2, 3, 4 (stage 1 is layer1)
@@ -110,7 +110,7 @@ class HRNetV2(nn.Module):
         return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = [self.layer1(self.stem(x))]
+        xs = [self.layer1(self.stem(to_channels_last(x)))]
         for transition, stage in zip(self.transitions, self.stages):
             xs = [t(xs[min(k, len(xs) - 1)]) for k, t in enumerate(transition)]
             for module in stage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import HeatmapHead, Stem, branch_transform, mbconv_stack, stem_transform
+from .blocks import HeatmapHead, Stem, branch_transform, mbconv_stack, stem_transform, to_channels_last
 from .spec import (
     LAST_STAGE, MBCONV_BLOCKS, STAGES, STEM, STEM_CHANNELS, WIDTHS, ArchSpec, branch_index,
     input_name, parse_input, stage_index,
@@ -73,7 +73,7 @@ class SDHRNet(nn.Module):
                                 spec.num_landmarks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = {STEM: self.stem(x)}
+        features = {STEM: self.stem(to_channels_last(x))}
         for stage in self.stages.values():
             features = stage(features)
         return self.head([features[n] for n in self.final_names])
