@@ -113,9 +113,12 @@ def _raise_stop(signum, frame):
     raise Stop(signal.Signals(signum).name)
 
 
-def mlflow_server_argv(home: Path, port: int, backend_uri: str | None, artifacts: str | None) -> list[str]:
-    store = backend_uri or f"sqlite:///{(home / 'mlflow.db').resolve()}"
-    artifacts = artifacts or str((home / "mlartifacts").resolve())
+def mlflow_server_argv(port: int, backend_uri: str | None, artifacts: str | None) -> list[str]:
+    from sdhrnet.settings import get_settings
+
+    # the same embedded store that the trainer uses when it runs without a server
+    store = backend_uri or get_settings().mlflow_uri
+    artifacts = artifacts or str(get_settings().artifact_root.resolve())
     return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", store, "--serve-artifacts", "--artifacts-destination", artifacts,
             "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port},localhost:{port},127.0.0.1,localhost"]
@@ -166,7 +169,7 @@ def main(args) -> int:
             port = args.mlflow_port if port_free("127.0.0.1", args.mlflow_port) else free_port()
             mlflow_url = f"http://127.0.0.1:{port}"
             backend = service_settings.mlflow_backend_store_uri or (tracking or None)
-            argv = mlflow_server_argv(home, port, backend, service_settings.mlflow_artifacts_destination)
+            argv = mlflow_server_argv(port, backend, service_settings.mlflow_artifacts_destination)
             mlflow = children.start("mlflow server", argv, env,
                                     log=home / "logs" / "mlflow-server.log")
             wait_http(f"{mlflow_url}/health", args.startup_timeout, mlflow)
