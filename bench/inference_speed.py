@@ -42,6 +42,7 @@ from trainer.export import export_onnx
 from trainer.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
 from trainer.model_files import load_model
 from trainer.nets import build_network
+from trainer.nets import blocks
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,6 +94,7 @@ class Engine:
             net = model.to(memory_format=fmt).eval() if name == "torch-cl" else model.eval()
 
             def forward(batch: np.ndarray) -> np.ndarray:
+                blocks.MEMORY_FORMAT = fmt  # the networks convert their input to this format
                 with torch.inference_mode():
                     return net(torch.from_numpy(batch).contiguous(memory_format=fmt)).numpy()
             self.forward = forward

@@ -34,6 +34,7 @@ import torch
 from trainer.config import make_config
 from trainer.distill import distill_step
 from trainer.engine import erasing_generator
+from trainer.nets import blocks
 from trainer.nets import TEACHER, build_network
 from trainer.slim import make_optimizers, slimming_step
 from trainer.teacher import supervised_step
@@ -106,6 +107,7 @@ class Runner:
     def step(self, batch: dict) -> float:
         images = batch["image"].to(self.device).contiguous(memory_format=self.fmt)
         heatmaps = batch["heatmaps"].to(self.device)
+        blocks.MEMORY_FORMAT = self.fmt  # the networks convert their input to this format
         t = time.perf_counter()
         self.fn(images, heatmaps, self.i)  # every step function calls .item() on its losses: synchronous
         self.i += 1

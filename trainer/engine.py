@@ -48,6 +48,8 @@ def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    # the Gaussian tails of the targets underflow into denormals, which slow CPU arithmetic (~15% per step)
+    torch.set_flush_denormal(True)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")

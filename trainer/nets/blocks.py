@@ -131,8 +131,11 @@ class HeatmapHead(nn.Module):
         return self.classifier(self.fuse(x))
 
 
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Networks run channels-last: PyTorch's CPU depthwise convolution is 10-100x slower on NCHW tensors
-    (bench/train_speed.py), and the conversion is free on GPUs and absent from the ONNX graph."""
-    return x.contiguous(memory_format=torch.channels_last)
+# Networks run channels-last: at one CPU thread it trains the supernet 1.35x and S-HRNet 1.15x faster
+# than NCHW (bench/train_speed.py), and NCHW depthwise convolutions degrade far worse when threads compete
+# for cores. The conversion is free on GPUs and absent from the ONNX graph. Benchmarks may switch it.
+MEMORY_FORMAT = torch.channels_last
 
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=MEMORY_FORMAT)
