@@ -1,4 +1,10 @@
+import os
 from pathlib import Path
+
+# The suite runs pytest, workers, uvicorn and an MLflow server side by side on 2 cores: torch processes that
+# each spin up a thread per core then fight over them and slow down many-fold; one thread each is fastest.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("SDHRNET_THREADS", "1")
 
 import pytest
 
