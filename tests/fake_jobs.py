@@ -8,39 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sdhrnet.settings import get_settings
+from trainer.jobs import JobCancelled, JobHooks, JobResult  # the real contract; only the training is faked
 
 JOB_TAG = "sdhrnet.job_id"
 
 
-class JobCancelled(Exception):
-    pass
-
-
-@dataclass
-class JobHooks:
-    job_id: str | None = None
-    progress: Callable[[dict[str, Any]], None] = lambda info: None
-    should_cancel: Callable[[], bool] = lambda: False
-
-
-@dataclass
-class JobResult:
-    run_id: str
-    kind: str
-    dataset: str
-    num_landmarks: int
-    input_size: int
-    metrics: dict
-    model_dir: Path
-    params: int
-    macs: int
-    job_id: str | None = None
-    card: dict = field(default_factory=dict)
 
 
 def _client_and_experiment(dataset: str):
