@@ -59,3 +59,23 @@ def test_alternation_updates_only_one_group_per_step():
     w1 = model.w.detach().clone()
     slimming_step(model, x, y, opt_w, opt_a, update_alpha=True, l1_lambda=0.1)
     assert torch.equal(model.w.detach(), w1) and not torch.equal(model.alpha.detach(), a0)
+
+
+def test_relative_threshold_scales_with_the_largest_alpha():
+    from trainer.config import make_config
+    from trainer.nets.prune import prune
+    from trainer.nets.sdhrnet import SDHRNet
+    from trainer.nets.spec import supernet_spec
+    from trainer.slim import effective_threshold
+
+    net = SDHRNet(supernet_spec(68))
+    with torch.no_grad():
+        for i, p in enumerate(net.alpha_parameters()):
+            p.fill_(0.004 if i % 3 else 0.04)  # a common shrink: every factor tiny, a third 10x the rest
+    absolute = make_config("paper", "300w")
+    relative = make_config("paper", "300w", {"prune_relative": True, "prune_threshold": 0.5})
+    assert effective_threshold(net, absolute) == absolute.prune_threshold
+    assert abs(effective_threshold(net, relative) - 0.02) < 1e-9
+    kept = prune(net, effective_threshold(net, relative))
+    assert all(abs(a) > 0.03 for br in kept.stages.values() for inputs in br.values() for a in inputs.values())
+    assert prune(net, absolute.prune_threshold).edge_set() == net.spec.edge_set(), "absolute 0.0017 keeps all"

@@ -44,6 +44,12 @@ def alpha_rows(model: SDHRNet) -> list[dict]:
     return [{"stage": st, "branch": br, "input": src, "alpha": float(p.detach())} for st, br, src, p in model.named_alphas()]
 
 
+def effective_threshold(model: SDHRNet, cfg) -> float:
+    if not cfg.prune_relative:
+        return cfg.prune_threshold
+    return cfg.prune_threshold * max(abs(float(p.detach())) for p in model.alpha_parameters())
+
+
 def slim_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
     data = load_data(ctx.dataset, ctx.data_root, cfg)
@@ -62,14 +68,16 @@ def slim_stage(ctx: RunContext) -> StageOutput:
 
     def validate():
         r = evaluate_model(model, data, dev)
-        return {"val_nme": r["nme"], "val_fr": r["fr"], "val_auc": r["auc"],
-                "alpha_below_threshold": sum(abs(a["alpha"]) < cfg.prune_threshold for a in alpha_rows(model))}
+        threshold = effective_threshold(model, cfg)
+        return {"val_nme": r["nme"], "val_fr": r["fr"], "val_auc": r["auc"], "prune_threshold": threshold,
+                "alpha_below_threshold": sum(abs(a["alpha"]) < threshold for a in alpha_rows(model))}
 
     loop.run(step, validate)
 
     rows = alpha_rows(model)
     supernet_report = evaluate_model(model, data, dev)
-    spec = prune(model, cfg.prune_threshold)
+    threshold = effective_threshold(model, cfg)
+    spec = prune(model, threshold)
     slimmed = build(spec, source=model).to(dev)
     before = complexity(model.cpu(), cfg.input_size)
     after = complexity(slimmed.cpu(), cfg.input_size)
@@ -86,9 +94,9 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     alphas_dir = ctx.workdir / "alphas"
     alphas_dir.mkdir()
     (alphas_dir / "alphas.csv").write_text(buf.getvalue())
-    alpha_heatmap(rows, cfg.prune_threshold, alphas_dir / "alphas.png")
+    alpha_heatmap(rows, threshold, alphas_dir / "alphas.png")
     model.current_spec().save(alphas_dir / "supernet_spec.json")
     ctx.tracker.log_artifacts(alphas_dir, "alphas")
     return finish_stage(ctx, slimmed, data, extra_reports={"supernet": supernet_report},
                         extra_card={"supernet": {**before, **summary(supernet_report, cfg.val_split)}, "edges_kept": kept,
-                                    "prune_threshold": cfg.prune_threshold})
+                                    "prune_threshold": threshold})
