@@ -170,7 +170,8 @@ def main(args) -> int:
             mlflow_url = f"http://127.0.0.1:{port}"
             backend = service_settings.mlflow_backend_store_uri or (tracking or None)
             argv = mlflow_server_argv(port, backend, service_settings.mlflow_artifacts_destination)
-            mlflow = children.start("mlflow server", argv, env,
+            # MLflow 3.17 would otherwise start a 10-process job runner beside the server
+            mlflow = children.start("mlflow server", argv, {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                                     log=home / "logs" / "mlflow-server.log")
             wait_http(f"{mlflow_url}/health", args.startup_timeout, mlflow)
         env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = mlflow_url
