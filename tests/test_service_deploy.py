@@ -89,7 +89,7 @@ def test_ports_commands_and_urls_agree():
         assert env["REDIS_URL"].startswith("redis://redis:")
     allowed = option(mlflow_cmd, "--allowed-hosts").split(",")
     assert "mlflow" in allowed and f"mlflow:{mlflow_port}" in allowed
-    assert "--serve-artifacts" in mlflow_cmd and option(mlflow_cmd, "--backend-store-uri").startswith("postgresql://")
+    assert "--serve-artifacts" in mlflow_cmd and option(mlflow_cmd, "--backend-store-uri").startswith("postgresql+psycopg2://")
     assert "@postgres:" in option(mlflow_cmd, "--backend-store-uri")
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"].startswith("http://minio:")
 
@@ -104,7 +104,8 @@ def test_worker_is_scalable_with_a_gpu_each():
 def test_environment_names_are_ones_the_code_reads():
     known = {f"SDHRNET_{name.upper()}" for name in (*Settings.model_fields, *ServiceSettings.model_fields)}
     known |= {"MLFLOW_TRACKING_URI", "REDIS_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+              "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
+              "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}  # read by MLflow 3.17 itself
     for name, service in SERVICES.items():
         for key in service.get("environment") or {}:
             assert key in known, f"{name} sets {key}, which nothing reads"
