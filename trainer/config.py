@@ -84,10 +84,11 @@ _PAPER = {
 }
 
 # CPU preset: 128x128 inputs (32x32 heatmaps) and the 300W train-dev / dev split of the shared data.
-# Epochs fit the measured speed of 2 cores (bench/train_speed.py) into about two hours per stage. With ~50x
+# 24 epochs: measured at one thread, slim ~95 s + distill ~210 s per epoch of 1100 faces (two hours together),
+# the teacher ~200 s per epoch (bench/train_speed.py, and the logged samples_per_s of real runs). With ~50x
 # fewer alpha updates than the paper, alpha learns 10x faster under a 4x stronger L1, and pruning is relative
 # (edges under 10% of the largest |alpha|): with lr 5e-3 and L1 5e-4 all alphas collapsed together in 8 epochs.
-_CPU = dict(input_size=128, epochs=30, batch_size=16, lr=1e-3, lr_steps=(20, 26), num_workers=0,
+_CPU = dict(input_size=128, epochs=24, batch_size=16, lr=1e-3, lr_steps=(16, 21), num_workers=0,
             lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0)
 _CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
 
