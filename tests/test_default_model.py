@@ -1,0 +1,47 @@
+"""The bundled default model: a valid model folder whose card tells the truth about it."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.evaluate import evaluate_split
+
+MODEL = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model"
+
+
+@pytest.fixture(scope="module")
+def card():
+    if not (MODEL / "model.onnx").exists():
+        pytest.skip("no bundled default model in sdhrnet/default_model")
+    return json.loads((MODEL / "model_card.json").read_text())
+
+
+def test_card_describes_a_68_point_300w_model(card):
+    assert card["dataset"] == "300w" and card["num_landmarks"] == 68 and card["input_size"] % 32 == 0
+    assert card["metrics"]["split"] == "dev", "the registry compares champions on the same split"
+    assert (MODEL / "spec.json").exists() and MODEL.joinpath("model.onnx").stat().st_size < 20_000_000
+    assert card["commands"] and card["seed"] == 0 and card["data"]
+
+
+def test_card_metrics_are_reproduced_by_evaluate(card, shared_data):
+    report = evaluate_split("300w", shared_data / "300w", "dev", model=str(MODEL / "model.onnx"))
+    assert report["n"] == card["metrics"]["n"]
+    assert report["nme"] == pytest.approx(card["metrics"]["nme"], abs=1e-4)
+    published = card["evaluation"]["SD-HRNet (distill run)"]["dev"]
+    assert report["nme"] == pytest.approx(published["nme"], abs=1e-4)
+
+
+def test_landmarks_land_on_the_face(card, shared_data):
+    from trainer.datasets import load_image, load_samples
+    from trainer.landmarker import OnnxLandmarker
+
+    lm = OnnxLandmarker(MODEL / "model.onnx", input_size=card["input_size"])
+    for s in list(load_samples("300w", shared_data / "300w", "dev"))[:5]:
+        pred, conf = lm.predict(load_image(s), s.box[None])
+        x1, y1, x2, y2 = s.box
+        margin = 0.25 * max(x2 - x1, y2 - y1)
+        inside = ((pred[0, :, 0] > x1 - margin) & (pred[0, :, 0] < x2 + margin)
+                  & (pred[0, :, 1] > y1 - margin) & (pred[0, :, 1] < y2 + margin))
+        assert inside.mean() > 0.9, s.sample_id
+        assert np.isfinite(conf).all()
