@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from trainer.datasets import get_info, load_image, load_samples
+from trainer.datasets import load_image, load_samples
 from trainer.export import export_onnx
 from trainer.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
 from trainer.model_files import load_model

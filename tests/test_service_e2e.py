@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -13,10 +13,9 @@ Stage 10's branches always count as used: they feed the head.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .sdhrnet import SDHRNet
-from .spec import LAST_STAGE, STAGES, WIDTHS, ArchSpec, branch_index, input_name, parse_input, stage_index
+from .spec import STAGES, WIDTHS, ArchSpec, branch_index, input_name, parse_input, stage_index
 
 
 class PruneError(ValueError):
