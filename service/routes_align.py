@@ -28,9 +28,14 @@ ALIGN_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
+def media_type(request: Request) -> str:
+    """The request's content type without parameters (boundary, charset), lower-cased."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def read_align_body(request: Request) -> tuple[bytes | str, object, bool]:
     """-> (image bytes or base64 text, raw boxes, is_base64)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "application/json":
         try:
             body = AlignRequest.model_validate_json(await request.body())

@@ -8,7 +8,7 @@ from starlette.datastructures import UploadFile
 
 from . import evaluation
 from .errors import InputError
-from .routes_align import first_error
+from .routes_align import first_error, media_type
 from .schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
 from .security import ApiKey
 
@@ -48,7 +48,7 @@ async def evaluate(request: Request,
                                                description="which dataset's champion model to score (default 300w)")):
     settings = request.app.state.service_settings
     dataset = dataset or settings.default_dataset
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "application/json":
         try:
             body = EvaluateRequest.model_validate_json(await request.body())

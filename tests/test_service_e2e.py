@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from tests.fake_models import FakeResult
 from tests.service_support import b64, build_tiny_model, png_bytes
 from tests.services import free_port, wait_until
 
@@ -24,18 +24,6 @@ KEY = {"X-API-Key": "e2e-key"}
 BOX = [20, 10, 140, 110]
 
 
-@dataclass
-class Result:  # what registry.register_result reads from a trainer JobResult
-    run_id: str | None
-    dataset: str
-    num_landmarks: int
-    input_size: int
-    metrics: dict
-    model_dir: Path
-    job_id: str
-    params: int = 100
-    macs: int = 1000
-    card: dict = field(default_factory=dict)
 
 
 def register_versions(tmp_path: Path, tracking_uri: str) -> None:
@@ -56,8 +44,8 @@ def register_versions(tmp_path: Path, tracking_uri: str) -> None:
         run = client.create_run(experiment.experiment_id, run_name=f"service-e2e-v{version}")
         client.log_artifacts(run.info.run_id, str(folder), "model_files")
         client.set_terminated(run.info.run_id)
-        registry.register_result(Result(run.info.run_id, DATASET, 68, 64, card["metrics"], folder,
-                                        f"service-e2e-{version}", card=card))
+        registry.register_result(FakeResult(run.info.run_id, DATASET, 68, 64, card["metrics"], folder,
+                                            params=100, macs=1000, job_id=f"service-e2e-{version}", card=card))
 
 
 @pytest.fixture()
