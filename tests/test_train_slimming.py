@@ -79,3 +79,28 @@ def test_relative_threshold_scales_with_the_largest_alpha():
     kept = prune(net, effective_threshold(net, relative))
     assert all(abs(a) > 0.03 for br in kept.stages.values() for inputs in br.values() for a in inputs.values())
     assert prune(net, absolute.prune_threshold).edge_set() == net.spec.edge_set(), "absolute 0.0017 keeps all"
+
+
+def test_a_parameter_budget_raises_the_threshold_just_enough():
+    from trainer.complexity import count_params
+    from trainer.config import make_config
+    from trainer.nets.prune import build, prune
+    from trainer.nets.sdhrnet import SDHRNet
+    from trainer.nets.spec import supernet_spec
+    from trainer.slim import effective_threshold
+
+    net = SDHRNet(supernet_spec(68))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.alpha_parameters():
+            p.fill_(0.5 + 0.5 * float(torch.rand((), generator=g)))  # alphas that have not separated
+    relative = make_config("cpu", "300w", {"prune_max_params": None})
+    assert count_params(build(prune(net, effective_threshold(net, relative)))) > 3_000_000, "10% keeps everything"
+    budget = make_config("cpu", "300w", {"prune_max_params": 1_000_000})
+    t = effective_threshold(net, budget)
+    assert count_params(build(prune(net, t))) <= 1_000_000
+    alphas = [abs(float(p.detach())) for p in net.alpha_parameters()]
+    smaller = max(a for a in alphas if a < t)
+    assert count_params(build(prune(net, smaller))) > 1_000_000, "the threshold should be the lowest that fits"
+    generous = make_config("cpu", "300w", {"prune_max_params": 10_000_000})
+    assert effective_threshold(net, generous) == effective_threshold(net, relative), "a loose budget changes nothing"

@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
     # BN after every fusion makes the net invariant to a common scale of the alphas, so on a short schedule
     # L1 can shrink them all together; a threshold relative to the largest |alpha| prunes by importance.
     prune_relative: bool = False
+    # A parameter budget: when the threshold leaves more parameters than this, it rises to the smallest |alpha|
+    # that meets the budget, so a short schedule whose alphas have not separated still yields a small network.
+    prune_max_params: int | None = None
     # distillation
     lambda_peer: float = 4.0
     lambda_teacher: float = 1.0
@@ -54,6 +57,13 @@ class TrainConfig(BaseModel):
     checkpoint_every_steps: int | None = None  # extra step-based checkpoints (tests)
     threads: int | None = None
     flip_test: bool = False
+
+    @field_validator("prune_max_params")
+    @classmethod
+    def _positive_budget(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be a positive number of parameters or null, got {v}")
+        return v
 
     @field_validator("input_size")
     @classmethod
@@ -89,7 +99,8 @@ _PAPER = {
 # fewer alpha updates than the paper, alpha learns 10x faster under a 4x stronger L1, and pruning is relative
 # (edges under 10% of the largest |alpha|): with lr 5e-3 and L1 5e-4 all alphas collapsed together in 8 epochs.
 _CPU = dict(input_size=128, epochs=24, batch_size=16, lr=1e-3, lr_steps=(16, 21), num_workers=0,
-            lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0)
+            lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0,
+            prune_max_params=1_000_000)
 _CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
 
 _TINY = dict(input_size=64, epochs=2, batch_size=8, lr=1e-3, lr_alpha=5e-3, lr_steps=(1,), max_train_samples=32,

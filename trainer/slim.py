@@ -10,7 +10,7 @@ from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
 from trainer.jobs import RunContext, StageOutput
 from trainer.losses import heatmap_mse
-from trainer.nets.prune import build, prune
+from trainer.nets.prune import build, prune, threshold_for_budget
 from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import supernet_spec
 from trainer.plots import alpha_heatmap
@@ -45,9 +45,12 @@ def alpha_rows(model: SDHRNet) -> list[dict]:
 
 
 def effective_threshold(model: SDHRNet, cfg) -> float:
-    if not cfg.prune_relative:
-        return cfg.prune_threshold
-    return cfg.prune_threshold * max(abs(float(p.detach())) for p in model.alpha_parameters())
+    threshold = cfg.prune_threshold
+    if cfg.prune_relative:
+        threshold *= max(abs(float(p.detach())) for p in model.alpha_parameters())
+    if cfg.prune_max_params is not None:
+        threshold = threshold_for_budget(model, cfg.prune_max_params, floor=threshold)
+    return threshold
 
 
 def slim_stage(ctx: RunContext) -> StageOutput:

@@ -81,6 +81,41 @@ def prune(model_or_spec, threshold: float, drop_dead_ends: bool = True) -> ArchS
     return ArchSpec(spec.num_landmarks, stages)
 
 
+def threshold_for_budget(model_or_spec, max_params: int, floor: float = 0.0) -> float:
+    """Smallest threshold >= floor whose pruned network has at most `max_params` parameters.
+
+    Candidates are the |alpha| values themselves (a threshold equal to one prunes every smaller edge); the
+    parameter count falls monotonically as the threshold rises, so a bisection needs ~log2(edges) builds.
+    """
+    from trainer.complexity import count_params
+
+    spec = _as_spec(model_or_spec)
+    def params(t: float) -> int | None:
+        try:
+            return count_params(build(prune(spec, t)))
+        except PruneError:
+            return None  # nothing left: treated as over the line, so the search stays below it
+
+    if (n := params(floor)) is not None and n <= max_params:
+        return floor
+    candidates = sorted({abs(a) for br in spec.stages.values() for inputs in br.values() for a in inputs.values()
+                         if abs(a) > floor})
+    lo, hi, best = 0, len(candidates) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        n = params(candidates[mid])
+        if n is not None and n <= max_params:
+            best, hi = candidates[mid], mid - 1
+        elif n is None:
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        raise PruneError(f"no threshold brings the network under {max_params} parameters without removing "
+                         "every path; raise the budget")
+    return best
+
+
 def _head_channel_index(source: SDHRNet, target: SDHRNet) -> torch.Tensor:
     """Positions, in the source head's concatenated channels, of the target's final branches."""
     offsets, start = {}, 0
