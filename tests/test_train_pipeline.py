@@ -64,11 +64,15 @@ def test_every_stage_logs_config_metrics_and_model_files(pipeline):
         assert result.model_dir.joinpath("model.onnx").stat().st_size > 10_000
 
 
-def test_slim_logs_alphas_and_prunes_to_a_smaller_network(pipeline):
+def test_slim_logs_alphas_and_prunes_to_a_smaller_network(pipeline, tmp_path):
     slim = pipeline["slim"]
     files = _artifacts(slim.run_id)
     assert {"alphas/alphas.csv", "alphas/alphas.png", "alphas/supernet_spec.json"} <= files
+    assert {"models/supernet/model.onnx", "models/supernet/model_card.json"} <= files, "the trained supernet is kept"
     m = client().get_run(slim.run_id).data.metrics
+    local = client().download_artifacts(slim.run_id, "models/supernet/model_card.json", str(tmp_path))
+    supernet_card = json.loads(open(local).read())
+    assert supernet_card["metrics"]["nme"] == pytest.approx(m["supernet_nme"]) and supernet_card["params"] == m["supernet_params"]
     assert m["slim_params"] <= m["supernet_params"] and m["edges_kept"] <= m["edges_total"] == 132
     spec = json.loads(slim.model_dir.joinpath("spec.json").read_text())
     alphas = [a for st in spec["stages"].values() for br in st.values() for a in br.values()]
@@ -84,6 +88,8 @@ def test_distill_starts_from_the_slimmed_spec_and_records_both_students(pipeline
         json.loads(s.model_dir.joinpath("spec.json").read_text())["stages"].keys()
     assert d.params == s.params
     assert set(d.card["students"]) == {"s1", "s2"} and d.card["best_student"] in ("s1", "s2")
+    files = _artifacts(d.run_id)
+    assert {"models/s1/model.onnx", "models/s2/model.onnx", "models/s2/weights.pt"} <= files, "both students are kept"
     m = client().get_run(d.run_id).data.metrics
     assert {"train_s1_kd_teacher", "train_s1_kd_peer", "train_s2_mse", "val_nme_s1", "val_nme_s2"} <= set(m)
 
@@ -98,6 +104,11 @@ def test_evaluate_cli_scores_a_run_through_the_onnx_path(pipeline, home, shared_
     assert report["n"] == 107 and report["missing"] == []
     # the trainer validated on a 16-face subset with the same decode path; the full split is scored here
     assert 0 < report["nme"] < 2
+    out = subprocess.run([sys.executable, "-m", "sdhrnet.cli", "evaluate", "--dataset", "300w", "--data-root",
+                          str(shared_data / "300w"), "--split", "dev", "--model", f"runs:/{d.run_id}/models/s1", "--json"],
+                         capture_output=True, text=True, env={**__import__("os").environ, "SDHRNET_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["n"] == 107, "a single student is scored from its own folder"
 
 
 def test_repeating_a_finished_run_returns_it_without_training(pipeline, shared_data):

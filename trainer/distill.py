@@ -12,7 +12,7 @@ from trainer.losses import student_loss
 from trainer.model_files import load_model
 from trainer.model_uri import resolve_model_dir
 from trainer.nets.sdhrnet import SDHRNet
-from trainer.reporting import finish_stage
+from trainer.reporting import finish_stage, log_side_models
 
 STUDENTS = ("s1", "s2")
 
@@ -94,6 +94,7 @@ def distill_stage(ctx: RunContext) -> StageOutput:
 
     loop.run(step, validate)
     reports = {name: evaluate_model(s, data, dev) for name, s in zip(STUDENTS, students)}
+    log_side_models(ctx, data, {name: (s, reports[name]) for name, s in zip(STUDENTS, students)})
     best = copy.deepcopy(s1)
     if "best_weights" in state.extra:
         best.load_state_dict(state.extra["best_weights"])

@@ -14,7 +14,7 @@ from trainer.nets.prune import build, prune, threshold_for_budget
 from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import supernet_spec
 from trainer.plots import alpha_heatmap
-from trainer.reporting import finish_stage, summary
+from trainer.reporting import finish_stage, log_side_models, summary
 
 
 def make_optimizers(model: SDHRNet, cfg) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -100,6 +100,8 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     alpha_heatmap(rows, threshold, alphas_dir / "alphas.png")
     model.current_spec().save(alphas_dir / "supernet_spec.json")
     ctx.tracker.log_artifacts(alphas_dir, "alphas")
+    log_side_models(ctx, data, {"supernet": (model, supernet_report)})
+    slimmed.to(dev)
     return finish_stage(ctx, slimmed, data, extra_reports={"supernet": supernet_report},
                         extra_card={"supernet": {**before, **summary(supernet_report, cfg.val_split)}, "edges_kept": kept,
                                     "prune_threshold": threshold})
