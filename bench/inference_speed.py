@@ -7,7 +7,7 @@ Every call is what /align does for one request of N faces on one photo: prepare_
 heatmaps_to_landmarks. The engines and batch sizes are timed in alternating rounds so that load from other
 processes hits them alike; figures are medians over all calls.
 
-Model: --model-dir (a model folder: model.onnx + weights.pt + spec.json + model_card.json), by default
+Model: --model-dir (a model folder: model.onnx + spec.json + model_card.json [+ weights.pt]), by default
 sdhrnet/default_model when it exists; otherwise s-hrnet-300w with random weights at --input-size, exported
 to ONNX in a temporary folder (speed does not depend on the weights).
 Photo: the first afw face of ../shared/data/300w when present, else a synthetic face.
@@ -40,7 +40,7 @@ import torch
 from trainer.datasets import load_image, load_samples
 from trainer.export import export_onnx
 from trainer.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
-from trainer.model_files import load_model
+from trainer.model_files import build_from_arch, load_model, read_card
 from trainer.nets import build_network
 from trainer.nets import blocks
 
@@ -56,7 +56,10 @@ def get_model(args, tmp: Path) -> tuple[Path, torch.nn.Module, int, str]:
     """(onnx path, eval torch model, input size, description)."""
     folder = Path(args.model_dir) if args.model_dir else (DEFAULT_MODEL if DEFAULT_MODEL.is_dir() else None)
     if folder is not None:
-        model, card = load_model(folder)
+        if (folder / "weights.pt").exists():
+            model, card = load_model(folder)
+        else:  # the bundled default ships ONNX only; PyTorch runs the same architecture (speed ignores weights)
+            model, card = build_from_arch(json.loads((folder / "spec.json").read_text())).eval(), read_card(folder)
         return folder / "model.onnx", model, int(card["input_size"]), f"{folder} ({card.get('arch')}, " \
             f"{card.get('params', 0) / 1e6:.2f} M params, input {card['input_size']})"
     torch.manual_seed(0)

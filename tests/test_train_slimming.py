@@ -1,4 +1,5 @@
 """The slimming update on a toy fusion: L1 drives the factors of useless edges toward zero."""
+import pytest
 import torch
 from torch import nn
 
@@ -104,3 +105,22 @@ def test_a_parameter_budget_raises_the_threshold_just_enough():
     assert count_params(build(prune(net, smaller))) > 1_000_000, "the threshold should be the lowest that fits"
     generous = make_config("cpu", "300w", {"prune_max_params": 10_000_000})
     assert effective_threshold(net, generous) == effective_threshold(net, relative), "a loose budget changes nothing"
+
+
+def test_an_unreachable_budget_prunes_as_far_as_a_path_survives():
+    from trainer.complexity import count_params
+    from trainer.nets.prune import PruneError, build, prune, threshold_for_budget
+    from trainer.nets.sdhrnet import SDHRNet
+    from trainer.nets.spec import supernet_spec
+
+    net = SDHRNet(supernet_spec(68))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.alpha_parameters():
+            p.fill_(0.5 + 0.5 * float(torch.rand((), generator=g)))
+    t = threshold_for_budget(net, 1)
+    smallest = count_params(build(prune(net, t)))
+    assert smallest < count_params(net)
+    higher = min(abs(float(p.detach())) for p in net.alpha_parameters() if abs(float(p.detach())) > t)
+    with pytest.raises(PruneError):
+        prune(net, higher)  # one more edge and some stage loses its last path

@@ -41,7 +41,8 @@ class TrainConfig(BaseModel):
     # L1 can shrink them all together; a threshold relative to the largest |alpha| prunes by importance.
     prune_relative: bool = False
     # A parameter budget: when the threshold leaves more parameters than this, it rises to the smallest |alpha|
-    # that meets the budget, so a short schedule whose alphas have not separated still yields a small network.
+    # that meets the budget (or as far as a path through every stage survives), so a short schedule whose
+    # alphas have not separated still yields a small network.
     prune_max_params: int | None = None
     # distillation
     lambda_peer: float = 4.0

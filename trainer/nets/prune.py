@@ -82,38 +82,39 @@ def prune(model_or_spec, threshold: float, drop_dead_ends: bool = True) -> ArchS
 
 
 def threshold_for_budget(model_or_spec, max_params: int, floor: float = 0.0) -> float:
-    """Smallest threshold >= floor whose pruned network has at most `max_params` parameters.
+    """Smallest threshold >= floor whose pruned network has at most `max_params` parameters, or, when no
+    network that keeps a path through every stage is that small, the threshold of the smallest such network.
 
-    Candidates are the |alpha| values themselves (a threshold equal to one prunes every smaller edge); the
-    parameter count falls monotonically as the threshold rises, so a bisection needs ~log2(edges) builds.
+    Candidates are the |alpha| values themselves (a threshold equal to one prunes every smaller edge); both
+    the parameter count and "a path is left" fall monotonically as the threshold rises, so two bisections
+    need ~2 log2(edges) builds.
     """
     from trainer.complexity import count_params
 
     spec = _as_spec(model_or_spec)
+
     def params(t: float) -> int | None:
         try:
             return count_params(build(prune(spec, t)))
         except PruneError:
-            return None  # nothing left: treated as over the line, so the search stays below it
+            return None
 
-    if (n := params(floor)) is not None and n <= max_params:
+    def first(candidates: list[float], ok) -> int:
+        lo, hi = 0, len(candidates)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(candidates[mid]) else (mid + 1, hi)
+        return lo
+
+    if (n := params(floor)) is None or n <= max_params:
         return floor
     candidates = sorted({abs(a) for br in spec.stages.values() for inputs in br.values() for a in inputs.values()
                          if abs(a) > floor})
-    lo, hi, best = 0, len(candidates) - 1, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        n = params(candidates[mid])
-        if n is not None and n <= max_params:
-            best, hi = candidates[mid], mid - 1
-        elif n is None:
-            hi = mid - 1
-        else:
-            lo = mid + 1
-    if best is None:
-        raise PruneError(f"no threshold brings the network under {max_params} parameters without removing "
-                         "every path; raise the budget")
-    return best
+    valid = candidates[:first(candidates, lambda t: params(t) is None)]
+    if not valid:
+        return floor
+    i = first(valid, lambda t: params(t) <= max_params)
+    return valid[min(i, len(valid) - 1)]
 
 
 def _head_channel_index(source: SDHRNet, target: SDHRNet) -> torch.Tensor:
