@@ -20,7 +20,7 @@ def card():
 def test_card_describes_a_68_point_300w_model(card):
     assert card["dataset"] == "300w" and card["num_landmarks"] == 68 and card["input_size"] % 32 == 0
     assert card["metrics"]["split"] == "dev", "the registry compares champions on the same split"
-    assert (MODEL / "spec.json").exists() and MODEL.joinpath("model.onnx").stat().st_size < 20_000_000
+    assert (MODEL / "spec.json").exists() and MODEL.joinpath("model.onnx").stat().st_size < 6_000_000, "a few MB"
     assert card["commands"] and card["seed"] == 0 and card["data"]
 
 
@@ -28,7 +28,7 @@ def test_card_metrics_are_reproduced_by_evaluate(card, shared_data):
     report = evaluate_split("300w", shared_data / "300w", "dev", model=str(MODEL / "model.onnx"))
     assert report["n"] == card["metrics"]["n"]
     assert report["nme"] == pytest.approx(card["metrics"]["nme"], abs=1e-4)
-    published = card["evaluation"]["SD-HRNet (distill run)"]["dev"]
+    published = card["evaluation"][card["served_row"]]["dev"]
     assert report["nme"] == pytest.approx(published["nme"], abs=1e-4)
 
 
