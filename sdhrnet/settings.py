@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SDHRNET_", extra="ignore")
+    # an empty variable (`SDHRNET_HOME=`, `REDIS_URL=` in a compose file) means "not set", not "the current folder"
+    model_config = SettingsConfigDict(env_prefix="SDHRNET_", extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(default_factory=lambda: Path.cwd() / ".sdhrnet")
     # standard variable names are honoured so that MLflow/Celery users need not learn new ones
