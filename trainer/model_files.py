@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def build_from_arch(arch: dict[str, Any]) -> nn.Module:
 def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_size: int, config: dict[str, Any],
                       metrics: dict[str, Any], kind: str, run_id: str | None, extra_card: dict[str, Any] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()  # the caller's network stays on its device (CUDA runs go on)
     arch = arch_of(model)
     torch.save(model.state_dict(), out / "weights.pt")
     (out / "spec.json").write_text(json.dumps(arch, indent=1))

@@ -101,7 +101,6 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     model.current_spec().save(alphas_dir / "supernet_spec.json")
     ctx.tracker.log_artifacts(alphas_dir, "alphas")
     log_side_models(ctx, data, {"supernet": (model, supernet_report)})
-    slimmed.to(dev)
     return finish_stage(ctx, slimmed, data, extra_reports={"supernet": supernet_report},
                         extra_card={"supernet": {**before, **summary(supernet_report, cfg.val_split)}, "edges_kept": kept,
                                     "prune_threshold": threshold})
