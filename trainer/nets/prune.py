@@ -12,6 +12,8 @@ Stage 10's branches always count as used: they feed the head.
 """
 from __future__ import annotations
 
+import bisect
+
 import torch
 
 from .sdhrnet import SDHRNet
@@ -99,21 +101,15 @@ def threshold_for_budget(model_or_spec, max_params: int, floor: float = 0.0) -> 
         except PruneError:
             return None
 
-    def first(candidates: list[float], ok) -> int:
-        lo, hi = 0, len(candidates)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if ok(candidates[mid]) else (mid + 1, hi)
-        return lo
-
     if (n := params(floor)) is None or n <= max_params:
         return floor
     candidates = sorted({abs(a) for br in spec.stages.values() for inputs in br.values() for a in inputs.values()
                          if abs(a) > floor})
-    valid = candidates[:first(candidates, lambda t: params(t) is None)]
+    # both predicates go False -> True as t rises, so bisect finds the first True
+    valid = candidates[:bisect.bisect_left(candidates, True, key=lambda t: params(t) is None)]
     if not valid:
         return floor
-    i = first(valid, lambda t: params(t) <= max_params)
+    i = bisect.bisect_left(valid, True, key=lambda t: params(t) <= max_params)
     return valid[min(i, len(valid) - 1)]
 
 
