@@ -14,48 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from trainer.evaluate import evaluate_split, resolve_model
+from trainer.results import EvalSet, markdown, package, score
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-SPLITS = {"dev": ("300w", DATA / "300w", "dev"), "p1-ytf68 test": ("csv", DATA / "p1-ytf68", "test")}
-PACKAGED = ("model.onnx", "spec.json", "model_card.json")
-
-
-def score(uri: str) -> dict:
-    _, card = resolve_model(uri)
-    row = {"model": uri, "params": card.get("params"), "macs": card.get("macs"), "input_size": card.get("input_size"),
-           "run_id": card.get("run_id")}
-    for name, (dataset, root, split) in SPLITS.items():
-        r = evaluate_split(dataset, root, split, model=uri)
-        row[name] = {k: round(float(r[k]), 5) for k in ("nme", "fr", "auc")} | {"n": r["n"], "split": split, "dataset": dataset}
-    return row
-
-
-def markdown(rows: dict[str, dict]) -> str:
-    sizes = {r["input_size"] for r in rows.values()}
-    lines = [f"| model | params | MACs @{'/'.join(map(str, sorted(sizes)))} | dev NME | dev FR | dev AUC "
-             "| p1-ytf68 test NME | FR | AUC |", "| --- " * 9 + "|"]
-    for name, r in rows.items():
-        dev, test = r["dev"], r["p1-ytf68 test"]
-        lines.append(f"| {name} | {r['params'] / 1e6:.3f} M | {r['macs'] / 1e9:.3f} G | {dev['nme']:.4f} | {dev['fr']:.3f} "
-                     f"| {dev['auc']:.3f} | {test['nme']:.4f} | {test['fr']:.3f} | {test['auc']:.3f} |")
-    return "\n".join(lines)
-
-
-def package(rows: dict[str, dict], served: str, into: Path, extra: dict) -> None:
-    onnx, _ = resolve_model(rows[served]["model"])
-    into.mkdir(parents=True, exist_ok=True)
-    for name in PACKAGED:
-        shutil.copyfile(onnx.parent / name, into / name)
-    card = json.loads((into / "model_card.json").read_text())
-    card.update(extra)
-    card["evaluation"] = {name: {k: r[k] for k in SPLITS} for name, r in rows.items()}
-    card["served_row"] = served
-    (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+TEST_SETS = [EvalSet("dev", "300w", DATA / "300w", "dev"), EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")]
 
 
 def main() -> None:
@@ -73,14 +38,14 @@ def main() -> None:
         ap.error("--package-into needs --served naming one of the rows")
     rows = {}
     for name, uri in specs:
-        rows[name] = score(uri)
-        print(f"{name}: dev {rows[name]['dev']} test {rows[name]['p1-ytf68 test']}", flush=True)
-    print(markdown(rows))
+        rows[name] = score(uri, TEST_SETS)
+        print(f"{name}: " + " ".join(f"{t.name} {rows[name][t.name]}" for t in TEST_SETS), flush=True)
+    print(markdown(rows, TEST_SETS))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if args.package_into:
         extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
-        package(rows, args.served, args.package_into, extra)
+        package(rows, args.served, args.package_into, extra, TEST_SETS)
 
 
 if __name__ == "__main__":

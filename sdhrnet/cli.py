@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "train-teacher": ("trainer.cli_train", "train the HRNetV2-W18 teacher"),
     "slim": ("trainer.cli_train", "train the supernet with L1 on alpha and prune it"),
     "distill": ("trainer.cli_train", "triple knowledge distillation of the slimmed net"),
+    "pipeline": ("trainer.cli_pipeline", "every stage for a dataset, scored and packaged; re-run to continue"),
     "worker": ("worker.cli_worker", "start a Celery worker"),
     "serve": ("service.cli_serve", "start the REST API only"),
     "run": ("service.cli_run", "start MLflow, a worker and the API on one machine"),

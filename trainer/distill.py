@@ -11,19 +11,27 @@ from trainer.jobs import RunContext, StageOutput
 from trainer.losses import student_loss
 from trainer.model_files import load_model
 from trainer.model_uri import resolve_model_dir
+from trainer.nets import build_network
 from trainer.nets.sdhrnet import SDHRNet
+from trainer.nets.spec import SPEC_PRESETS, SUPERNET
 from trainer.reporting import finish_stage, log_side_models
 
 STUDENTS = ("s1", "s2")
 
 
-def load_students(slim_ref: str, num_landmarks: int) -> tuple[SDHRNet, SDHRNet, dict]:
-    model, card = load_model(resolve_model_dir(slim_ref))
+def load_students(slim_ref: str, num_landmarks: int, count: int) -> tuple[list[SDHRNet], dict]:
+    """`count` identical students: the slimmed network of a slim run (weights carried from the supernet), or a
+    published architecture by name (`s-hrnet-300w`, ...), freshly initialised, to distil the paper's edges."""
+    if slim_ref in SPEC_PRESETS and slim_ref != SUPERNET:
+        model, card = build_network(slim_ref, num_landmarks), {"arch": slim_ref}
+    else:
+        model, card = load_model(resolve_model_dir(slim_ref))
     if not isinstance(model, SDHRNet):
-        raise ValueError(f"{slim_ref} is not a slimmed SD-HRNet (its card says arch={card.get('arch')}); pass a slim run")
+        raise ValueError(f"{slim_ref} is not a slimmed SD-HRNet (its card says arch={card.get('arch')}); "
+                         f"pass a slim run or one of {', '.join(p for p in SPEC_PRESETS if p != SUPERNET)}")
     if model.num_landmarks != num_landmarks:
         raise ValueError(f"{slim_ref} predicts {model.num_landmarks} landmarks, the dataset has {num_landmarks}")
-    return model, copy.deepcopy(model), card
+    return [model] + [copy.deepcopy(model) for _ in range(count - 1)], card
 
 
 def load_teacher(ref: str | None, cfg, num_landmarks: int):
@@ -43,13 +51,14 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int):
     return teacher.eval()
 
 
-def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: tuple[torch.Generator, torch.Generator] | None):
-    """One joint update of both students; each sees its own random-erasing mask when masks are given."""
-    inputs = [random_erasing(images, p=cfg.erase_p, generator=g) for g in masks] if masks else [images, images]
+def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: list[torch.Generator] | None):
+    """One joint update of the students; each sees its own random-erasing mask when masks are given. The peer
+    term needs two students; without it one student is trained (the ablation rows and the KD-off control)."""
+    inputs = [random_erasing(images, p=cfg.erase_p, generator=g) for g in masks] if masks else [images] * len(students)
     with torch.no_grad():
         target_t = teacher(images) if teacher is not None else None
     preds = [s(x) for s, x in zip(students, inputs)]
-    ensemble = ((preds[0] + preds[1]) / 2).detach() if cfg.use_peer else None
+    ensemble = (sum(preds) / len(preds)).detach() if cfg.use_peer else None
     losses, out = [], {}
     for name, pred in zip(STUDENTS, preds):
         loss, parts = student_loss(pred, heatmaps, ensemble, target_t, cfg.lambda_peer, cfg.lambda_teacher)
@@ -66,36 +75,37 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: tu
 def distill_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
     data = load_data(ctx.dataset, ctx.data_root, cfg)
-    s1, s2, slim_card = load_students(ctx.params["slim_run"], data.info.num_landmarks)
+    students, _ = load_students(ctx.params["slim_run"], data.info.num_landmarks, 2 if cfg.use_peer else 1)
+    names = STUDENTS[:len(students)]
     teacher = load_teacher(ctx.params.get("teacher_run"), cfg, data.info.num_landmarks)
-    students = [s1.to(dev), s2.to(dev)]
+    students = [s.to(dev) for s in students]
     if teacher is not None:
         teacher = teacher.to(dev)
     opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
     scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_steps), cfg.lr_factor) for o in opts]
-    state = TrainState(dict(zip(STUDENTS, students)), dict(zip(STUDENTS, opts)), dict(zip(STUDENTS, scheds)))
+    state = TrainState(dict(zip(names, students)), dict(zip(names, opts)), dict(zip(names, scheds)))
     loop = Loop(stage="distill", cfg=cfg, data=data, state=state, checkpoint=ctx.checkpoint, tracker=ctx.tracker,
                 hooks=ctx.hooks, device=dev)
     loop.resume()
 
     def step(batch, epoch, i):
         images = batch["image"]
-        masks = (erasing_generator(cfg, epoch, i, 0), erasing_generator(cfg, epoch, i, 1)) if cfg.masked_inputs else None
+        masks = [erasing_generator(cfg, epoch, i, k) for k in range(len(students))] if cfg.masked_inputs else None
         return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, masks)
 
     def validate():
         out = {}
-        for name, s in zip(STUDENTS, students):
+        for name, s in zip(names, students):
             r = evaluate_model(s, data, dev)
             out.update({f"val_nme_{name}": r["nme"], f"val_fr_{name}": r["fr"], f"val_auc_{name}": r["auc"]})
             mark_best(state, name, r["nme"], copy.deepcopy(s.state_dict()))
-        out["val_nme"] = min(out["val_nme_s1"], out["val_nme_s2"])
+        out["val_nme"] = min(out[f"val_nme_{name}"] for name in names)
         return out
 
     loop.run(step, validate)
-    reports = {name: evaluate_model(s, data, dev) for name, s in zip(STUDENTS, students)}
-    log_side_models(ctx, data, {name: (s, reports[name]) for name, s in zip(STUDENTS, students)})
-    best = copy.deepcopy(s1)
+    reports = {name: evaluate_model(s, data, dev) for name, s in zip(names, students)}
+    log_side_models(ctx, data, {name: (s, reports[name]) for name, s in zip(names, students)})
+    best = copy.deepcopy(students[0])
     if "best_weights" in state.extra:
         best.load_state_dict(state.extra["best_weights"])
     return finish_stage(ctx, best, data, extra_reports={f"final {k}": v for k, v in reports.items()},

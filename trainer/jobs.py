@@ -86,7 +86,7 @@ def _run(kind: str, params: dict[str, Any], hooks: JobHooks | None, body: Callab
     if not data_root.is_dir():
         raise ValueError(f"data_root {data_root} is not a folder (it must be visible to the process that trains)")
     preset = params.get("preset", "cpu")
-    cfg = make_config(preset, dataset, params.get("overrides"))
+    cfg = make_config(preset, dataset, params.get("overrides"), kind)
     run_name = params.get("run_name") or f"{kind}-{dataset}-{preset}"
     resume_key = hooks.job_id or run_name
     tags = {"sdhrnet.preset": preset}

@@ -1,0 +1,125 @@
+"""`sdhrnet pipeline`: the stage plan, its scheduling rules, and the tiny preset end to end through the real CLI
+(stages as processes, a SQLite MLflow store), run twice to show that the second run trains nothing."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.config import make_config
+from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, PipelineError, Row, choose_served, eta_seconds, \
+    format_duration, published_arch, table_rows
+from trainer.results import EvalSet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _plan(rows=ROWS):
+    return Plan("300w", Path("/data/300w"), "cpu", rows, Path("/tmp/out"), device="cuda", overrides=["epochs=3"])
+
+
+def test_distillations_get_their_students_and_teacher_from_the_finished_stages():
+    results = {"slim": {"run_id": "s" * 32}, "teacher": {"run_id": "t" * 32}}
+    by_key = {r.key: r for r in ROWS + ABLATION}
+    ours = _plan().command(by_key["slimmed-triple-kd"], results)
+    assert ours[ours.index("--from-slim") + 1] == "s" * 32 and ours[ours.index("--teacher") + 1] == "t" * 32
+    assert ours[ours.index("--run-name") + 1] == "300w-cpu-slimmed-triple-kd"
+    assert ours[ours.index("--device") + 1] == "cuda" and "epochs=3" in ours
+    control = _plan().command(by_key["published-kd-off"], {})
+    assert control[control.index("--from-slim") + 1] == "s-hrnet-300w"
+    assert {"use_teacher=false", "use_peer=false", "masked_inputs=false"} <= set(control)
+    assert "--teacher" not in control
+    peer_only = _plan().command(by_key["published-peer-masks"], {})
+    assert "use_teacher=false" in peer_only and "use_peer=false" not in peer_only
+
+
+def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
+    by_key = {r.key: r for r in ROWS}
+    assert by_key["teacher"].needs == by_key["slim"].needs == frozenset()
+    assert by_key["published-kd-off"].needs == frozenset()
+    assert by_key["slimmed-triple-kd"].needs == {"slim", "teacher"}
+    assert by_key["published-triple-kd"].needs == {"teacher"}
+    assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
+    assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
+
+
+def test_eta_is_the_mean_epoch_time_times_the_epochs_left():
+    assert eta_seconds(0, 60, []) is None
+    assert eta_seconds(2, 10, [100.0, 140.0]) == pytest.approx(8 * 120.0)
+    assert eta_seconds(12, 10, [5.0]) == 0
+    assert format_duration(None).startswith("ETA after")
+    assert format_duration(125 * 60) == "ETA 2 h 05 min" and format_duration(59) == "ETA 1 min"
+
+
+def test_the_served_student_is_the_best_on_validation_within_the_budget():
+    scored = {"a": {"params": 900_000, "dev": {"nme": 0.040}}, "b": {"params": 1_200_000, "dev": {"nme": 0.030}},
+              "c": {"params": 950_000, "dev": {"nme": 0.035}}}
+    assert choose_served(scored, {"a": "x", "b": "y", "c": "z"}, "dev", 1_000_000) == "c"
+    assert choose_served(scored, {"a": "x", "b": "y"}, "dev", None) == "b"
+    with pytest.raises(PipelineError):
+        choose_served(scored, {"b": "y"}, "dev", 1_000_000)
+
+
+def test_table_rows_list_side_models_and_mark_only_students_as_candidates():
+    rows = (ROWS[0], ROWS[1], Row("x", "X", "distill", student="published", overrides=KD_OFF),
+            Row("y", "Y", "distill", student="published"))
+    results = {r.key: {"run_id": r.key * 2} for r in rows}
+    labelled = table_rows(rows, results)
+    assert labelled["HRSuperNet after slimming"] == ("runs:/slimslim/models/supernet", None)
+    assert labelled["X (best student)"] == ("runs:/xx/model_files", "x")
+    assert "X, student 2 (last epoch)" not in labelled, "a run without the peer term trains one student"
+    assert labelled["Y, student 2 (last epoch)"] == ("runs:/yy/models/s2", None)
+    assert [k for _, k in labelled.values() if k] == ["x", "y"]
+
+
+def test_test_sets_parse_and_refuse_what_they_cannot_read():
+    t = EvalSet.parse("p1-ytf68 test=csv:../data/p1-ytf68:test")
+    assert (t.name, t.dataset, t.root, t.split) == ("p1-ytf68 test", "csv", Path("../data/p1-ytf68"), "test")
+    with pytest.raises(ValueError, match="NAME=DATASET:ROOT:SPLIT"):
+        EvalSet.parse("csv:../data")
+
+
+def test_cpu_preset_trains_students_and_teacher_longer_than_slimming():
+    distill, slim = make_config("cpu", "300w", kind="distill"), make_config("cpu", "300w", kind="slim")
+    assert distill.epochs == make_config("cpu", "300w", kind="teacher").epochs > slim.epochs
+    assert max(slim.lr_steps) < slim.epochs and max(distill.lr_steps) < distill.epochs
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_data):
+    env = {**os.environ, "SDHRNET_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sdhrnet.cli", "pipeline", "--dataset", "300w", "--data-root",
+           str(shared_data / "300w"), "--preset", "tiny", "--out", str(out), "--json", "--progress-every", "2",
+           "--max-params", "2000000"]
+    first = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads(first.stdout)
+    assert set(result["runs"]) == {r.key for r in ROWS}
+    served = result["rows"][result["served"]]
+    candidates = {label: r for label, r in result["rows"].items() if label.endswith("(best student)")}
+    assert result["served"] in candidates
+    assert served["dev"]["nme"] == min(r["dev"]["nme"] for r in candidates.values() if r["params"] <= 2_000_000)
+    card = json.loads((Path(result["model_dir"]) / "model_card.json").read_text())
+    assert card["served_row"] == result["served"] and card["pipeline"]["runs"] == result["runs"]
+    assert set(card["evaluation"]) == set(result["rows"])
+    assert (Path(result["model_dir"]) / "model.onnx").stat().st_size > 0
+    assert (out / "results.md").read_text().count("\n") == len(result["rows"]) + 2
+    assert "pipeline: started teacher" in first.stderr and "pipeline: started slim" in first.stderr
+    # the teacher and slimming were started before either finished: they ran side by side
+    log = first.stderr
+    assert max(log.index("started teacher"), log.index("started slim")) < log.index("finished teacher")
+
+    t0 = time.monotonic()
+    second = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = json.loads(second.stdout)
+    assert again["runs"] == result["runs"], "finished stages are found again by name, not trained again"
+    assert again["served"] == result["served"]
+    for row in ROWS:
+        assert "already finished" in (out / "logs" / f"{row.key}.log").read_text()
+    print(f"second pipeline run: {time.monotonic() - t0:.0f} s")

@@ -1,0 +1,285 @@
+"""`sdhrnet pipeline`: every SD-HRNet stage for one dataset, in one command that continues where it stopped.
+
+Each stage is its own process (`sdhrnet train-teacher | slim | distill --run-name DATASET-PRESET-ROW`), scheduled
+on the free cores: the teacher and slimming need nothing and run side by side, a distillation starts once what it
+needs has finished. Every stage is an MLflow run found again by its name, so running the pipeline again resumes an
+unfinished stage from its checkpoint and returns a finished one without training. At the end every row is scored
+on the validation split and the extra test sets through the served ONNX path, the best student is packaged as a
+model folder, and the results table is printed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trainer.config import make_config
+from trainer.nets.spec import PRESET_DATASETS
+from trainer.results import EvalSet, markdown, package, score
+
+log = logging.getLogger(__name__)
+
+KD_OFF = (("use_peer", False), ("masked_inputs", False))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stage of the pipeline; `student` is where a distillation's students come from: "slim" (the network
+    slimmed on our data by the slim row) or "published" (the paper's slimmed edges, trained from scratch)."""
+    key: str
+    label: str
+    command: str
+    student: str | None = None
+    teacher: bool = False
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset(({"slim"} if self.student == "slim" else set()) | ({"teacher"} if self.teacher else set()))
+
+    @property
+    def peer(self) -> bool:
+        return dict(self.overrides).get("use_peer", True)
+
+
+# In start order: a free core takes the first row whose needs are met.
+ROWS = (
+    Row("teacher", "HRNetV2-W18 teacher", "train-teacher"),
+    Row("slim", "HRSuperNet slimming", "slim"),
+    Row("published-kd-off", "published S-HRNet, supervised (KD off)", "distill", student="published", overrides=KD_OFF),
+    Row("published-triple-kd", "published S-HRNet, triple KD", "distill", student="published", teacher=True),
+    Row("slimmed-triple-kd", "our S-HRNet, triple KD", "distill", student="slim", teacher=True),
+    Row("slimmed-kd-off", "our S-HRNet, KD off", "distill", student="slim", overrides=KD_OFF),
+)
+# The paper's Table 6 on the published architecture (no KD and all three are rows above).
+ABLATION = (
+    Row("published-teacher", "published S-HRNet, teacher only", "distill", student="published", teacher=True,
+        overrides=KD_OFF),
+    Row("published-teacher-peer", "published S-HRNet, teacher + peer, no masks", "distill", student="published",
+        teacher=True, overrides=(("masked_inputs", False),)),
+    Row("published-peer-masks", "published S-HRNet, peer + masks, no teacher", "distill", student="published"),
+)
+
+
+class PipelineError(RuntimeError):
+    """A stage failed or could not start; the message says which and where its log is."""
+
+
+def published_arch(dataset: str) -> str:
+    """The paper's slimmed network for a dataset (68-point CSV data uses the 300W one)."""
+    by_dataset = {d: name for name, d in PRESET_DATASETS.items()}
+    return by_dataset.get(dataset, by_dataset["300w"])
+
+
+def run_name(dataset: str, preset: str, row: Row) -> str:
+    return f"{dataset}-{preset}-{row.key}"
+
+
+def eta_seconds(epochs_done: int, epochs: int, epoch_seconds: list[float]) -> float | None:
+    """Remaining time from the mean of the epochs timed so far (None before the first epoch)."""
+    if not epoch_seconds:
+        return None
+    return max(0, epochs - epochs_done) * sum(epoch_seconds) / len(epoch_seconds)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA after the first epoch"
+    minutes = math.ceil(seconds / 60)
+    return f"ETA {minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"ETA {minutes} min"
+
+
+@dataclass
+class Plan:
+    dataset: str
+    data_root: Path
+    preset: str
+    rows: tuple[Row, ...]
+    out_dir: Path
+    device: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    jobs: int = 2
+    threads: int = 1
+
+    def command(self, row: Row, results: dict[str, dict[str, Any]]) -> list[str]:
+        cmd = [sys.executable, "-m", "sdhrnet.cli", row.command, "--dataset", self.dataset,
+               "--data-root", str(self.data_root), "--preset", self.preset,
+               "--run-name", run_name(self.dataset, self.preset, row), "--json"]
+        if self.device:
+            cmd += ["--device", self.device]
+        for key, value in row.overrides:
+            cmd += ["--set", f"{key}={json.dumps(value)}"]
+        for item in self.overrides:
+            cmd += ["--set", item]
+        if row.command == "distill":
+            cmd += ["--from-slim", results["slim"]["run_id"] if row.student == "slim" else published_arch(self.dataset)]
+            cmd += ["--teacher", results["teacher"]["run_id"]] if row.teacher else ["--set", "use_teacher=false"]
+        return cmd
+
+
+@dataclass
+class Running:
+    row: Row
+    process: subprocess.Popen
+    stdout: Path
+    log: Path
+
+
+def _progress_line(row: Row, name: str) -> str:
+    """One line per running stage from what its MLflow run has logged: epoch, validation NME, ETA."""
+    from trainer.tracking import RESUME_TAG, client
+
+    c = client()
+    exps = [e.experiment_id for e in c.search_experiments()]
+    found = c.search_runs(exps, filter_string=f"tags.`{RESUME_TAG}` = '{name}'", max_results=1,
+                          order_by=["attributes.start_time DESC"]) if exps else []
+    if not found:
+        return f"{row.key}: starting"
+    run = found[0]
+    epochs = int(run.data.params.get("epochs", 0))
+    history = c.get_metric_history(run.info.run_id, "epoch_seconds")
+    by_epoch = {m.step: m.value for m in history}
+    nme = run.data.metrics.get("val_nme")
+    nme_text = f", val NME {nme:.4f}" if nme is not None else ""
+    return (f"{row.key}: epoch {len(by_epoch)}/{epochs}{nme_text}, "
+            f"{format_duration(eta_seconds(len(by_epoch), epochs, list(by_epoch.values())))}")
+
+
+def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Run every row of the plan (finished runs return at once) -> row key -> the stage's JSON result."""
+    from trainer.tracking import client, experiment_id
+
+    experiment_id(client(), plan.dataset)  # create the store once, before processes race to create it
+    logs = plan.out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SDHRNET_THREADS": os.environ.get("SDHRNET_THREADS") or str(plan.threads)}
+    pending, running, results, failed = list(plan.rows), {}, {}, {}
+    last_progress = time.monotonic()
+
+    def stop_children(signum, frame):
+        for r in running.values():
+            r.process.send_signal(signal.SIGINT)  # a stage stops cleanly and resumes on the next run
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop_children) if _main_thread() else None
+    try:
+        while pending or running:
+            for row in list(pending):
+                if len(running) >= plan.jobs:
+                    break
+                if row.needs & failed.keys():
+                    pending.remove(row)
+                    failed[row.key] = f"not started: {', '.join(sorted(row.needs & failed.keys()))} failed"
+                elif row.needs <= results.keys():
+                    pending.remove(row)
+                    stdout, log_path = logs / f"{row.key}.json", logs / f"{row.key}.log"
+                    with open(stdout, "w") as out, open(log_path, "a") as err:
+                        proc = subprocess.Popen(plan.command(row, results), stdout=out, stderr=err, env=env,
+                                                stdin=subprocess.DEVNULL)
+                    running[row.key] = Running(row, proc, stdout, log_path)
+                    say(f"pipeline: started {row.key} ({row.label}); log {log_path}")
+            for key, r in list(running.items()):
+                code = r.process.poll()
+                if code is None:
+                    continue
+                del running[key]
+                if code == 0:
+                    results[key] = json.loads(r.stdout.read_text())
+                    m = results[key]["metrics"]
+                    say(f"pipeline: finished {key}: run {results[key]['run_id']}, {m['split']} NME {m['nme']:.4f}")
+                else:
+                    failed[key] = f"exit code {code}; see {r.log}"
+                    say(f"pipeline: {key} failed ({failed[key]})")
+            if running and time.monotonic() - last_progress >= progress_every:
+                last_progress = time.monotonic()
+                for key, r in running.items():
+                    try:
+                        say("pipeline: " + _progress_line(r.row, run_name(plan.dataset, plan.preset, r.row)))
+                    except Exception as exc:  # progress is informative only; the stage itself decides success
+                        say(f"pipeline: {key}: progress unavailable ({type(exc).__name__})")
+            if pending and not running and not any(row.needs <= results.keys() for row in pending):
+                raise PipelineError("no stage can start: " + ", ".join(r.key for r in pending))
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for r in running.values():
+            r.process.send_signal(signal.SIGINT)
+        for r in running.values():
+            r.process.wait()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if failed:
+        raise PipelineError("; ".join(f"{k}: {why}" for k, why in failed.items()))
+    return results
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def table_rows(rows: tuple[Row, ...], results: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None]]:
+    """Results-table label -> (model URI, row key when the model is a candidate to serve)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for row in rows:
+        run = results[row.key]["run_id"]
+        if row.command == "slim":
+            out["HRSuperNet after slimming"] = (f"runs:/{run}/models/supernet", None)
+            out["our S-HRNet, pruned, not retrained"] = (f"runs:/{run}/model_files", None)
+        elif row.command == "distill":
+            out[f"{row.label} (best student)"] = (f"runs:/{run}/model_files", row.key)
+            if row.peer:
+                for i in (1, 2):
+                    out[f"{row.label}, student {i} (last epoch)"] = (f"runs:/{run}/models/s{i}", None)
+        else:
+            out[row.label] = (f"runs:/{run}/model_files", None)
+    return out
+
+
+def choose_served(scored: dict[str, dict[str, Any]], candidates: dict[str, str], split: str, max_params: int | None) -> str:
+    """The candidate with the lowest NME on the validation split among those within the parameter budget."""
+    fits = [label for label in candidates if max_params is None or scored[label]["params"] <= max_params]
+    if not fits:
+        raise PipelineError(f"no distilled student has at most {max_params} parameters")
+    return min(fits, key=lambda label: scored[label][split]["nme"])
+
+
+def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, ablation: bool = False,
+                 device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
+                 test_sets: list[EvalSet] | None = None, package_into: Path | None = None,
+                 max_params: int | None = 1_000_000, say: Callable[[str], None] = print,
+                 progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
+    cfg = make_config(preset, dataset)
+    rows = ROWS + (ABLATION if ablation else ())
+    cores = os.cpu_count() or 1
+    plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
+                threads=max(1, cores // max(1, jobs)))
+    results = run_stages(plan, say, progress_every)
+    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split), *(test_sets or [])]
+    labelled = table_rows(rows, results)
+    scored = {}
+    for label, (uri, _) in labelled.items():
+        scored[label] = score(uri, sets)
+        say(f"pipeline: scored {label}: " + ", ".join(f"{t.name} NME {scored[label][t.name]['nme']:.4f}" for t in sets))
+    candidates = {label: key for label, (_, key) in labelled.items() if key}
+    served = choose_served(scored, candidates, cfg.val_split, max_params)
+    table = markdown(scored, sets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served}, indent=1) + "\n")
+    (out_dir / "results.md").write_text(table + "\n")
+    budget = f" with at most {max_params:,} parameters" if max_params else ""
+    extra = {"pipeline": {"command": command, "runs": {r.key: results[r.key]["run_id"] for r in rows},
+                          "selection": f"lowest {cfg.val_split} NME among the distilled students{budget}"}}
+    folder = package(scored, served, package_into or out_dir / "model", extra, sets)
+    say(table)
+    say(f"pipeline: served {served!r} -> {folder}")
+    return {"rows": scored, "served": served, "model_dir": str(folder), "runs": extra["pipeline"]["runs"]}

@@ -1,0 +1,75 @@
+"""A results table: models scored through the served ONNX path on named test sets, and the packaging of the
+chosen one as a model folder whose card carries every row's figures.
+
+Used by `sdhrnet pipeline` (its rows) and bench/results_table.py (rows named on the command line).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.evaluate import evaluate_split, resolve_model
+
+PACKAGED = ("model.onnx", "spec.json", "model_card.json")
+SCORES = ("nme", "fr", "auc")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test")."""
+    name: str
+    dataset: str
+    root: Path
+    split: str
+
+    @classmethod
+    def parse(cls, text: str) -> "EvalSet":
+        """NAME=DATASET:ROOT:SPLIT, e.g. `p1-ytf68 test=csv:../shared/data/p1-ytf68:test`."""
+        name, sep, rest = text.partition("=")
+        dataset, _, tail = rest.partition(":")
+        root, _, split = tail.rpartition(":")
+        if not (sep and name and dataset and root and split):
+            raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT")
+        return cls(name, dataset, Path(root), split)
+
+
+def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
+    """One row: the model's size from its card and NME / FR / AUC on each test set."""
+    _, card = resolve_model(uri)
+    row: dict[str, Any] = {"model": uri, "params": card.get("params"), "macs": card.get("macs"),
+                           "input_size": card.get("input_size"), "run_id": card.get("run_id")}
+    for t in test_sets:
+        r = evaluate_split(t.dataset, t.root, t.split, model=uri)
+        row[t.name] = {k: round(float(r[k]), 5) for k in SCORES} | {"n": r["n"], "split": t.split, "dataset": t.dataset}
+    return row
+
+
+def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
+    sizes = "/".join(str(s) for s in sorted({r["input_size"] for r in rows.values()}))
+    head = ["model", "params", f"MACs @{sizes}"] + [f"{t.name} {k.upper()}" for t in test_sets for k in SCORES]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, r in rows.items():
+        cells = [name, f"{r['params'] / 1e6:.3f} M", f"{r['macs'] / 1e9:.3f} G"]
+        for t in test_sets:
+            s = r[t.name]
+            cells += [f"{s['nme']:.4f}", f"{s['fr']:.3f}", f"{s['auc']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dict[str, Any],
+            test_sets: list[EvalSet]) -> Path:
+    """Copy the `served` row's model files into `into`; its card gains every row's figures and `extra`."""
+    onnx, _ = resolve_model(rows[served]["model"])
+    into.mkdir(parents=True, exist_ok=True)
+    for name in PACKAGED:
+        shutil.copyfile(onnx.parent / name, into / name)
+    card = json.loads((into / "model_card.json").read_text())
+    card.update(extra)
+    card["evaluation"] = {name: {t.name: r[t.name] for t in test_sets} for name, r in rows.items()}
+    card["served_row"] = served
+    (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    return into
