@@ -36,3 +36,19 @@ def test_student_loss_combines_terms_with_lambdas():
     assert abs(parts["total"] - (parts["mse"] + 4.0 * parts["kd_peer"] + 1.0 * parts["kd_teacher"])) < 1e-5
     alone, parts_alone = student_loss(pred, gt, None, None, 4.0, 1.0)
     assert set(parts_alone) == {"mse", "total"} and abs(alone.item() - parts["mse"]) < 1e-6
+
+
+def test_kd_temperature_keeps_the_flat_regime_scale_and_sharpens_the_comparison():
+    g = torch.Generator().manual_seed(1)
+    # two heatmaps whose peaks are one pixel apart, values in [0, 1] as the targets are
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    a = torch.exp(-((xx - 10) ** 2 + (yy - 12) ** 2) / 2).reshape(1, 1, 32, 32)
+    b = torch.exp(-((xx - 11) ** 2 + (yy - 12) ** 2) / 2).reshape(1, 1, 32, 32)
+    half_var = 0.5 * (a - b).flatten().var(unbiased=False).item()
+    # the flatter the softmax, the closer T^2 KL comes to half the variance of the difference (an MSE-like pull)
+    by_t = {t: kd_loss(a, b, t).item() for t in (0.1, 1.0, 8.0)}
+    assert abs(by_t[8.0] - half_var) < 0.1 * half_var
+    assert half_var < by_t[1.0] < 2 * half_var, "the paper's T=1 is already close to the flat regime"
+    assert by_t[0.1] > 10 * by_t[1.0], "a low temperature compares the peaks, not the background"
+    noise = torch.rand(1, 1, 32, 32, generator=g)
+    assert kd_loss(noise, noise.clone(), 0.1).abs().item() < 1e-6

@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     use_peer: bool = True
     masked_inputs: bool = True
     erase_p: float = 0.5
+    kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
     # run control
     seed: int = 0
     eval_every: int = 1  # epochs
@@ -64,6 +65,13 @@ class TrainConfig(BaseModel):
     def _positive_budget(cls, v: int | None) -> int | None:
         if v is not None and v <= 0:
             raise ValueError(f"must be a positive number of parameters or null, got {v}")
+        return v
+
+    @field_validator("kd_temperature")
+    @classmethod
+    def _positive_temperature(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"kd_temperature must be a positive number, got {v}")
         return v
 
     @field_validator("input_size")

@@ -61,7 +61,8 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: li
     ensemble = (sum(preds) / len(preds)).detach() if cfg.use_peer else None
     losses, out = [], {}
     for name, pred in zip(STUDENTS, preds):
-        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, cfg.lambda_peer, cfg.lambda_teacher)
+        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, cfg.lambda_peer, cfg.lambda_teacher,
+                                   cfg.kd_temperature)
         losses.append(loss)
         out.update({f"{name}_{k}": v for k, v in parts.items()})
     for opt in optimizers:

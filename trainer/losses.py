@@ -15,30 +15,35 @@ def alpha_l1(alphas: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.stack([a.abs().sum() for a in alphas]).sum()
 
 
-def kd_loss(target_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KD(P_target || P_student): mean over samples and landmarks of KL between spatial softmaxes.
+def kd_loss(target_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KD(P_target || P_student): mean over samples and landmarks of KL between spatial softmaxes of the heatmaps
+    divided by `temperature`, times temperature^2.
 
-    The target is detached: the ensemble and the teacher are fixed targets for the student.
+    The target is detached: the ensemble and the teacher are fixed targets for the student. At temperature 1 (the
+    paper) a softmax over heatmap values in [0, 1] is nearly flat (a peak of 1 among 1024 positions weighs 2.7x a
+    background one), so the KL is about half the variance of the heatmap difference, an MSE-like pull; a
+    temperature below 1 makes it compare peak locations. The T^2 factor keeps the term's scale in that flat
+    regime independent of T, so the lambdas keep their meaning.
     """
     n, m = student_logits.shape[:2]
-    log_q = F.log_softmax(student_logits.reshape(n, m, -1), dim=-1)
-    log_p = F.log_softmax(target_logits.detach().reshape(n, m, -1), dim=-1)
+    log_q = F.log_softmax(student_logits.reshape(n, m, -1) / temperature, dim=-1)
+    log_p = F.log_softmax(target_logits.detach().reshape(n, m, -1) / temperature, dim=-1)
     kl = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
-    return kl.mean()
+    return kl.mean() * temperature ** 2
 
 
 def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
-                 lambda_peer: float, lambda_teacher: float) -> tuple[torch.Tensor, dict[str, float]]:
+                 lambda_peer: float, lambda_teacher: float, temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped."""
     mse = heatmap_mse(pred, gt)
     parts = {"mse": mse.item()}
     total = mse
     if ensemble is not None and lambda_peer:
-        kd_e = kd_loss(ensemble, pred)
+        kd_e = kd_loss(ensemble, pred, temperature)
         total = total + lambda_peer * kd_e
         parts["kd_peer"] = kd_e.item()
     if teacher is not None and lambda_teacher:
-        kd_t = kd_loss(teacher, pred)
+        kd_t = kd_loss(teacher, pred, temperature)
         total = total + lambda_teacher * kd_t
         parts["kd_teacher"] = kd_t.item()
     parts["total"] = total.item()
