@@ -16,11 +16,14 @@ import argparse
 import json
 from pathlib import Path
 
+from trainer.occlusion import Occlusion
 from trainer.results import EvalSet, markdown, package, score
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-TEST_SETS = [EvalSet("dev", "300w", DATA / "300w", "dev"), EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")]
+TEST_SETS = [EvalSet("dev", "300w", DATA / "300w", "dev"),
+             EvalSet("dev occluded", "300w", DATA / "300w", "dev", Occlusion()),
+             EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")]
 
 
 def main() -> None:

@@ -63,9 +63,11 @@ def score_predictions(samples: list[Sample], info: DatasetInfo, predictions: dic
     return report
 
 
-def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None) -> dict:
+def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
+                            occlusion=None) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=...)) on every sample's ground-truth
-    box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch."""
+    box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
+    trainer.occlusion.Occlusion) covers part of each face before prediction."""
     groups = defaultdict(list)
     for s in samples:
         key = (str(s.image_path), id(s.image) if s.image is not None else None)
@@ -73,7 +75,10 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     out, done = {}, 0
     for group in groups.values():
         image = load_image(group[0])
-        landmarks, _ = landmarker.predict(image, np.stack([s.box for s in group]), flip_test=flip_test)
+        boxes = np.stack([s.box for s in group])
+        if occlusion is not None:
+            image = occlusion.apply(image, boxes, [s.sample_id for s in group])
+        landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test)
         for s, pts in zip(group, landmarks):
             out[s.sample_id] = pts
         done += len(group)
@@ -100,7 +105,8 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
     return folder / "model.onnx", card
 
 
-def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool) -> tuple[dict, dict]:
+def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
+                       occlusion=None) -> tuple[dict, dict]:
     from trainer.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -108,24 +114,30 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
         raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
     flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
     landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs)
-    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test)
-    return predictions, {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size,
-                         "flip_test": flip_test}
+    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion)
+    extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test}
+    if occlusion is not None:
+        extra["occlusion"] = {"seed": occlusion.seed, "area": list(occlusion.area)}
+    return predictions, extra
 
 
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
-                   predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD) -> dict:
-    """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split."""
+                   predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
+                   occlusion=None) -> dict:
+    """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
+    `occlusion` (trainer.occlusion.Occlusion) the model sees every face partly covered."""
     from trainer.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
         raise PredictionError("give exactly one of a model or predictions")
+    if occlusion is not None and model is None:
+        raise PredictionError("occlusion needs a model to run on the occluded faces, not a predictions file")
     info = get_info(dataset)
     split = split or DEFAULT_TEST_SPLIT[info.name]
     samples = load_samples(info.name, data_root, split)
     extra = {}
     if predictions is None:
-        predictions, extra = predict_with_model(model, info, samples, flip_test)
+        predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion)
     report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
                    "missing_subsets": samples.missing_subsets, **extra})

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.evaluate import evaluate_split, resolve_model
+from trainer.occlusion import Occlusion
 
 PACKAGED = ("model.onnx", "spec.json", "model_card.json")
 SCORES = ("nme", "fr", "auc")
@@ -19,11 +20,13 @@ SCORES = ("nme", "fr", "auc")
 
 @dataclass(frozen=True)
 class EvalSet:
-    """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test")."""
+    """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test"); with `occlusion`
+    every face is partly covered (the robustness column)."""
     name: str
     dataset: str
     root: Path
     split: str
+    occlusion: Occlusion | None = None
 
     @classmethod
     def parse(cls, text: str) -> "EvalSet":
@@ -42,7 +45,7 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     row: dict[str, Any] = {"model": uri, "params": card.get("params"), "macs": card.get("macs"),
                            "input_size": card.get("input_size"), "run_id": card.get("run_id")}
     for t in test_sets:
-        r = evaluate_split(t.dataset, t.root, t.split, model=uri)
+        r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion)
         row[t.name] = {k: round(float(r[k]), 5) for k in SCORES} | {"n": r["n"], "split": t.split, "dataset": t.dataset}
     return row
 
