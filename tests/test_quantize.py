@@ -1,0 +1,51 @@
+"""INT8 model folders: calibrated on real crops, close to the fp32 model, marked in their card."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.datasets import DATASETS, load_samples
+from trainer.datasets.base import load_image
+from trainer.landmarker import OnnxLandmarker
+from trainer.metrics import nme_per_image
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "sdhrnet" / "default_model"
+
+
+@pytest.fixture(scope="module")
+def int8_model(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "model"
+    cmd = [sys.executable, "-m", "sdhrnet.cli", "quantize", "--model", str(DEFAULT), "--dataset", "300w",
+           "--data-root", str(shared_data / "300w"), "--faces", "16", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out, json.loads(done.stdout)
+
+
+def test_int8_model_is_smaller_marked_and_close_to_fp32(int8_model, shared_data):
+    out, summary = int8_model
+    assert summary["faces"] == 16 and summary["bytes"]["int8"] < 0.6 * summary["bytes"]["fp32"]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["quantized"]["calibration_faces"] == 16 and card["input_size"] == 128
+    assert not (out / "weights.pt").exists(), "fp32 weights do not travel with the INT8 model"
+    samples = load_samples("300w", shared_data / "300w", "dev")[:12]
+    models = {k: OnnxLandmarker(p / "model.onnx", input_size=128) for k, p in (("fp32", DEFAULT), ("int8", out))}
+    pred = {k: np.stack([m.predict(load_image(s), s.box[None])[0][0] for s in samples]) for k, m in models.items()}
+    gt = np.stack([s.landmarks for s in samples])
+    # how far INT8 moves the points, in the units of NME (outer-eye distance of the ground truth)
+    shift = nme_per_image(pred["int8"], gt, DATASETS["300w"]) - nme_per_image(pred["fp32"], gt, DATASETS["300w"])
+    moved = np.linalg.norm(pred["int8"] - pred["fp32"], axis=-1).mean()
+    assert moved > 0, "the INT8 graph really computes something else"
+    assert abs(shift.mean()) < 0.02, shift
+
+
+def test_quantizing_twice_is_refused(int8_model, shared_data):
+    out, _ = int8_model
+    again = subprocess.run([sys.executable, "-m", "sdhrnet.cli", "quantize", "--model", str(out), "--dataset", "300w",
+                            "--data-root", str(shared_data / "300w"), "--out", str(out.parent / "again")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already quantized" in again.stderr
