@@ -124,3 +124,58 @@ def test_an_unreachable_budget_prunes_as_far_as_a_path_survives():
     higher = min(abs(float(p.detach())) for p in net.alpha_parameters() if abs(float(p.detach())) > t)
     with pytest.raises(PruneError):
         prune(net, higher)  # one more edge and some stage loses its last path
+
+
+def _unseparated_supernet(seed):
+    from trainer.nets.sdhrnet import SDHRNet
+    from trainer.nets.spec import supernet_spec
+
+    net = SDHRNet(supernet_spec(68))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.alpha_parameters():
+            p.fill_(0.5 + 0.5 * float(torch.rand((), generator=g)))
+    return net
+
+
+def test_a_mac_budget_prunes_to_the_lowest_threshold_that_fits():
+    from trainer.complexity import complexity
+    from trainer.config import make_config
+    from trainer.nets.prune import build, prune
+    from trainer.slim import effective_threshold
+
+    net = _unseparated_supernet(2)
+    full = complexity(net, 128)["macs"]
+    cfg = make_config("cpu", "300w", {"prune_max_params": None, "prune_max_macs": full // 2})
+    t = effective_threshold(net, cfg)
+    assert complexity(build(prune(net, t)), 128)["macs"] <= full // 2
+    smaller = max(abs(float(p.detach())) for p in net.alpha_parameters() if abs(float(p.detach())) < t)
+    assert complexity(build(prune(net, smaller)), 128)["macs"] > full // 2
+
+
+@pytest.mark.slow
+def test_a_latency_budget_is_met_when_measured_again():
+    from trainer.budget import measure_ms
+    from trainer.config import make_config
+    from trainer.nets.prune import build, prune
+    from trainer.slim import effective_threshold
+
+    net = _unseparated_supernet(3)
+    full_ms = measure_ms(build(prune(net, 0.0)), 32)
+    cfg = make_config("tiny", "300w", {"prune_threshold": 0.0, "prune_max_ms": 0.5 * full_ms, "input_size": 32})
+    t = effective_threshold(net, cfg)
+    assert t > 0, "the budget made it prune"
+    slim = build(prune(net, t))
+    # re-measured: latency is noisy on a shared machine, hence the margin (the best of three measurements)
+    assert min(measure_ms(slim, 32) for _ in range(3)) <= 0.5 * full_ms * 1.5
+    assert effective_threshold(net, cfg, measure_latency=False) == 0.0
+
+
+def test_budgets_must_be_positive():
+    from pydantic import ValidationError
+
+    from trainer.config import make_config
+
+    for key in ("prune_max_params", "prune_max_macs", "prune_max_ms"):
+        with pytest.raises(ValidationError, match="positive"):
+            make_config("cpu", "300w", {key: 0})

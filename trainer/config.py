@@ -44,6 +44,11 @@ class TrainConfig(BaseModel):
     # that meets the budget (or as far as a path through every stage survives), so a short schedule whose
     # alphas have not separated still yields a small network.
     prune_max_params: int | None = None
+    # Budgets in other terms (trainer.budget): multiply-adds at input_size, and ms per face measured with ONNX
+    # Runtime at batch 1 on the machine that runs the job, with the threads it will serve with.
+    prune_max_macs: int | None = None
+    prune_max_ms: float | None = None
+    prune_latency_threads: int = 1
     # distillation
     lambda_peer: float = 4.0
     lambda_teacher: float = 1.0
@@ -60,11 +65,11 @@ class TrainConfig(BaseModel):
     threads: int | None = None
     flip_test: bool = False
 
-    @field_validator("prune_max_params")
+    @field_validator("prune_max_params", "prune_max_macs", "prune_max_ms")
     @classmethod
-    def _positive_budget(cls, v: int | None) -> int | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"must be a positive number of parameters or null, got {v}")
+    def _positive_budget(cls, v):
+        if v is not None and not v > 0:
+            raise ValueError(f"a budget must be a positive number or null, got {v}")
         return v
 
     @field_validator("kd_temperature")
@@ -81,7 +86,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"input_size must be a positive multiple of 32, got {v}")
         return v
 
-    @field_validator("epochs", "batch_size", "alpha_every", "eval_every")
+    @field_validator("epochs", "batch_size", "alpha_every", "eval_every", "prune_latency_threads")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

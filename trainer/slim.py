@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import torch
 
+from trainer.budget import Budget
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
 from trainer.jobs import RunContext, StageOutput
@@ -44,12 +46,18 @@ def alpha_rows(model: SDHRNet) -> list[dict]:
     return [{"stage": st, "branch": br, "input": src, "alpha": float(p.detach())} for st, br, src, p in model.named_alphas()]
 
 
-def effective_threshold(model: SDHRNet, cfg) -> float:
+def effective_threshold(model: SDHRNet, cfg, measure_latency: bool = True) -> float:
+    """The pruning threshold: absolute or relative to the largest |alpha|, raised until the budget holds.
+    `measure_latency=False` leaves a latency limit out (the per-epoch preview: each latency probe exports and
+    times a network)."""
     threshold = cfg.prune_threshold
     if cfg.prune_relative:
         threshold *= max(abs(float(p.detach())) for p in model.alpha_parameters())
-    if cfg.prune_max_params is not None:
-        threshold = threshold_for_budget(model, cfg.prune_max_params, floor=threshold)
+    budget = Budget.from_config(cfg)
+    if not measure_latency:
+        budget = dataclasses.replace(budget, max_ms=None)
+    if budget.active:
+        threshold = threshold_for_budget(model, budget.fits, floor=threshold)
     return threshold
 
 
@@ -71,7 +79,7 @@ def slim_stage(ctx: RunContext) -> StageOutput:
 
     def validate():
         r = evaluate_model(model, data, dev)
-        threshold = effective_threshold(model, cfg)
+        threshold = effective_threshold(model, cfg, measure_latency=False)
         return {"val_nme": r["nme"], "val_fr": r["fr"], "val_auc": r["auc"], "prune_threshold": threshold,
                 "alpha_below_threshold": sum(abs(a["alpha"]) < threshold for a in alpha_rows(model))}
 
@@ -84,11 +92,14 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     slimmed = build(spec, source=model).to(dev)
     before = complexity(model.cpu(), cfg.input_size)
     after = complexity(slimmed.cpu(), cfg.input_size)
+    budget = Budget.from_config(cfg)
+    achieved = {k: v for k, v in budget.cost(slimmed).items() if k == "ms"}  # re-measured on the final network
     model.to(dev), slimmed.to(dev)
     kept = sum(len(inputs) for branches in spec.stages.values() for inputs in branches.values())
     ctx.tracker.log_metrics({"supernet_params": before["params"], "supernet_macs": before["macs"],
                              "slim_params": after["params"], "slim_macs": after["macs"], "edges_kept": kept,
-                             "edges_total": len(rows), "supernet_nme": supernet_report["nme"]}, step=cfg.epochs)
+                             "edges_total": len(rows), "supernet_nme": supernet_report["nme"],
+                             **{f"slim_{k}": v for k, v in achieved.items()}}, step=cfg.epochs)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["stage", "branch", "input", "alpha", "kept"])
     writer.writeheader()
@@ -103,4 +114,5 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     log_side_models(ctx, data, {"supernet": (model, supernet_report)})
     return finish_stage(ctx, slimmed, data, extra_reports={"supernet": supernet_report},
                         extra_card={"supernet": {**before, **summary(supernet_report, cfg.val_split)}, "edges_kept": kept,
-                                    "prune_threshold": threshold})
+                                    "prune_threshold": threshold,
+                                    "budget": {"asked": budget.describe(), **after, **achieved}})

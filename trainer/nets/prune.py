@@ -83,33 +83,35 @@ def prune(model_or_spec, threshold: float, drop_dead_ends: bool = True) -> ArchS
     return ArchSpec(spec.num_landmarks, stages)
 
 
-def threshold_for_budget(model_or_spec, max_params: int, floor: float = 0.0) -> float:
-    """Smallest threshold >= floor whose pruned network has at most `max_params` parameters, or, when no
-    network that keeps a path through every stage is that small, the threshold of the smallest such network.
+def threshold_for_budget(model_or_spec, budget, floor: float = 0.0) -> float:
+    """Smallest threshold >= floor whose pruned network meets `budget`, or, when no network that keeps a path
+    through every stage meets it, the threshold of the smallest such network. `budget` is a parameter count or
+    a predicate on the built network (trainer.budget.Budget.fits: parameters, MACs, measured latency).
 
-    Candidates are the |alpha| values themselves (a threshold equal to one prunes every smaller edge); both
-    the parameter count and "a path is left" fall monotonically as the threshold rises, so two bisections
-    need ~2 log2(edges) builds.
+    Candidates are the |alpha| values themselves (a threshold equal to one prunes every smaller edge); "a path
+    is left" and the cost of the network fall monotonically as the threshold rises (a measured latency does
+    so up to its noise), so two bisections need ~2 log2(edges) builds.
     """
     from trainer.complexity import count_params
 
     spec = _as_spec(model_or_spec)
+    fits = (lambda net: count_params(net) <= budget) if isinstance(budget, int) else budget
 
-    def params(t: float) -> int | None:
+    def built(t: float):
         try:
-            return count_params(build(prune(spec, t)))
+            return build(prune(spec, t))
         except PruneError:
             return None
 
-    if (n := params(floor)) is None or n <= max_params:
+    if (net := built(floor)) is None or fits(net):
         return floor
     candidates = sorted({abs(a) for br in spec.stages.values() for inputs in br.values() for a in inputs.values()
                          if abs(a) > floor})
     # both predicates go False -> True as t rises, so bisect finds the first True
-    valid = candidates[:bisect.bisect_left(candidates, True, key=lambda t: params(t) is None)]
+    valid = candidates[:bisect.bisect_left(candidates, True, key=lambda t: built(t) is None)]
     if not valid:
         return floor
-    i = bisect.bisect_left(valid, True, key=lambda t: params(t) <= max_params)
+    i = bisect.bisect_left(valid, True, key=lambda t: fits(built(t)))
     return valid[min(i, len(valid) - 1)]
 
 
