@@ -129,3 +129,22 @@ def test_tiny_dataset_without_shared_data(tmp_path):
     ds.build_cache()
     assert ds.cache_size == int(np.ceil(32 * ds.margin * 0.5)) and ds.cached_bytes() > 0
     assert ds[0]["image"].shape == (3, 32, 32)
+
+
+def test_extra_training_sets_join_the_training_split_only(shared_data):
+    from pydantic import ValidationError
+
+    from trainer.config import make_config
+    from trainer.engine import load_data
+
+    root = shared_data / "300w"
+    plain = load_data("300w", root, make_config("cpu", "300w"))
+    csv_training = len(load_samples("csv", shared_data / "p1-ytf68", "training"))
+    cfg = make_config("cpu", "300w", {"extra_train": [f"csv:{shared_data / 'p1-ytf68'}:training"]})
+    more = load_data("300w", root, cfg)
+    assert len(more.train) == len(plain.train) + csv_training
+    assert [s.sample_id for s in more.val_samples] == [s.sample_id for s in plain.val_samples]
+    with pytest.raises(ValidationError, match="DATASET:ROOT:SPLIT"):
+        make_config("cpu", "300w", {"extra_train": ["p1-ytf68"]})
+    with pytest.raises(ValidationError, match="unknown dataset"):
+        make_config("cpu", "300w", {"extra_train": ["nope:/data:train"]})

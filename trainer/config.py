@@ -22,6 +22,9 @@ class TrainConfig(BaseModel):
     train_split: str = "train"
     val_split: str = "common"
     input_size: int = 256
+    # more training data, each "DATASET:ROOT:SPLIT" with the dataset's landmark count (e.g. the p1-ytf68 frames
+    # for a 300W model); validation stays on val_split
+    extra_train: tuple[str, ...] = ()
     max_train_samples: int | None = None  # None = all
     max_val_samples: int | None = None
     num_workers: int = 0
@@ -70,6 +73,15 @@ class TrainConfig(BaseModel):
     def _positive_budget(cls, v):
         if v is not None and not v > 0:
             raise ValueError(f"a budget must be a positive number or null, got {v}")
+        return v
+
+    @field_validator("extra_train")
+    @classmethod
+    def _sources(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from trainer.datasets import parse_source
+
+        for text in v:
+            parse_source(text)
         return v
 
     @field_validator("kd_temperature")

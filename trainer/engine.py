@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.datasets import DATASETS, DatasetInfo, Sample, load_samples
+from trainer.datasets import DATASETS, DatasetInfo, Sample, load_samples, parse_source
 from trainer.datasets.torch_data import LandmarkDataset
 from trainer.evaluate import score_predictions
 from trainer.landmarker import heatmaps_to_landmarks
@@ -77,7 +77,16 @@ def load_data(dataset: str, data_root: str | Path, cfg: TrainConfig, need_train:
     val_samples = _subset(load_samples(dataset, data_root, cfg.val_split), cfg.max_val_samples)
     if not val_samples:
         raise ValueError(f"split {cfg.val_split!r} of {dataset} under {data_root} is empty")
-    train_samples = _subset(load_samples(dataset, data_root, cfg.train_split), cfg.max_train_samples) if need_train else []
+    train_samples = []
+    if need_train:
+        train_samples = list(load_samples(dataset, data_root, cfg.train_split))
+        for source in cfg.extra_train:
+            extra, root, split = parse_source(source)
+            if DATASETS[extra].num_landmarks != info.num_landmarks:
+                raise ValueError(f"extra_train {source!r} has {DATASETS[extra].num_landmarks} landmarks, "
+                                 f"{dataset} has {info.num_landmarks}")
+            train_samples += load_samples(extra, root, split)
+        train_samples = _subset(train_samples, cfg.max_train_samples)
     if need_train and len(train_samples) < 2:
         raise ValueError(f"split {cfg.train_split!r} of {dataset} under {data_root} has {len(train_samples)} samples; need at least 2")
     train = LandmarkDataset(train_samples, info, cfg.input_size, train=True, seed=cfg.seed)

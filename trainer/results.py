@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.datasets import parse_source
 from trainer.evaluate import evaluate_split, resolve_model
 from trainer.occlusion import Occlusion
 
@@ -32,9 +33,11 @@ class EvalSet:
     def parse(cls, text: str) -> "EvalSet":
         """NAME=DATASET:ROOT:SPLIT, e.g. `p1-ytf68 test=csv:../shared/data/p1-ytf68:test`."""
         name, sep, rest = text.partition("=")
-        dataset, _, tail = rest.partition(":")
-        root, _, split = tail.rpartition(":")
-        if not (sep and name and dataset and root and split):
+        try:
+            dataset, root, split = parse_source(rest)
+        except ValueError:
+            raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT") from None
+        if not (sep and name):
             raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT")
         return cls(name, dataset, Path(root), split)
 

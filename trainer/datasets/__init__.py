@@ -30,5 +30,16 @@ def load_samples(dataset: str, data_root, split: str) -> SampleList:
     return reader.load(data_root, split)
 
 
-__all__ = ["DATASETS", "DatasetError", "DatasetInfo", "Sample", "SampleList", "get_info", "load_image",
+def parse_source(text: str) -> tuple[str, str, str]:
+    """`DATASET:ROOT:SPLIT` (e.g. `csv:../shared/data/p1-ytf68:training`) -> (dataset, root, split); the root may
+    itself contain colons, the dataset and split may not."""
+    dataset, _, rest = text.partition(":")
+    root, _, split = rest.rpartition(":")
+    if not (dataset and root and split):
+        raise ValueError(f"{text!r} is not DATASET:ROOT:SPLIT")
+    get_info(dataset)
+    return dataset, root, split
+
+
+__all__ = ["DATASETS", "parse_source", "DatasetError", "DatasetInfo", "Sample", "SampleList", "get_info", "load_image",
            "load_samples", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]
