@@ -18,9 +18,11 @@ class Settings(BaseSettings):
     # standard variable names are honoured so that MLflow/Celery users need not learn new ones
     tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SDHRNET_TRACKING_URI"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SDHRNET_REDIS_URL"))
-    api_keys: str = ""  # comma-separated; empty = no key required
+    api_keys: str = ""  # comma-separated `name:key` (or bare keys, named key-1, key-2, ...); empty = no key required
     device: str = "cpu"
     threads: int | None = None  # torch CPU threads for training jobs; None = torch default
+    # record training runs in this folder instead of MLflow (machines without it); `sdhrnet import-runs` logs them later
+    offline_runs: Path | None = None
 
     @property
     def mlflow_uri(self) -> str:
@@ -35,8 +37,22 @@ class Settings(BaseSettings):
         return self.home / "checkpoints"
 
     @property
-    def api_key_set(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+    def api_keys_by_name(self) -> dict[str, str]:
+        return parse_api_keys(self.api_keys.split(","))
+
+
+def parse_api_keys(entries) -> dict[str, str]:
+    """name -> key. Names are what the promotion history records about who acted, so that no part of a key
+    is ever shown; bare keys (the older format) are named by their position."""
+    keys: dict[str, str] = {}
+    for position, entry in enumerate((e.strip() for e in entries if e.strip()), start=1):
+        name, named, key = entry.partition(":")
+        name, key = (name.strip(), key.strip()) if named else (f"key-{position}", entry)
+        if not key or not name or name in keys:
+            raise ValueError(f"SDHRNET_API_KEYS entry {position} lacks a name or a key, or reuses the name '{name}'; "
+                             "write name:key,name:key with a distinct name for each key")
+        keys[name] = key
+    return keys
 
 
 @lru_cache

@@ -14,9 +14,12 @@ from . import routes_align, routes_evaluate, routes_health, routes_jobs, routes_
 from .backends import JobsBackend, RegistryBackend
 from .config import ServiceSettings, get_service_settings
 from .errors import install_error_handlers
-from .limits import MaxBodySizeMiddleware
+from .limits import RequestLimitsMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .models import ModelManager
+from .openapi_defs import hoist_body_defs
+from .registry_client import RegistryClient
+from .security import keys_by_name
 
 log = logging.getLogger("sdhrnet.service")
 STATIC = Path(__file__).parent / "static"
@@ -33,7 +36,8 @@ def _ui_url(service_settings: ServiceSettings) -> str | None:
 
 
 def create_app(service_settings: ServiceSettings | None = None, *, registry=None, jobs=None,
-               api_keys: frozenset[str] | None = None) -> FastAPI:
+               api_keys=None) -> FastAPI:
+    """`api_keys`: name -> key, or bare keys; default SDHRNET_API_KEYS."""
     service_settings = service_settings or get_service_settings()
 
     @contextlib.asynccontextmanager
@@ -50,12 +54,15 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
                 if task is not None:
                     task.cancel()
             await manager.close()
+            app.state.registry.close()
 
     app = FastAPI(title="SD-HRNet landmarks", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     metrics = ServiceMetrics()
     app.state.service_settings = service_settings
-    app.state.api_keys = get_settings().api_key_set if api_keys is None else api_keys
-    app.state.registry = registry or RegistryBackend()
+    app.state.api_keys = get_settings().api_keys_by_name if api_keys is None else keys_by_name(api_keys)
+    app.state.registry = RegistryClient(
+        registry or RegistryBackend(request_timeout_s=service_settings.registry_timeout_seconds),
+        threads=service_settings.registry_threads, timeout_s=service_settings.registry_timeout_seconds)
     app.state.jobs = jobs or JobsBackend()
     app.state.metrics = metrics
     app.state.models = ModelManager(app.state.registry, service_settings, metrics)
@@ -65,14 +72,16 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
     for module in (routes_align, routes_evaluate, routes_jobs, routes_models, routes_health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    hoist_body_defs(app)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html")
 
     # outermost first: the size limit answers before anything reads the body; metrics see every status
-    app.add_middleware(MaxBodySizeMiddleware, max_bytes=service_settings.max_request_bytes,
-                       max_archive_bytes=service_settings.max_archive_bytes)
+    app.add_middleware(RequestLimitsMiddleware, max_bytes=service_settings.max_request_bytes,
+                       max_archive_bytes=service_settings.max_archive_bytes,
+                       body_idle_s=service_settings.body_idle_seconds, max_header_bytes=service_settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -1,5 +1,6 @@
 """Safe extraction of uploaded zip/tar archives (no absolute paths, no '..', bounded size)."""
 import io
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -55,7 +56,15 @@ def _extract_tar(fileobj, dest: Path, limit: int) -> None:
         try:
             tf.extractall(dest, filter="data")  # refuses links and devices that could escape dest
         except tarfile.TarError as exc:
-            raise InputError(f"the tar archive could not be unpacked: {exc}") from None
+            raise InputError(f"the tar archive could not be unpacked: {inside_archive(str(exc), dest)}") from None
+
+
+def inside_archive(message: str, folder: Path) -> str:
+    """Reader messages name files by their path on this server; the client knows them by their place in
+    the archive. Both spellings: tarfile reports the resolved one."""
+    for spelling in sorted({str(folder), str(Path(folder).resolve())}, key=len, reverse=True):
+        message = message.replace(spelling + os.sep, "").replace(spelling, "the archive")
+    return message
 
 
 def _data_root(dest: Path) -> Path:

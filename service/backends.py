@@ -1,9 +1,18 @@
 """Thin adapters over the registry (registry package) and the job queue (worker.api), both owned by
 issue 5. Imported lazily so that the API starts while MLflow or the broker are slow, and so that tests
 can inject in-memory fakes with the same five methods."""
+import math
+import os
 
 
 class RegistryBackend:
+    def __init__(self, request_timeout_s: float | None = None):
+        if request_timeout_s:
+            # MLflow reads these per request; its defaults (120 s, 7 retries with backoff: minutes per call)
+            # suit training jobs, not an API answering in seconds. Explicit settings of the operator win.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(request_timeout_s))))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
     def champion(self, dataset: str):
         from registry import champion
 

@@ -17,9 +17,13 @@ def argparse_bool():
 
 
 def main(args) -> int:
+    import functools
     import logging
 
     import uvicorn
+
+    from .config import get_service_settings
+    from .http_protocol import HeadTimeoutH11Protocol
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.register_default:
@@ -28,6 +32,10 @@ def main(args) -> int:
         register_default_model(default_model_dir())
     # one process: the micro-batcher only batches requests that share a process, and ONNX Runtime
     # parallelises inside a batch; scale out with more containers instead of uvicorn workers
+    settings = get_service_settings()
+    # h11 (not httptools) because it bounds the request head; slow clients meet the limits in service.config
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
-                log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=10)
+                log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=10,
+                http=functools.partial(HeadTimeoutH11Protocol, head_timeout_s=settings.head_timeout_seconds),
+                h11_max_incomplete_event_size=settings.max_head_bytes)
     return 0

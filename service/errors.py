@@ -6,11 +6,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .redact import redact
+
 log = logging.getLogger("sdhrnet.service")
 
 PROBLEM_TYPE = "application/problem+json"
 TITLES = {
     400: "Bad request", 401: "Missing or invalid API key", 404: "Not found", 405: "Method not allowed",
+    408: "Request timeout", 431: "Request headers too large",
     409: "Conflict", 413: "Request too large", 415: "Unsupported media type", 422: "Invalid input",
     500: "Internal error", 503: "Service unavailable",
 }
@@ -43,9 +46,24 @@ class NoModelError(Problem):
             title="No model for this dataset", headers={"Retry-After": "30"}, dataset=dataset)
 
 
+def first_error(exc) -> str:
+    """The first problem pydantic found, as 'where: what' (its JSON parser's messages name no Python internals)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            e = errors()[0]
+            where = ".".join(map(str, e.get("loc", ())))
+            return f"{where}: {e.get('msg')}" if where else str(e.get("msg"))
+        except Exception:
+            pass
+    return str(exc).splitlines()[0]
+
+
 def problem_response(status: int, detail: str, title: str | None = None, headers: dict | None = None,
                      instance: str | None = None, **extra) -> JSONResponse:
-    body = {"type": "about:blank", "title": title or TITLES.get(status, "Error"), "status": status, "detail": detail}
+    # messages may quote the operator's paths and URLs; clients get none of them
+    body = {"type": "about:blank", "title": title or TITLES.get(status, "Error"), "status": status,
+            "detail": redact(detail)}
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -85,8 +103,10 @@ def install_error_handlers(app: FastAPI) -> None:
                                     instance=request.url.path)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
-            # Starlette lists only the first matching route's methods; a path can have several routes
-            allowed = _allowed_methods(request)
+            # Starlette lists only the first matching route's methods; a path can have several routes. Paths
+            # outside the schema (the web page) keep Starlette's list.
+            allowed = _allowed_methods(request) or sorted(m.strip() for m in headers.get("Allow", "").split(",")
+                                                          if m.strip())
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not supported here; use {' or '.join(allowed)}"
         return problem_response(exc.status_code, detail, headers=headers, instance=request.url.path)

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .archives import extract_archive
+from .archives import extract_archive, inside_archive
 from .errors import InputError
-from .images import check_boxes, decode_base64_image
+from .images import check_boxes, check_declared_size, decode_base64_image
 from .jsonsafe import to_jsonable
 from .routes_align import align_faces
 
@@ -84,9 +84,14 @@ def samples_from_archive(source, layout: str, split: str | None, settings) -> tu
             samples = load_samples(layout, root, split) if split else load_samples(layout, root, default_split(layout))
         except (FileNotFoundError, KeyError, ValueError) as exc:
             raise InputError(f"the archive is not a '{layout}' set with split '{split or default_split(layout)}': "
-                             f"{exc}. Pick the layout with the 'layout' field and the split with 'split'") from None
+                             f"{inside_archive(str(exc), folder)}. Pick the layout with the 'layout' field and the "
+                             "split with 'split'") from None
         if not samples:
             raise InputError(f"no labelled images found for layout '{layout}'; check the folder structure")
+        for sample in samples:
+            if sample.image is None:  # COFW ships its images decoded inside the .mat
+                check_declared_size(sample.image_path, settings.max_image_pixels,
+                                    f"the image of sample '{sample.sample_id}'")
         return samples, root, folder
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

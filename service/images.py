@@ -1,13 +1,22 @@
 """Turning request bytes into an RGB image and checked face boxes (user mistakes become 415/422)."""
 import base64
 import binascii
-import json
+import io
 import math
+import warnings
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydantic import TypeAdapter, ValidationError
 
-from .errors import InputError
+from .errors import InputError, first_error
+from .schemas import Boxes
+
+# the service applies its own pixel limit (SDHRNET_MAX_IMAGE_PIXELS) from the header; Pillow's warning adds noise
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
+BOXES = TypeAdapter(Boxes)
 
 # magic numbers of the formats OpenCV decodes here; anything else is an unsupported type (415)
 SIGNATURES = {
@@ -31,14 +40,34 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise InputError("the image is empty; send the bytes of a " + SUPPORTED + " file")
     if sniff_format(data) is None:
         raise InputError(f"the image is not in a supported format; send {SUPPORTED}", status=415)
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    check_declared_size(io.BytesIO(data), max_pixels)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
     if bgr is None or bgr.size == 0:
-        raise InputError("the image could not be decoded (truncated or corrupt file); send a complete "
-                         + SUPPORTED + " file")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise InputError(f"the image has {bgr.shape[1]}x{bgr.shape[0]} pixels, more than the {max_pixels} "
-                         "allowed; downscale it (and the boxes) first", status=413)
+        raise InputError(_undecodable("the image"))
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _undecodable(what: str) -> str:
+    return f"{what} could not be decoded (truncated or corrupt file); send a complete {SUPPORTED} file"
+
+
+def check_declared_size(source, max_pixels: int, what: str = "the image") -> None:
+    """Refuse an image by the size its header declares, before any decoder allocates the pixels (a few KB
+    of PNG can declare 20000x20000). `source`: a binary file object or a path; only the header is read."""
+    try:
+        with Image.open(source, formats=PILLOW_FORMATS) as header:
+            width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own, larger limit: too large either way
+        raise InputError(f"{what} declares more than the {max_pixels} pixels allowed; downscale it (and the "
+                         "boxes) first", status=413) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError(_undecodable(what)) from None
+    if width * height > max_pixels:
+        raise InputError(f"{what} has {width}x{height} pixels, more than the {max_pixels} allowed; downscale it "
+                         "(and the boxes) first", status=413)
 
 
 def decode_base64_image(text: str, max_pixels: int) -> np.ndarray:
@@ -51,17 +80,17 @@ def decode_base64_image(text: str, max_pixels: int) -> np.ndarray:
     return decode_image(data, max_pixels)
 
 
-def parse_boxes_field(text: str):
+def parse_boxes_field(text: str) -> list:
+    """The multipart 'boxes' field, read by the same parser and type as the JSON body's 'boxes'."""
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        raise InputError('the boxes field is not JSON; send e.g. [[x1, y1, x2, y2]] in image pixels') from None
+        return BOXES.validate_json(text)
+    except ValidationError as exc:
+        raise InputError("the boxes field must be JSON like [[x1, y1, x2, y2]] with numbers in image pixels: "
+                         f"{first_error(exc)}") from None
 
 
 def check_boxes(raw, image_shape, max_faces: int) -> np.ndarray:
-    """-> float32 (N, 4). A single box [x1, y1, x2, y2] is accepted as shorthand for [[x1, y1, x2, y2]]."""
-    if isinstance(raw, list) and len(raw) == 4 and all(_is_number(v) for v in raw):
-        raw = [raw]
+    """-> float32 (N, 4)."""
     if not isinstance(raw, list) or not all(isinstance(b, list) and len(b) == 4 and all(map(_is_number, b))
                                             for b in raw):
         raise InputError("boxes must be a list of [x1, y1, x2, y2] lists of numbers in image pixels")

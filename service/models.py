@@ -48,6 +48,15 @@ def _make_landmarker(onnx_path: str, input_size: int, threads: int, max_batch: i
     return OnnxLandmarker(onnx_path, input_size, threads=threads, batch_size=max_batch * 2)
 
 
+def known_dataset(dataset: str) -> None:
+    """A dataset the trainer has no reader for can never get a model: the client's mistake, not an outage."""
+    from trainer.datasets import DATASETS
+
+    if dataset not in DATASETS:
+        raise Problem(404, f"unknown dataset '{dataset}'; models are trained and served for "
+                           f"{', '.join(DATASETS)} (the ?dataset= parameter)", dataset=dataset)
+
+
 class ModelManager:
     def __init__(self, registry, settings, metrics):
         self.registry = registry
@@ -78,16 +87,9 @@ class ModelManager:
 
     async def _champion(self, dataset: str):
         try:
-            return await asyncio.to_thread(self.registry.champion, dataset)
+            return await self.registry.call("champion", dataset)
         except LookupError:
             return None  # nothing registered under that name: the caller answers 503 with what to do
-        except (ValueError, Problem):
-            raise
-        except Exception as exc:  # MLflow down or artifacts unreadable: the client can only retry later
-            log.warning("registry lookup for %s failed", dataset, exc_info=True)
-            raise Problem(503, f"the model registry could not be asked for the '{dataset}' champion "
-                               f"({type(exc).__name__}: {exc}); check MLFLOW_TRACKING_URI / the mlflow server "
-                               "and retry", headers={"Retry-After": "10"}) from None
 
     async def _load(self, served) -> LoadedModel:
         try:
@@ -95,13 +97,14 @@ class ModelManager:
         except Exception as exc:
             log.warning("could not load %s", field_of(served, "onnx_path"), exc_info=True)
             raise Problem(503, f"the champion model {field_of(served, 'name')} v{field_of(served, 'version')} "
-                               f"could not be loaded ({type(exc).__name__}: {exc}); promote a working version",
+                               "could not be loaded (the server log says why); promote a working version",
                           headers={"Retry-After": "30"}) from None
 
     async def get(self, dataset: str) -> LoadedModel:
         model = self._models.get(dataset)
         if model is not None:
             return model
+        known_dataset(dataset)
         lock = self._locks.setdefault(dataset, asyncio.Lock())
         async with lock:
             if dataset not in self._models:
@@ -162,6 +165,8 @@ class ModelManager:
             for dataset in sorted(set(self._models) | set(self.settings.preload_list)):
                 try:
                     await self.refresh(dataset)
+                except Problem as exc:  # the registry is away (/readyz says so) or the champion is unusable
+                    log.warning("could not refresh the champion of %s: %s", dataset, exc.detail)
                 except Exception:  # a flaky registry must not kill the follower
                     log.warning("could not refresh the champion of %s", dataset, exc_info=True)
             await asyncio.sleep(self.settings.model_poll_seconds)

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from . import evaluation
-from .errors import InputError
-from .routes_align import first_error, media_type
+from .errors import InputError, first_error
+from .routes_align import media_type
 from .schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
 from .security import ApiKey
 
@@ -42,7 +42,7 @@ async def _start_evaluate_job(request: Request, params: dict, folder) -> JSONRes
 @router.post("/evaluate", response_model=EvaluateReport, openapi_extra=EVALUATE_BODY, dependencies=[ApiKey],
              summary="Score the served model on a labelled set",
              responses={202: {"model": JobAccepted, "description": "the set is large: it runs as an evaluate job"},
-                        **problem_responses(401, 413, 415, 422, 503)})
+                        **problem_responses(401, 404, 413, 415, 422, 503)})
 async def evaluate(request: Request,
                    dataset: str | None = Query(None, pattern=DATASET_PATTERN,
                                                description="which dataset's champion model to score (default 300w)")):
@@ -74,7 +74,7 @@ async def evaluate(request: Request,
     try:
         form = await request.form(max_files=1, max_fields=8)
     except Exception as exc:
-        if getattr(exc, "status_code", None) == 413:
+        if getattr(exc, "status_code", None) in (408, 413):  # body limits (service.limits)
             raise
         raise InputError(f"the multipart body could not be parsed ({exc})") from None
     archive = form.get("archive")

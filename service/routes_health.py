@@ -12,15 +12,20 @@ async def livez():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready once a model is loaded",
+@router.get("/readyz", summary="Ready once a model is loaded; 'degraded' while the registry is unreachable",
             responses={503: {"description": "no model loaded yet", "content": {"application/problem+json": {}}}})
 async def readyz(request: Request):
+    """A loaded model keeps the server ready (200) when the registry goes away, because /align still works;
+    the body then says `degraded`: no champion following, promotion or GET /models until it is back."""
     loaded = request.app.state.models.loaded
+    registry = request.app.state.registry.health()
     if not loaded:
         return problem_response(503, "no model is loaded yet: the champion of "
                                      f"{request.app.state.service_settings.preload_list or ['300w']} is loading or "
-                                     "none is promoted (POST /models/{dataset}/promote)", headers={"Retry-After": "5"})
-    return {"status": "ready", "models": {d: m.describe() for d, m in loaded.items()}}
+                                     "none is promoted (POST /models/{dataset}/promote)", headers={"Retry-After": "5"},
+                                **registry)
+    status = "ready" if registry["registry"] == "reachable" else "degraded"
+    return {"status": status, **registry, "models": {d: m.describe() for d, m in loaded.items()}}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

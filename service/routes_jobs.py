@@ -5,8 +5,9 @@ import logging
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from .errors import Problem
+from .errors import InputError, Problem, first_error
 from .jsonsafe import to_jsonable
+from .redact import redact_all
 from .schemas import DistillParams, JobAccepted, JobList, JobParams, JobStatus, problem_responses
 from .security import ApiKey
 
@@ -26,13 +27,13 @@ async def _backend(request: Request, method: str, *args):
         raise
     except Exception as exc:  # broker or result store down: tell the operator, not a bare 500
         log.warning("job backend %s failed", method, exc_info=True)
-        raise Problem(503, f"the job queue is not reachable ({type(exc).__name__}: {exc}); check that the worker "
-                           "broker (REDIS_URL, or the embedded filesystem broker under SDHRNET_HOME) is up",
+        raise Problem(503, "the job queue is not reachable; check that the worker broker (REDIS_URL, or the "
+                           "embedded filesystem broker under SDHRNET_HOME) is up and retry",
                       headers={"Retry-After": "10"}) from None
 
 
 def _with_links(request: Request, status: dict) -> dict:
-    status = to_jsonable(dict(status))
+    status = redact_all(to_jsonable(dict(status)))
     ui = request.app.state.mlflow_ui_url
     run_id = status.get("run_id") or (status.get("progress") or {}).get("run_id")
     if run_id:
@@ -42,6 +43,22 @@ def _with_links(request: Request, status: dict) -> dict:
             status["mlflow_run_url"] = f"{ui}/#/experiments/{experiment}/runs/{run_id}" if experiment \
                 else f"{ui}/#/runs/{run_id}"
     return status
+
+
+def training_params(kind: str, params: JobParams) -> dict:
+    """Judged now by the trainer's own config model, so that a job that cannot train is a 422 at submit
+    rather than a 202 and a FAILURE later."""
+    from pydantic import ValidationError
+
+    from trainer.config import make_config
+
+    try:
+        make_config(params.preset, params.dataset, params.overrides, kind)
+    except ValidationError as exc:
+        raise InputError(f"overrides.{first_error(exc)}; fix the value or drop the key to keep the preset's") from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return params.model_dump(exclude_none=True)
 
 
 async def start_job(request: Request, kind: str, params: dict) -> JSONResponse:
@@ -54,20 +71,20 @@ async def start_job(request: Request, kind: str, params: dict) -> JSONResponse:
 @router.post("/slim", status_code=202, response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},
              summary="Train the supernet with L1 on alpha and prune it")
 async def start_slim(request: Request, params: JobParams):
-    return await start_job(request, "slim", params.model_dump(exclude_none=True))
+    return await start_job(request, "slim", training_params("slim", params))
 
 
 @router.post("/distill", status_code=202, response_model=JobAccepted,
              responses={**ACCEPTED, **problem_responses(401, 422, 503)},
              summary="Triple knowledge distillation of a slimmed network")
 async def start_distill(request: Request, params: DistillParams):
-    return await start_job(request, "distill", params.model_dump(exclude_none=True))
+    return await start_job(request, "distill", training_params("distill", params))
 
 
 @router.post("/teacher", status_code=202, response_model=JobAccepted,
              responses={**ACCEPTED, **problem_responses(401, 422, 503)}, summary="Train the HRNetV2-W18 teacher")
 async def start_teacher(request: Request, params: JobParams):
-    return await start_job(request, "teacher", params.model_dump(exclude_none=True))
+    return await start_job(request, "teacher", training_params("teacher", params))
 
 
 @router.get("", response_model=JobList, responses=problem_responses(401, 503), summary="Recent jobs")
@@ -85,12 +102,18 @@ async def get_job(request: Request, job_id: str = JOB_ID):
     return _with_links(request, status)
 
 
-@router.delete("/{job_id}", status_code=202, response_model=JobStatus, responses=problem_responses(401, 404, 422, 503),
-               summary="Ask a job to stop (it ends CANCELLED at its next check)")
+@router.delete("/{job_id}", status_code=202, response_model=JobStatus,
+               responses=problem_responses(401, 404, 409, 422, 503),
+               summary="Ask a job to stop (it ends CANCELLED at its next check); 409 when it has already ended")
 async def cancel_job(request: Request, job_id: str = JOB_ID):
+    from worker.recovery import FINAL_STATES
+
     status = await _backend(request, "status", job_id)
     if not status:
         raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")
+    if status.get("state") in FINAL_STATES:
+        raise Problem(409, f"job '{job_id}' has already ended ({status['state']}); there is nothing to cancel",
+                      state=status["state"])
     await _backend(request, "cancel", job_id)
     status = await _backend(request, "status", job_id) or status
     return JSONResponse(_with_links(request, status), status_code=202)

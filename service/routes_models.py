@@ -1,6 +1,4 @@
 """Registered models per dataset, manual promotion and rollback of the champion alias."""
-import asyncio
-import hashlib
 import logging
 
 from fastapi import APIRouter, Path, Request
@@ -16,24 +14,19 @@ DATASET = Path(pattern=DATASET_PATTERN, description="dataset whose registered mo
 
 
 def who(request: Request) -> str:
-    """Who promoted: a short hash of the API key (never the key itself), else the client address."""
-    key = request.headers.get("x-api-key")
-    if key:
-        return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:10]
+    """Who promoted, for the public history: the name of the API key (no part of the key), else the client
+    address when the server runs without keys."""
+    name = getattr(request.state, "api_key_name", None)
+    if name:
+        return f"api-key:{name}"
     return "api:" + (request.client.host if request.client else "unknown")
 
 
 async def _registry(request: Request, method: str, *args, **kwargs):
     try:
-        return await asyncio.to_thread(getattr(request.app.state.registry, method), *args, **kwargs)
-    except (Problem, ValueError):
-        raise
+        return await request.app.state.registry.call(method, *args, **kwargs)
     except LookupError as exc:
         raise Problem(404, str(exc).strip("'\"") or "not found; GET /models lists what is registered") from None
-    except Exception as exc:
-        log.warning("registry %s failed", method, exc_info=True)
-        raise Problem(503, f"the model registry is not reachable ({type(exc).__name__}: {exc}); check "
-                           "MLFLOW_TRACKING_URI / the mlflow server", headers={"Retry-After": "10"}) from None
 
 
 def _served(request: Request) -> dict:

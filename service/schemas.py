@@ -1,16 +1,20 @@
 """Request and response bodies (they become the OpenAPI contract in openapi.yaml)."""
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainer.config import Preset
+
 DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 Box = list[float]
+Boxes = list[Box]  # JSON bodies and multipart 'boxes' fields are validated as this one type
 
 
 class AlignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(description="the image file (JPEG, PNG, BMP, WebP, TIFF) base64-encoded; data URLs accepted")
-    boxes: list[Box] = Field(description="face boxes [x1, y1, x2, y2] in image pixels", min_length=1)
+    boxes: Boxes | None = Field(None, description="face boxes [x1, y1, x2, y2] in image pixels; leave out to have "
+                                "the faces detected", min_length=1)
 
 
 class ModelRef(BaseModel):
@@ -23,7 +27,10 @@ class ModelRef(BaseModel):
 
 
 class Face(BaseModel):
-    box: Box
+    box: Box = Field(description="the box the landmarks were cropped around: the one sent, or the detected face "
+                     "mapped onto the landmark box convention (sending it back gives the same landmarks)")
+    detection_score: float | None = Field(None, description="detector confidence in (0, 1]; only for detected faces")
+    detection_box: Box | None = Field(None, description="the face detector's own box; only for detected faces")
     landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")
     confidence: list[float] = Field(description="heatmap peak value per landmark")
 
@@ -69,7 +76,7 @@ class JobParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: str = Field(pattern=DATASET_PATTERN, examples=["300w"])
     data_root: str = Field(min_length=1, description="the data folder as the worker sees it")
-    preset: Literal["paper", "cpu", "tiny"] = "cpu"
+    preset: Preset = "cpu"
     overrides: dict[str, Any] = Field(default_factory=dict)
     split: str | None = None
     run_name: str | None = None
@@ -118,7 +125,7 @@ class ProblemDetails(BaseModel):
 
 
 def problem_responses(*codes: int) -> dict:
-    descriptions = {401: "missing or unknown X-API-Key", 404: "not found", 409: "conflict",
+    descriptions = {401: "missing or unknown X-API-Key", 404: "unknown dataset, job or version", 409: "conflict",
                     413: "request too large", 415: "unsupported image type",
                     422: "invalid input (the detail says what to fix)",
                     503: "no model promoted for the dataset, or a backend is down (the detail says what to do)"}

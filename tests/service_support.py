@@ -54,6 +54,19 @@ def png_bytes(width: int = 160, height: int = 120, seed: int = 0) -> bytes:
     return buf.tobytes()
 
 
+def png_bomb(width: int = 20000, height: int = 20000, rows: int = 800) -> bytes:
+    """A valid-looking PNG declaring width x height RGB pixels whose data stops after `rows` rows of zeros:
+    about 48 KB for the default 20000x20000 (1.2 GB once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(bytes((3 * width + 1) * rows), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -127,7 +127,8 @@ def test_api_code_imports_no_torch():
     code = ("import sys\n"
             "import service.app, service.cli_serve, service.cli_run, service.evaluation\n"
             "import registry, worker.api, trainer.landmarker, trainer.evaluate, trainer.datasets, trainer.model_uri\n"
-            "service.app.create_app()\n"
+            "import service.detection, trainer.face_detector\n"
+            "service.app.create_app(); trainer.face_detector.FaceDetector()\n"
             "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:5]\n")
     import sys
 

@@ -84,6 +84,18 @@ def test_page_aligns_a_face_and_names_the_model(live_url, tmp_path):
     assert shot.exists() and shot.stat().st_size > 5000
 
 
+def test_page_finds_the_faces_of_a_photo_without_a_box(live_url, shared_data):
+    import cv2
+
+    photo = cv2.imread(str(shared_data / "300w" / "helen" / "trainset" / "100040721_1.jpg"))
+    ok, jpeg = cv2.imencode(".jpg", cv2.resize(photo, (220, 220)))
+    url = f"{live_url}/?image=" + urllib.parse.quote("data:image/jpeg;base64," + b64(jpeg.tobytes()), safe="")
+    result = chromium("--virtual-time-budget=15000", "--dump-dom", url)
+    dom = result.stdout
+    assert 'data-state="done"' in dom and "Found 1 face" in dom, result.stderr[-2000:] + dom[-2000:]
+    assert '<span id="faces">1</span>' in dom and '<span id="count">68</span>' in dom
+
+
 class DevTools:
     """Just enough of the Chrome DevTools Protocol to upload a file and drag the mouse like a person."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from trainer.config import make_config
 from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, PipelineError, Row, choose_served, eta_seconds, \
-    format_duration, published_arch, table_rows
+    format_duration, published_arch, start_order, table_rows
 from trainer.results import EvalSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +44,13 @@ def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
     assert by_key["published-triple-kd"].needs == {"teacher"}
     assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
     assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
+
+
+def test_a_continued_pipeline_resumes_the_stages_it_holds_before_opening_new_ones():
+    order = [r.key for r in start_order(ROWS, {"teacher", "published-kd-off"})]
+    assert order[:2] == ["teacher", "published-kd-off"]
+    assert order[2:] == [r.key for r in ROWS if r.key not in ("teacher", "published-kd-off")]
+    assert start_order(ROWS, set()) == list(ROWS)
 
 
 def test_eta_is_the_mean_epoch_time_times_the_epochs_left():

@@ -1,6 +1,7 @@
 """Training jobs as functions: what the CLI and the Celery worker both call.
 
-A job finds its MLflow run again by its resume key (the job id, or the run name on the command line):
+A job finds its run (in MLflow, or in the folder of SDHRNET_OFFLINE_RUNS: trainer.run_store) again by its resume
+key (the job id, or the run name on the command line):
 an unfinished run resumes from its checkpoint, a finished one returns its result without training again,
 so a redelivered job or a repeated command never trains or registers twice.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,9 +17,11 @@ from typing import Any, Callable
 from sdhrnet.settings import get_settings
 from trainer.config import TrainConfig, make_config
 from trainer.engine import JobCancelled, JobHooks, setup_torch
+from trainer.leftovers import make_workdir, remove_leftovers
 from trainer.model_files import read_card
 from trainer.model_uri import MODEL_FILES, resolve_model_dir
-from trainer.tracking import CHECKPOINT_TAG, JOB_TAG, Tracker
+from trainer.run_store import RunTracker, open_run
+from trainer.run_tags import CHECKPOINT_TAG, JOB_TAG
 
 __all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_evaluate", "KINDS"]
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class RunContext:
     dataset: str
     data_root: Path
     cfg: TrainConfig
-    tracker: Tracker
+    tracker: RunTracker
     hooks: JobHooks
     device: Any
     checkpoint: Path
@@ -92,18 +94,19 @@ def _run(kind: str, params: dict[str, Any], hooks: JobHooks | None, body: Callab
     tags = {"sdhrnet.preset": preset}
     if hooks.job_id:
         tags[JOB_TAG] = hooks.job_id
-    tracker, status = Tracker.open(kind, dataset, resume_key, run_name, tags)
+    tracker, status = open_run(kind, dataset, resume_key, run_name, tags)
     if status == "finished":
         log.info("run %s (%s) already finished; returning its result", tracker.run_id, resume_key)
         model_dir = resolve_model_dir(f"runs:/{tracker.run_id}/{MODEL_FILES}")
         return _result_from_card(tracker.run_id, kind, model_dir, read_card(model_dir), hooks.job_id)
+    remove_leftovers(get_settings().checkpoint_dir)
     checkpoint = get_settings().checkpoint_dir / tracker.run_id / "last.pt"
     tracker.set_tag(CHECKPOINT_TAG, checkpoint)
     tracker.log_params({"kind": kind, "dataset": dataset, "data_root": str(data_root), "preset": preset,
                         "device": params.get("device", "cpu"), **cfg.model_dump(),
                         **{k: v for k, v in params.items() if k in ("slim_run", "teacher_run")}})
     hooks.progress({"stage": kind, "run_id": tracker.run_id, "epoch": 0, "epochs": cfg.epochs})
-    workdir = Path(tempfile.mkdtemp(prefix=f"sdhrnet-{kind}-"))
+    workdir = make_workdir(kind)
     try:
         device = setup_torch(cfg, params.get("device") or get_settings().device)
         ctx = RunContext(kind, dataset, data_root, cfg, tracker, hooks, device, checkpoint, params, workdir)
@@ -113,6 +116,7 @@ def _run(kind: str, params: dict[str, Any], hooks: JobHooks | None, body: Callab
     except JobCancelled:
         tracker.finish("KILLED")
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)  # a cancelled run is not resumed
         raise
     except BaseException:
         # FAILED runs are resumed by the next attempt with the same key; the checkpoint stays

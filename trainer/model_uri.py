@@ -1,7 +1,8 @@
 """Resolve what users pass as --model / --teacher / --from-slim to a local model folder.
 
 Accepted: a model folder, an .onnx file inside one, an MLflow run id or `runs:/<id>`, and
-`models:/<name>/<version>` or `models:/<name>@<alias>` from the registry.
+`models:/<name>/<version>` or `models:/<name>@<alias>` from the registry. With SDHRNET_OFFLINE_RUNS set, run ids
+and `runs:/` are looked up in that folder (trainer.offline_runs) and the registry is out of reach.
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
+    offline = get_settings().offline_runs
+    if offline is not None:
+        from trainer.offline_runs import run_files
+        return run_files(offline, run_id, artifact_path)
     from trainer.tracking import client
 
     cache = get_settings().home / "cache" / run_id / artifact_path
@@ -26,6 +31,8 @@ def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
 
 
 def _run_of_registered(uri: str) -> str:
+    if get_settings().offline_runs is not None:
+        raise ValueError(f"{uri}: the model registry needs MLflow; with SDHRNET_OFFLINE_RUNS pass a run id or a folder")
     from trainer.tracking import client
 
     body = uri[len("models:/"):]

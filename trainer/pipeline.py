@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer.config import make_config
+from trainer.config import make_config, parse_overrides
 from trainer.nets.spec import PRESET_DATASETS
+from trainer.occlusion import Occlusion
 from trainer.results import EvalSet, markdown, package, score
 
 log = logging.getLogger(__name__)
@@ -134,34 +135,28 @@ class Running:
 
 
 def _progress_line(row: Row, name: str) -> str:
-    """One line per running stage from what its MLflow run has logged: epoch, validation NME, ETA."""
-    from trainer.tracking import RESUME_TAG, client
+    """One line per running stage from what its run has logged: epoch, validation NME, ETA."""
+    from trainer.run_store import run_progress
 
-    c = client()
-    exps = [e.experiment_id for e in c.search_experiments()]
-    found = c.search_runs(exps, filter_string=f"tags.`{RESUME_TAG}` = '{name}'", max_results=1,
-                          order_by=["attributes.start_time DESC"]) if exps else []
-    if not found:
+    progress = run_progress(name)
+    if progress is None:
         return f"{row.key}: starting"
-    run = found[0]
-    epochs = int(run.data.params.get("epochs", 0))
-    history = c.get_metric_history(run.info.run_id, "epoch_seconds")
-    by_epoch = {m.step: m.value for m in history}
-    nme = run.data.metrics.get("val_nme")
+    done, epochs, nme = len(progress.epoch_seconds), progress.epochs, progress.val_nme
     nme_text = f", val NME {nme:.4f}" if nme is not None else ""
-    return (f"{row.key}: epoch {len(by_epoch)}/{epochs}{nme_text}, "
-            f"{format_duration(eta_seconds(len(by_epoch), epochs, list(by_epoch.values())))}")
+    return (f"{row.key}: epoch {done}/{epochs}{nme_text}, "
+            f"{format_duration(eta_seconds(done, epochs, list(progress.epoch_seconds.values())))}")
 
 
 def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: float = 60.0) -> dict[str, dict[str, Any]]:
     """Run every row of the plan (finished runs return at once) -> row key -> the stage's JSON result."""
-    from trainer.tracking import client, experiment_id
+    from trainer.run_store import prepare
 
-    experiment_id(client(), plan.dataset)  # create the store once, before processes race to create it
+    prepare(plan.dataset)  # create the store once, before processes race to create it
     logs = plan.out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SDHRNET_THREADS": os.environ.get("SDHRNET_THREADS") or str(plan.threads)}
-    pending, running, results, failed = list(plan.rows), {}, {}, {}
+    pending = start_order(plan.rows, {row.key for row in plan.rows if _has_run(plan, row)})
+    running, results, failed = {}, {}, {}
     last_progress = time.monotonic()
 
     def stop_children(signum, frame):
@@ -222,6 +217,18 @@ def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: f
     return results
 
 
+def start_order(rows: tuple[Row, ...], started: set[str]) -> list[Row]:
+    """Rows that already have a run go first (a finished one returns at once, an unfinished one resumes), so a
+    continued pipeline finishes the work it holds before it opens new stages; otherwise the table's order."""
+    return sorted(rows, key=lambda row: row.key not in started)
+
+
+def _has_run(plan: Plan, row: Row) -> bool:
+    from trainer.run_store import run_progress
+
+    return run_progress(run_name(plan.dataset, plan.preset, row)) is not None
+
+
 def _main_thread() -> bool:
     import threading
     return threading.current_thread() is threading.main_thread()
@@ -258,13 +265,14 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                  test_sets: list[EvalSet] | None = None, package_into: Path | None = None,
                  max_params: int | None = 1_000_000, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
-    cfg = make_config(preset, dataset)
+    cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
     rows = ROWS + (ABLATION if ablation else ())
     cores = os.cpu_count() or 1
     plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
                 threads=max(1, cores // max(1, jobs)))
     results = run_stages(plan, say, progress_every)
-    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split), *(test_sets or [])]
+    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split),
+            EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion()), *(test_sets or [])]
     labelled = table_rows(rows, results)
     scored = {}
     for label, (uri, _) in labelled.items():

@@ -17,11 +17,8 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-RESUME_TAG = "sdhrnet.resume_key"
-JOB_TAG = "sdhrnet.job_id"
-KIND_TAG = "sdhrnet.kind"
-DATASET_TAG = "sdhrnet.dataset"
-CHECKPOINT_TAG = "sdhrnet.checkpoint"
+from trainer.run_tags import (CHECKPOINT_TAG, DATASET_TAG, FINISHED, JOB_TAG, KIND_TAG, RESUMABLE,  # noqa: E402,F401
+                               RESUME_TAG, RUN_NAME_TAG, fresh_params)
 
 
 def client() -> MlflowClient:
@@ -45,17 +42,6 @@ def experiment_id(c: MlflowClient, dataset: str) -> str:
         return exp.experiment_id
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
-    return out
-
-
 class Tracker:
     """A thin, explicit handle on one MLflow run (no global fluent state, safe inside worker processes)."""
 
@@ -72,18 +58,17 @@ class Tracker:
                               order_by=["attributes.start_time DESC"], max_results=5)
         for run in found:
             status = run.info.status
-            if status == "FINISHED":
+            if status == FINISHED:
                 return cls(c, run.info.run_id), "finished"
-            if status in ("RUNNING", "FAILED", "SCHEDULED"):
+            if status in RESUMABLE:
                 c.update_run(run.info.run_id, status="RUNNING")
                 return cls(c, run.info.run_id), "resumed"
-        all_tags = {RESUME_TAG: resume_key, KIND_TAG: kind, DATASET_TAG: dataset, "mlflow.runName": run_name, **tags}
+        all_tags = {RESUME_TAG: resume_key, KIND_TAG: kind, DATASET_TAG: dataset, RUN_NAME_TAG: run_name, **tags}
         run = c.create_run(exp, run_name=run_name, tags=all_tags)
         return cls(c, run.info.run_id), "new"
 
     def log_params(self, params: dict[str, Any]) -> None:
-        existing = self.client.get_run(self.run_id).data.params
-        fresh = {k: v[:6000] for k, v in flatten(params).items() if k not in existing}
+        fresh = fresh_params(params, self.client.get_run(self.run_id).data.params)
         if fresh:
             self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in fresh.items()])
 
@@ -113,3 +98,19 @@ class Tracker:
     def download(self, artifact_path: str, dst: Path) -> Path:
         dst.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(self.run_id, artifact_path, str(dst)))
+
+
+def run_progress(resume_key: str):
+    """The newest run with this resume key in any experiment, as trainer.run_store.Progress; None if none yet."""
+    from trainer.run_store import Progress
+
+    c = client()
+    exps = [e.experiment_id for e in c.search_experiments()]
+    found = c.search_runs(exps, filter_string=f"tags.`{RESUME_TAG}` = '{resume_key}'", max_results=1,
+                          order_by=["attributes.start_time DESC"]) if exps else []
+    if not found:
+        return None
+    run = found[0]
+    history = c.get_metric_history(run.info.run_id, "epoch_seconds")
+    return Progress(int(run.data.params.get("epochs", 0)), {m.step: m.value for m in history},
+                    run.data.metrics.get("val_nme"))

@@ -1,5 +1,6 @@
-// Upload a photo, drag a face box, POST /align (multipart) and draw the landmarks it returns.
-// `?image=<url>&box=x1,y1,x2,y2&dataset=300w` does the same without a mouse (used by the browser test).
+// Upload a photo: POST /align (multipart) without boxes finds and aligns every face at once; dragging a box
+// aligns that face instead. `?image=<url>[&box=x1,y1,x2,y2]&dataset=300w` does the same without a mouse
+// (used by the browser test).
 (() => {
   const canvas = document.getElementById("canvas");
   const ctx = canvas.getContext("2d");
@@ -10,6 +11,8 @@
   const statusEl = document.getElementById("status");
   const modelEl = document.getElementById("model");
   const countEl = document.getElementById("count");
+  const facesEl = document.getElementById("faces");
+  const flipInput = document.getElementById("flip");
   const timingEl = document.getElementById("timing");
 
   let image = null;      // HTMLImageElement
@@ -35,6 +38,13 @@
       ctx.strokeStyle = "#00c853";
       ctx.lineWidth = 2;
       ctx.strokeRect(box[0] * scale, box[1] * scale, (box[2] - box[0]) * scale, (box[3] - box[1]) * scale);
+    }
+    ctx.strokeStyle = "#2979ff";  // detected faces: the box the landmarks were cropped around
+    ctx.lineWidth = 2;
+    for (const face of faces) {
+      if (face.detection_score == null) continue;
+      const [x1, y1, x2, y2] = face.box;
+      ctx.strokeRect(x1 * scale, y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale);
     }
     ctx.fillStyle = "#ff1744";
     const radius = Math.max(2.5, Math.min(canvas.width, canvas.height) / 200);
@@ -67,7 +77,6 @@
     faces = [];
     alignButton.disabled = true;
     draw();
-    setStatus("Drag a box around a face.", "ready");
   }
 
   function toImage(event) {
@@ -93,16 +102,17 @@
     }
   });
 
+  // with a dragged box: that face; without one: the service detects every face
   async function align() {
-    if (!imageBlob || !box) return;
-    setStatus("Finding landmarks…", "busy");
+    if (!imageBlob) return;
+    setStatus(box ? "Finding landmarks…" : "Finding faces…", "busy");
     const form = new FormData();
     form.append("image", imageBlob, "photo");
-    form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
+    if (box) form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
     const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
+    const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}`;
     try {
-      const response = await fetch(`/align?dataset=${encodeURIComponent(datasetSelect.value)}`,
-        { method: "POST", body: form, headers });
+      const response = await fetch(`/align?${query}`, { method: "POST", body: form, headers });
       const body = await response.json();
       if (!response.ok) {
         faces = [];
@@ -112,10 +122,13 @@
       }
       faces = body.faces;
       modelEl.textContent = `${body.model.name} v${body.model.version} (${body.model.alias})`;
+      facesEl.textContent = String(faces.length);
       countEl.textContent = String(faces.reduce((n, f) => n + f.landmarks.length, 0));
       timingEl.textContent = `${body.timing_ms.total.toFixed(1)} ms`;
       draw();
-      setStatus("Done. Drag another box to try again.", "done");
+      if (box) setStatus("Done. Drag another box to try again.", "done");
+      else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}. Drag a box to pick one yourself.`, "done");
+      else setStatus("No face found. Drag a box around a face.", "ready");
     } catch (err) {
       setStatus(`Request failed: ${err.message}`, "error");
     }
@@ -124,10 +137,12 @@
   fileInput.addEventListener("change", async () => {
     const file = fileInput.files[0];
     if (!file) return;
-    try { await showImage(file); } catch (err) { setStatus(err.message, "error"); }
+    try { await showImage(file); } catch (err) { setStatus(err.message, "error"); return; }
+    await align();
   });
   alignButton.addEventListener("click", align);
-  datasetSelect.addEventListener("change", () => { if (box) align(); });
+  datasetSelect.addEventListener("change", () => { if (image) align(); });
+  flipInput.addEventListener("change", () => { if (image) align(); });
 
   const params = new URLSearchParams(location.search);
   if (params.get("dataset")) datasetSelect.value = params.get("dataset");
@@ -137,7 +152,8 @@
         const response = await fetch(params.get("image"));
         await showImage(await response.blob());
         const b = (params.get("box") || "").split(",").map(Number);
-        if (b.length === 4 && b.every(Number.isFinite)) { box = b; alignButton.disabled = false; draw(); await align(); }
+        if (b.length === 4 && b.every(Number.isFinite)) { box = b; alignButton.disabled = false; draw(); }
+        await align();
       } catch (err) { setStatus(`Could not load ${params.get("image")}: ${err.message}`, "error"); }
     })();
   }

@@ -52,6 +52,9 @@ check "POST /align multipart" 200 -X POST "$BASE/align" -F "image=@$WORK/face.pn
 grep -q '"num_landmarks"' "$WORK/body" || { FAILS=$((FAILS + 1)); echo "FAIL  /align body has no model"; }
 printf '{"image": "%s", "boxes": %s}' "$IMAGE_B64" "$BOX" > "$WORK/align.json"
 check "POST /align JSON" 200 -X POST "$BASE/align?dataset=300w" -H 'Content-Type: application/json' --data-binary "@$WORK/align.json"
+check "POST /align without boxes (faces detected)" 200 -X POST "$BASE/align?max_faces=2&flip=true" -F "image=@$WORK/face.png"
+grep -q '"faces"' "$WORK/body" || { FAILS=$((FAILS + 1)); echo "FAIL  /align without boxes has no faces list"; }
+check "POST /align max_faces=0 -> 422" 422 -X POST "$BASE/align?max_faces=0" -F "image=@$WORK/face.png"
 printf 'GIF89a not an image' > "$WORK/bad.gif"
 check "POST /align unsupported image -> 415" 415 -X POST "$BASE/align" -F "image=@$WORK/bad.gif;type=image/gif" -F "boxes=$BOX"
 check "POST /align text body -> 415" 415 -X POST "$BASE/align" -H 'Content-Type: text/plain' --data 'hello'
@@ -89,10 +92,11 @@ check "POST /jobs/teacher bad preset -> 422" 422 -X POST "$BASE/jobs/teacher" "$
   --data '{"dataset": "300w", "data_root": "/d", "preset": "huge"}'
 check "GET /jobs" 200 "$BASE/jobs" "${AUTH[@]}"
 check "GET $LOCATION" 200 "$BASE$LOCATION" "${AUTH[@]}"
-check "DELETE $LOCATION -> 202" 202 -X DELETE "$BASE$LOCATION" "${AUTH[@]}"
+check "DELETE $LOCATION -> 202 (409 once the worker has failed the job)" "202|409" -X DELETE "$BASE$LOCATION" "${AUTH[@]}"
 check "GET /jobs/unknown -> 404" 404 "$BASE/jobs/no-such-job" "${AUTH[@]}"
 check "GET /metrics" 200 "$BASE/metrics"
 grep -q 'sdhrnet_faces_aligned_total' "$WORK/body" || { FAILS=$((FAILS + 1)); echo "FAIL  /metrics lacks faces aligned"; }
+grep -q 'sdhrnet_face_detection_seconds_count 1.0' "$WORK/body" || { FAILS=$((FAILS + 1)); echo "FAIL  /metrics lacks detection time"; }
 
 echo "$PASSES passed, $FAILS failed"
 [ "$FAILS" -eq 0 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -113,6 +113,17 @@ def load_image(sample: Sample) -> np.ndarray:
     if bgr is None:
         raise DatasetError(f"cannot read image {sample.image_path} (sample {sample.sample_id}): missing or not an image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_in(folder: Path, name: str, where: str) -> Path:
+    """`folder / name` for an image name read from an annotation file. Names that could leave the folder are
+    refused before the file system is asked, so that uploaded sets cannot read (or probe for) other files;
+    the name is not echoed, it may be a path of this machine."""
+    parts = PurePosixPath(name)
+    if not name or parts.is_absolute() or ".." in parts.parts:
+        raise DatasetError(f"{where}: the image name must be a path relative to the image folder, without a "
+                           "leading '/' or '..'; fix that row")
+    return folder / name
 
 
 def require_dir(data_root, what: str) -> Path:

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, log, make_sample, require_dir
+from trainer.datasets.base import DatasetError, SampleList, image_in, log, make_sample, require_dir
 
 SPLITS = ("training", "test")
 
@@ -35,7 +35,7 @@ def load(data_root, split: str, num_landmarks: int = 68) -> SampleList:
             pts = np.array(row[1:], dtype=np.float64).reshape(num_landmarks, 2)
         except ValueError:
             raise DatasetError(f"{csv_path}:{n}: non-numeric coordinate") from None
-        image = root / split / row[0]
+        image = image_in(root / split, row[0], f"{csv_path.name}:{n}")
         if not image.is_file():
             skipped.append(row[0])
             continue

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, log, make_sample, require_dir
+from trainer.datasets.base import DatasetError, SampleList, image_in, log, make_sample, require_dir
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 NUM_LANDMARKS = 98
@@ -61,11 +61,11 @@ def load(data_root, split: str) -> SampleList:
     counts = Counter(r[3] for r in rows)
     seen: Counter = Counter()
     samples, skipped = [], []
-    for pts, rect, flags, rel in rows:
+    for face, (pts, rect, flags, rel) in enumerate(rows, start=1):
         seen[rel] += 1
         p = PurePosixPath(rel)
         sample_id = rel if counts[rel] == 1 else str(p.with_name(f"{p.stem}_{seen[rel]}{p.suffix}"))
-        image_path = image_dir / rel
+        image_path = image_in(image_dir, rel, f"{list_path.name} face {face}")
         if not image_path.is_file():
             skipped.append(sample_id)
             continue

@@ -1,0 +1,48 @@
+"""Faces for POST /align when the request brings no boxes: one detector per app, loaded on first use."""
+import asyncio
+import threading
+import time
+
+import numpy as np
+
+from .errors import InputError, Problem
+
+_create_lock = threading.Lock()
+
+
+def _detector(state):
+    detector = getattr(state, "face_detector", None)
+    if detector is None:
+        with _create_lock:  # two first requests at once must not both read the model
+            detector = getattr(state, "face_detector", None)
+            if detector is None:
+                from trainer.face_detector import FaceDetector
+
+                try:
+                    detector = FaceDetector()
+                except Exception as exc:  # a broken install, not the client's mistake
+                    raise Problem(503, "the face detector could not be loaded (the server log says why); send "
+                                       "boxes with the image, or reinstall the package") from exc
+                state.face_detector = detector
+    return detector
+
+
+def check_max_faces(max_faces: int | None, limit: int) -> int:
+    """-> the number of faces to keep; the request's limits become 422s that say what to send."""
+    if max_faces is None:
+        return limit
+    if max_faces > limit:
+        raise InputError(f"max_faces={max_faces} is more than the {limit} faces one request may align; "
+                         f"ask for at most {limit}")
+    return max_faces
+
+
+async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float):
+    """-> (Detections, milliseconds). Observes detection time and faces per image in /metrics."""
+    state = app.state
+    start = time.perf_counter()
+    detections = await asyncio.to_thread(lambda: _detector(state).detect(image, max_faces, min_face_size))
+    seconds = time.perf_counter() - start
+    state.metrics.detection_seconds.observe(seconds)
+    state.metrics.faces_per_image.observe(len(detections))
+    return detections, seconds * 1e3

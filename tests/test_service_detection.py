@@ -1,0 +1,159 @@
+"""POST /align without boxes (the service detects the faces) and with ?flip=true (the flip test)."""
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import ServiceSettings
+from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
+from tests.test_default_model import MODEL
+from tests.test_service_api import assert_problem
+
+PHOTO = "helen/trainset/100040721_1.jpg"  # a dev face (not trained on)
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"tiny": build_tiny_model(root / "tiny"), "cofw": build_tiny_model(root / "cofw", 29, dataset="cofw")}
+
+
+@pytest.fixture(scope="module")
+def client(tiny_dirs):
+    if not (MODEL / "model.onnx").exists():
+        pytest.skip("no bundled default model in sdhrnet/default_model")
+    # "csv" serves the tiny 68-point test model, "cofw" one whose card has no flip pairs
+    registry = FakeRegistry({"300w": [MODEL], "csv": [tiny_dirs["tiny"]], "cofw": [tiny_dirs["cofw"]]})
+    app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets="", max_faces=4), registry=registry,
+                     jobs=FakeJobs(), api_keys=frozenset())
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def photo(shared_data):
+    from trainer.datasets import load_samples
+
+    sample = next(s for s in load_samples("300w", shared_data / "300w", "dev") if s.sample_id == PHOTO)
+    return sample, sample.image_path.read_bytes()
+
+
+def test_align_without_boxes_detects_the_face_in_both_body_forms(client, photo):
+    from trainer.face_detector import box_iou
+
+    sample, data = photo
+    as_form = client.post("/align", files={"image": ("face.jpg", data, "image/jpeg")})
+    as_json = client.post("/align", json={"image": b64(data)})
+    assert as_form.status_code == as_json.status_code == 200, as_form.text
+    assert as_form.json()["faces"] == as_json.json()["faces"]
+    faces = as_json.json()["faces"]
+    assert len(faces) == 1
+    face = faces[0]
+    assert box_iou(sample.box, np.array([face["box"]]))[0] >= 0.5
+    assert 0.5 <= face["detection_score"] <= 1 and len(face["detection_box"]) == 4
+    assert np.asarray(face["landmarks"]).shape == (68, 2)
+    assert as_json.json()["timing_ms"]["detect"] > 0
+    # the returned box is the crop box: sending it back gives the same landmarks, and nothing is detected
+    again = client.post("/align", json={"image": b64(data), "boxes": [face["box"]]}).json()["faces"][0]
+    np.testing.assert_allclose(again["landmarks"], face["landmarks"], atol=1e-3)
+    assert again["detection_score"] is None and again["detection_box"] is None
+
+
+def test_no_face_is_an_empty_answer(client):
+    rng = np.random.default_rng(1)
+    import cv2
+
+    ok, noise = cv2.imencode(".png", rng.integers(0, 256, (200, 260, 3), dtype=np.uint8))
+    r = client.post("/align", files={"image": ("noise.png", noise.tobytes(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["faces"] == [] and r.json()["model"]["dataset"] == "300w"
+
+
+def test_max_faces_and_min_face_size(client, photo):
+    _, data = photo
+    big = client.post("/align?min_face_size=5000", json={"image": b64(data)})
+    assert big.status_code == 200 and big.json()["faces"] == []
+    assert len(client.post("/align?max_faces=1&min_face_size=20", json={"image": b64(data)}).json()["faces"]) == 1
+    assert_problem(client.post("/align?max_faces=5", json={"image": b64(data)}), 422, "at most 4")
+    assert_problem(client.post("/align?max_faces=0", json={"image": b64(data)}), 422)
+    assert_problem(client.post("/align?min_face_size=-1", json={"image": b64(data)}), 422)
+
+
+def test_detection_shows_in_metrics(client, photo):
+    _, data = photo
+    before = _metric(client, "sdhrnet_face_detection_seconds_count")
+    client.post("/align", json={"image": b64(data)})
+    client.post("/align", json={"image": b64(data), "boxes": [[100, 100, 300, 300]]})  # given boxes: no detection
+    assert _metric(client, "sdhrnet_face_detection_seconds_count") == before + 1
+    assert _metric(client, "sdhrnet_faces_detected_per_image_sum") >= 1
+
+
+def _metric(client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+# --- flip test ---------------------------------------------------------------------------------------------------
+
+BOX = [20, 10, 140, 110]
+
+
+def _by_hand(model_dir, image_rgb, box):
+    """The flip test written out independently of landmarker.merge_flipped: the network on the crop and on its
+    mirror, the mirror's heatmaps turned back (columns reversed, left/right landmarks swapped), then averaged."""
+    import onnxruntime as ort
+
+    from trainer.landmarker import heatmaps_to_landmarks, prepare_faces
+
+    card = json.loads((model_dir / "model_card.json").read_text())
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch, transforms = prepare_faces(image_rgb, np.array([box], float), card["input_size"])
+    direct = session.run(None, {"image": batch})[0]
+    mirrored = session.run(None, {"image": np.ascontiguousarray(batch[..., ::-1])})[0]
+    swap = list(range(card["num_landmarks"]))
+    for a, b in card["flip_pairs"]:
+        swap[a], swap[b] = b, a
+    back = mirrored[:, swap, :, ::-1]
+    mean = heatmaps_to_landmarks((direct + back) / 2, transforms)[0][0]
+    return mean, heatmaps_to_landmarks(direct, transforms)[0][0], heatmaps_to_landmarks(back, transforms)[0][0]
+
+
+def _rgb(data: bytes):
+    import cv2
+
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_flip_is_the_mean_of_the_direct_and_mirrored_passes(client, tiny_dirs):
+    image = png_bytes()
+    plain = client.post("/align?dataset=csv", json={"image": b64(image), "boxes": [BOX]})
+    flipped = client.post("/align?dataset=csv&flip=true", json={"image": b64(image), "boxes": [BOX]})
+    as_form = client.post("/align?dataset=csv&flip=true", files={"image": ("a.png", image, "image/png")},
+                          data={"boxes": json.dumps([BOX])})
+    assert plain.status_code == flipped.status_code == as_form.status_code == 200, flipped.text
+    got = np.asarray(flipped.json()["faces"][0]["landmarks"])
+    assert as_form.json()["faces"] == flipped.json()["faces"]
+    assert np.abs(got - np.asarray(plain.json()["faces"][0]["landmarks"])).max() > 0.5, "flip changed nothing"
+    expected, _, _ = _by_hand(tiny_dirs["tiny"], _rgb(image), BOX)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_flip_on_a_real_face_lands_between_the_two_passes(client, photo):
+    sample, data = photo
+    box = [float(v) for v in sample.box]
+    got = np.asarray(client.post("/align?flip=true", json={"image": b64(data), "boxes": [box]})
+                     .json()["faces"][0]["landmarks"])
+    expected, direct, mirrored = _by_hand(MODEL, _rgb(data), box)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # on a real face both passes peak close together, so averaging heatmaps ~ averaging the two predictions
+    assert np.median(np.linalg.norm(got - (direct + mirrored) / 2, axis=1)) < 1.0
+
+
+def test_flip_needs_flip_pairs(client):
+    body = {"image": b64(png_bytes()), "boxes": [BOX]}
+    assert client.post("/align?dataset=cofw", json=body).status_code == 200
+    assert_problem(client.post("/align?dataset=cofw&flip=true", json=body), 422, "flip pairs", "flip=true")

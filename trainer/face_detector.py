@@ -1,0 +1,192 @@
+"""Image -> face boxes for the landmark models (numpy + OpenCV, no torch), shared by the service and bench/.
+
+BlazeFace short range (MediaPipe, see trainer/detector_assets/README.md) through OpenCV's TFLite importer.
+Its boxes are not the landmark models' boxes (those enclose the 68 points: brow to chin), so each detection is
+also mapped onto that convention with a fixed offset and scale fitted on train-dev faces
+(detector_assets/box_mapping.json); the service crops around the mapped box exactly as around a given one.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trainer.landmarker import validate_image
+
+ASSETS = Path(__file__).resolve().parent / "detector_assets"
+MODEL_PATH = ASSETS / "blazeface_short_range.tflite"
+MAPPING_PATH = ASSETS / "box_mapping.json"
+
+INPUT_SIZE = 128
+STRIDES = (8, 16, 16, 16)  # MediaPipe's SSD options for the short-range model
+SCORE_THRESHOLD = 0.5  # MediaPipe's min_score for this model
+NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold
+RAW_SCORE_LIMIT = 80.0  # logits beyond this overflow float32 in the sigmoid
+
+
+def ssd_anchors(input_size: int = INPUT_SIZE, strides=STRIDES) -> np.ndarray:
+    """(A, 2) anchor centres in [0, 1], in the order the model emits them (layers of equal stride share a grid,
+    two anchors per layer and cell)."""
+    centres = []
+    i = 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        n = input_size // strides[i]
+        grid = (np.arange(n) + 0.5) / n
+        xy = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)  # row-major: y outer, x inner
+        centres.append(np.repeat(xy, 2 * (j - i), axis=0))
+        i = j
+    return np.concatenate(centres).astype(np.float64)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one [x1, y1, x2, y2] box with each of (N, 4) boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's blending suppression: each kept box is the score-weighted mean of the boxes it suppresses,
+    which steadies the box (and so the landmark crop) more than keeping the single best anchor."""
+    order = np.argsort(-scores)
+    boxes, scores = boxes[order], scores[order]
+    kept_boxes, kept_scores = [], []
+    remaining = np.ones(len(boxes), bool)
+    for i in range(len(boxes)):
+        if not remaining[i]:
+            continue
+        group = remaining & (box_iou(boxes[i], boxes) > iou)
+        group[i] = True
+        w = scores[group]
+        kept_boxes.append((boxes[group] * w[:, None]).sum(0) / w.sum())
+        kept_scores.append(scores[i])
+        remaining &= ~group
+    return np.asarray(kept_boxes, np.float64).reshape(-1, 4), np.asarray(kept_scores, np.float64)
+
+
+@dataclass(frozen=True)
+class BoxMapping:
+    """Detector box -> landmark box: centre moves by `offset` x the detector box side, sides are `scale` x it."""
+    offset_x: float = 0.0
+    offset_y: float = 0.0
+    scale_w: float = 1.0
+    scale_h: float = 1.0
+
+    @classmethod
+    def load(cls, path=MAPPING_PATH) -> "BoxMapping":
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: float(data[k]) for k in ("offset_x", "offset_y", "scale_w", "scale_h")})
+
+    @classmethod
+    def fit(cls, detector_boxes, landmark_boxes) -> "BoxMapping":
+        """Medians, so that a few odd faces (profiles, a wrong match) do not pull the crop."""
+        d = np.asarray(detector_boxes, np.float64).reshape(-1, 4)
+        g = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
+        side = _side(d)
+        shift = (_centre(g) - _centre(d)) / side[:, None]
+        return cls(float(np.median(shift[:, 0])), float(np.median(shift[:, 1])),
+                   float(np.median((g[:, 2] - g[:, 0]) / side)), float(np.median((g[:, 3] - g[:, 1]) / side)))
+
+    def apply(self, detector_boxes) -> np.ndarray:
+        d = np.asarray(detector_boxes, np.float64).reshape(-1, 4)
+        side = _side(d)
+        c = _centre(d) + np.array([self.offset_x, self.offset_y]) * side[:, None]
+        half = np.stack([self.scale_w * side, self.scale_h * side], 1) / 2
+        return np.concatenate([c - half, c + half], 1)
+
+    def to_dict(self) -> dict:
+        return {"offset_x": self.offset_x, "offset_y": self.offset_y, "scale_w": self.scale_w, "scale_h": self.scale_h}
+
+
+def _centre(b: np.ndarray) -> np.ndarray:
+    return (b[:, :2] + b[:, 2:]) / 2
+
+
+def _side(b: np.ndarray) -> np.ndarray:
+    # geometric mean of width and height: one length per box, whatever the detector's aspect ratio
+    return np.sqrt(np.clip(b[:, 2] - b[:, 0], 1e-6, None) * np.clip(b[:, 3] - b[:, 1], 1e-6, None))
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # (N, 4) landmark-convention boxes in image px: what the landmark crop uses
+    detector_boxes: np.ndarray  # (N, 4) the detector's own boxes in image px
+    scores: np.ndarray  # (N,) detection scores in (0, 1], best first
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class FaceDetector:
+    """BlazeFace on a letterboxed, downscaled copy of the image. Thread-safe (one OpenCV net, one lock: a
+    detection takes a few ms and cv2.dnn nets must not run concurrently)."""
+
+    def __init__(self, model_path=MODEL_PATH, mapping: BoxMapping | None = None,
+                 score_threshold: float = SCORE_THRESHOLD):
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"face detector model not found: {path} "
+                                    "(run trainer/detector_assets/extract_blazeface.py)")
+        # OpenCV 5's new dnn engine exposes only one of the model's two outputs; the classic one reads both
+        engine = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
+        self.net = cv2.dnn.readNetFromTFLite(str(path), engine=engine) if engine is not None \
+            else cv2.dnn.readNetFromTFLite(str(path))
+        self.anchors = ssd_anchors()
+        self.mapping = mapping if mapping is not None else (BoxMapping.load() if MAPPING_PATH.exists() else BoxMapping())
+        self.score_threshold = float(score_threshold)
+        self._lock = threading.Lock()
+
+    def raw_detect(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> (detector boxes (N, 4) in image px, scores (N,)), best first, after suppression."""
+        h, w = image_rgb.shape[:2]
+        f = INPUT_SIZE / max(h, w)
+        # image pinned to the top-left corner of the square input: the inverse is a single division by f
+        small = cv2.resize(image_rgb, (max(1, round(w * f)), max(1, round(h * f))),
+                           interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+        canvas[:small.shape[0], :small.shape[1]] = small.astype(np.float32) / 127.5 - 1.0
+        # the padding is black in the model's range: -1, as MediaPipe's letterbox
+        canvas[small.shape[0]:, :] = -1.0
+        canvas[:, small.shape[1]:] = -1.0
+        with self._lock:
+            self.net.setInput(np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]))
+            logits, regress = self.net.forward(["classificators", "regressors"])
+        logits = np.clip(logits.reshape(-1).astype(np.float64), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = scores >= self.score_threshold
+        if not keep.any():
+            return np.zeros((0, 4)), np.zeros(0)
+        r = regress.reshape(-1, 16)[keep, :4].astype(np.float64) / INPUT_SIZE
+        centre = r[:, :2] + self.anchors[keep]
+        boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1) * (INPUT_SIZE / f)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return weighted_nms(boxes[valid], scores[keep][valid])
+
+    def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0) -> Detections:
+        """Faces in an RGB uint8 image, best first. `min_face_size`: drop faces whose landmark box is smaller
+        (longer side, px); `max_faces`: keep the best this many."""
+        det_boxes, scores = self.raw_detect(validate_image(image_rgb))
+        boxes = self.mapping.apply(det_boxes)
+        h, w = image_rgb.shape[:2]
+        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
+        # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
+        inside = box_inside_fraction(boxes, w, h) >= 0.5
+        keep = np.flatnonzero(big & inside)[:max_faces]
+        return Detections(boxes[keep], det_boxes[keep], scores[keep])
+
+
+def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(b[:, 2], width) - np.maximum(b[:, 0], 0), 0, None)
+    iy = np.clip(np.minimum(b[:, 3], height) - np.maximum(b[:, 1], 0), 0, None)
+    return ix * iy / np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-12)
