@@ -6,6 +6,7 @@ Configured services are used instead: REDIS_URL for the broker, SDHRNET_MLFLOW_B
 server it starts, or MLFLOW_TRACKING_URI (http) for an MLflow server that is already running (then
 none is started).
 """
+import json
 import os
 import signal
 import socket
@@ -130,20 +131,31 @@ def default_model_dir(given: Path | None = None) -> Path:
     return Path(given or get_service_settings().default_model_dir or DEFAULT_MODEL_DIR)
 
 
-def register_default_model(model_dir: Path) -> None:
+def register_default_model(model_dir: Path, registry=None) -> None:
+    """Register the bundled model when its dataset has none. The banner tells a first start (registered now)
+    from a restart (already registered, nothing new) and from a registry that holds other models."""
     if not (model_dir / "model.onnx").exists():
         print(f"  no bundled model at {model_dir}; /align answers 503 until a model is trained or promoted", flush=True)
         return
-    from registry import register_default_if_empty  # imported after MLFLOW_TRACKING_URI is set
+    from registry import DEFAULT_JOB_ID, get_registry, model_name  # imported after MLFLOW_TRACKING_URI is set
 
     try:
-        version = register_default_if_empty(model_dir)
+        registry = registry or get_registry()
+        dataset = str(json.loads((model_dir / "model_card.json").read_text())["dataset"]).lower()
+        before = registry.version_for_job(dataset, DEFAULT_JOB_ID)
+        version = registry.register_default_if_empty(model_dir)
     except Exception as exc:  # the stack is still useful without it: jobs can train and register models
         print(f"  could not register the default model from {model_dir} ({type(exc).__name__}: {exc}); "
               "/align answers 503 until a model is promoted", flush=True)
         return
-    print(f"  default model: {'registered as version ' + str(version) if version else 'registry not empty, kept'}",
-          flush=True)
+    name = model_name(dataset)
+    if version is None:
+        line = f"{name} already holds trained models; the bundled model was not registered"
+    elif before is not None and str(before.version) == str(version):
+        line = f"already registered as {name} version {version} (kept, no new version)"
+    else:
+        line = f"registered now as {name} version {version}"
+    print(f"  default model: {line}", flush=True)
 
 
 def main(args) -> int:

@@ -73,29 +73,66 @@ def new_upload_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix=f"eval-{uuid.uuid4().hex[:8]}-", dir=uploads))
 
 
-def samples_from_archive(source, layout: str, split: str | None, settings) -> tuple[list, Path, Path]:
-    """-> (samples, data_root, temp folder). The caller removes the temp folder (or hands it to a job)."""
+def samples_from_archive(source, layout: str, split: str | None, settings) -> tuple[list, Path, str, Path]:
+    """-> (samples, data_root, split scored, temp folder). The caller removes the temp folder (or hands it to a
+    job). The archive may hold the dataset root (`300w/afw/...`, or `afw/` + `helen/` at its top) or, for 300W,
+    one subset folder (`afw/`, `helen/trainset/`); without a split, a 300W archive that lacks the default split's
+    subsets is scored on the subsets it holds."""
     from trainer.datasets import load_samples
 
     folder = new_upload_folder()
     try:
         root = extract_archive(source, folder, max_unpacked_bytes=settings.max_archive_bytes * 20)
+        root, split = locate_set(layout, root, folder, split)
         try:
-            samples = load_samples(layout, root, split) if split else load_samples(layout, root, default_split(layout))
+            samples = load_samples(layout, root, split)
         except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise InputError(f"the archive is not a '{layout}' set with split '{split or default_split(layout)}': "
-                             f"{inside_archive(str(exc), folder)}. Pick the layout with the 'layout' field and the "
-                             "split with 'split'") from None
+            raise InputError(f"the archive is not a '{layout}' set with split '{split}': "
+                             f"{inside_archive(str(exc), folder)}. {split_hint(layout)}") from None
         if not samples:
-            raise InputError(f"no labelled images found for layout '{layout}'; check the folder structure")
+            raise InputError(f"no labelled images found for layout '{layout}' split '{split}'; check the folder "
+                             f"structure. {split_hint(layout)}")
         for sample in samples:
             if sample.image is None:  # COFW ships its images decoded inside the .mat
                 check_declared_size(sample.image_path, settings.max_image_pixels,
                                     f"the image of sample '{sample.sample_id}'")
-        return samples, root, folder
+        return samples, root, split, folder
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def split_hint(layout: str) -> str:
+    default = f"'{default_split(layout)}'"
+    if layout == "300w":
+        from trainer.datasets.w300 import SPLITS
+
+        default += f" = {' + '.join(SPLITS[default_split(layout)])}"
+    hint = f"Pick the layout with the 'layout' field and the split with 'split' (default for '{layout}': {default})"
+    if layout == "300w":
+        hint += ("; zip the 300W root or one subset folder such as afw/, whose subsets are scored when the default "
+                 "split is not in the archive")
+    return hint
+
+
+def locate_set(layout: str, root: Path, folder: Path, split: str | None) -> tuple[Path, str]:
+    """(data root, split) of an unpacked archive. Only 300W needs a look: its subsets are folders, so an archive
+    of `afw/` unpacks to a single top folder that is a subset, not the dataset root."""
+    if layout != "300w":
+        return root, split or default_split(layout)
+    from trainer.datasets.w300 import SUBSETS, split_subsets
+
+    for candidate in dict.fromkeys((root, folder)):  # the single top folder first (`zip -r 300w.zip 300w`)
+        present = [s for s in SUBSETS if (candidate / s).is_dir() and any((candidate / s).glob("*.pts"))]
+        if present:
+            break
+    else:
+        return root, split or default_split(layout)
+    if split:
+        return candidate, split
+    if set(split_subsets(default_split(layout))) & set(present):
+        return candidate, default_split(layout)
+    return candidate, "+".join(present)
 
 
 def default_split(layout: str) -> str:

@@ -22,7 +22,9 @@ EVALUATE_BODY = {"requestBody": {"required": True, "content": {
             "archive": {"type": "string", "format": "binary",
                         "description": "zip or tar(.gz) of a set in a supported layout (300w, wflw, cofw, csv)"},
             "layout": {"type": "string", "description": "the archive's dataset layout (default: the model's dataset)"},
-            "split": {"type": "string", "description": "which split of the layout to score"},
+            "split": {"type": "string", "description": "which split of the layout to score (default: the layout's "
+                      "test split, 300w 'common' = helen/testset + lfpw/testset; a 300w archive of other subsets, "
+                      "e.g. afw/ alone, is scored on the subsets it holds)"},
         }}},
 }}}
 
@@ -88,10 +90,10 @@ async def evaluate(request: Request,
         if info.num_landmarks != model.num_landmarks:
             raise InputError(f"layout '{layout}' has {info.num_landmarks} landmarks but the {dataset} model predicts "
                              f"{model.num_landmarks}; score it with ?dataset= of a model for that layout")
-        samples, root, folder = await asyncio.to_thread(evaluation.samples_from_archive, archive.file, layout, split,
-                                                        settings)
+        samples, root, split, folder = await asyncio.to_thread(evaluation.samples_from_archive, archive.file, layout,
+                                                               split, settings)
         if len(samples) > settings.evaluate_sync_limit:
-            params = {"dataset": layout, "data_root": str(root), "split": split or evaluation.default_split(layout),
+            params = {"dataset": layout, "data_root": str(root), "split": split,
                       "model": f"models:/{model.name}/{model.version}"}
             return await _start_evaluate_job(request, params, folder)
         try:
@@ -99,4 +101,5 @@ async def evaluate(request: Request,
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         report["model"] = model.describe()
+        report["split"] = split
     return report

@@ -10,12 +10,37 @@ import pytest
 
 pytest_plugins = ["tests.services"]
 
+from tests.data_location import ENV_VAR, SKIP_MARKER, data_root, has_test_data
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+SHARED_DATA = data_root()
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "README.md").exists():
-        pytest.skip(f"shared face data not found at {SHARED_DATA}; these tests read the real 68-point data from there")
+    if not has_test_data(SHARED_DATA):
+        pytest.skip(f"{SKIP_MARKER} at {SHARED_DATA}; set {ENV_VAR} to the folder holding 300w/ and p1-ytf68/")
     return SHARED_DATA
+
+
+def _skipped_for_missing_data(terminalreporter) -> int:
+    count = 0
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        count += SKIP_MARKER in reason
+    return count
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line at the end (after the short summary, just before the counts): how many tests skipped because the
+    real data is missing, and which variable points the tests at it."""
+    result = yield
+    skipped = _skipped_for_missing_data(terminalreporter)
+    if skipped:
+        terminalreporter.write_line(
+            f"{skipped} test(s) skipped: real face data not found at {SHARED_DATA}; "
+            f"set {ENV_VAR}=/path/to/data (the folder holding 300w/ and p1-ytf68/) to run them",
+            yellow=True, bold=True)
+    return result

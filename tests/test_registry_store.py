@@ -144,3 +144,25 @@ def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):
     other = write_model_dir(tmp_path / "default_busy", dataset="reg-busy", with_training_files=False)
     assert reg.register_default_if_empty(other) is None
     assert reg.champion("reg-nobody") is None
+
+
+def test_the_start_banner_says_registered_now_then_already_registered_on_a_restart(store, tmp_path, capsys):
+    from service.cli_run import register_default_model
+
+    folder = write_model_dir(tmp_path / "default_model", dataset="reg-banner", nme=0.07, split="full",
+                             with_training_files=False)
+    reg = Registry(tracking_uri=store["uri"], cache_dir=store["root"] / "cache",
+                   artifact_root=store["root"] / "artifacts", policy="manual")
+    register_default_model(folder, registry=reg)
+    first = capsys.readouterr().out
+    assert "registered now as sdhrnet-reg-banner version 1" in first and "already" not in first, first
+    register_default_model(folder, registry=reg)  # what `sdhrnet run` prints on a restart
+    again = capsys.readouterr().out
+    assert "already registered as sdhrnet-reg-banner version 1" in again and "registered now" not in again, again
+    assert len(reg.client.search_model_versions("name = 'sdhrnet-reg-banner'")) == 1
+
+    make(store, tmp_path, "reg-banner-busy", "bb1", 0.1)
+    other = write_model_dir(tmp_path / "default_busy", dataset="reg-banner-busy", with_training_files=False)
+    register_default_model(other, registry=reg)
+    busy = capsys.readouterr().out
+    assert "already holds trained models" in busy and "not registered" in busy, busy

@@ -287,6 +287,50 @@ def test_evaluate_archive_inline_and_as_job(client, jobs, tmp_path, monkeypatch)
         get_settings.cache_clear()
 
 
+def _300w_zip(prefix: str, subsets=("afw",), n=2) -> bytes:
+    """A 300W set zipped as `zip -r`: `prefix` is the top folder ('' for subsets at the top)."""
+    rng = np.random.default_rng(4)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for subset in subsets:
+            for i in range(n):
+                pts = rng.uniform(30, 110, (68, 2)) + 1.0
+                zf.writestr(f"{prefix}{subset}/f{i}.png", png_bytes(seed=i))
+                zf.writestr(f"{prefix}{subset}/f{i}.pts", "version: 1\nn_points: 68\n{\n"
+                            + "\n".join(f"{x:.2f} {y:.2f}" for x, y in pts) + "\n}\n")
+    return buf.getvalue()
+
+
+def test_evaluate_accepts_a_300w_subset_folder_or_the_dataset_root(client, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path))
+    from sdhrnet.settings import get_settings
+    get_settings.cache_clear()
+
+    def post(archive: bytes, **fields):
+        return client.post("/evaluate", files={"archive": ("set.zip", archive, "application/zip")}, data=fields,
+                           headers=KEY)
+    try:
+        # `zip -r afw.zip afw`: the top folder is a subset, not the dataset root; scored as split 'afw'
+        for fields in ({}, {"split": "afw"}, {"layout": "300w"}):
+            r = post(_300w_zip(""), **fields)
+            assert r.status_code == 200, r.text
+            assert r.json()["n"] == 2 and set(r.json()["per_image"]) == {"afw/f0.png", "afw/f1.png"}
+            assert r.json()["split"] == "afw"
+        r = post(_300w_zip("", subsets=("helen/trainset",)))  # a nested subset folder
+        assert r.status_code == 200 and r.json()["split"] == "helen/trainset", r.text
+        # the dataset root, with or without its own top folder: the default split 'common' when it is there
+        for prefix in ("300w/", ""):
+            r = post(_300w_zip(prefix, subsets=("afw", "helen/testset", "lfpw/testset")))
+            assert r.status_code == 200, r.text
+            assert r.json()["split"] == "common" and r.json()["n"] == 4, r.text
+        # a split the archive lacks: the error names the default split and how to zip the set, no server paths
+        body = assert_problem(post(_300w_zip(""), split="challenge"), 422, "challenge", "default", "common",
+                              "afw/", "split")
+        assert str(tmp_path) not in body["detail"]
+    finally:
+        get_settings.cache_clear()
+
+
 def test_web_page_and_docs_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text

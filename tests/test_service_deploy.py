@@ -134,3 +134,13 @@ def test_api_code_imports_no_torch():
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_readme_installs_the_pinned_cpu_torch_before_the_project():
+    """On a CPU machine that reaches only the public index, PyPI's torch is the CUDA build (GB of CUDA wheels):
+    the README installs the pinned CPU wheel from PyTorch's CPU index first, then the project."""
+    pin = re.search(r'"torch==([^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    readme = (REPO / "README.md").read_text()
+    cpu = readme.find(f"pip install torch=={pin} --index-url https://download.pytorch.org/whl/cpu")
+    assert cpu >= 0, f"the README must show `pip install torch=={pin} --index-url .../whl/cpu`"
+    assert readme.find("pip install -e", cpu) > cpu and "CUDA" in readme[cpu - 600:cpu]

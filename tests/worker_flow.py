@@ -4,7 +4,7 @@ A real worker process runs tiny slim jobs: the first reports progress, registers
 worse one stays challenger; one is cancelled mid-run (CANCELLED, MLflow run KILLED, nothing registered);
 one loses its worker to SIGKILL, is picked up by a restarted worker and registers exactly one version.
 
-The jobs run trainer.jobs' tiny preset on ../shared/data/300w. SDHRNET_TEST_JOBS=fake runs them through
+The jobs run trainer.jobs' tiny preset on $SDHRNET_TEST_DATA/300w (default ../shared/data/300w). SDHRNET_TEST_JOBS=fake runs them through
 tests/fake_jobs.py instead (same contract, sleeps instead of training, NME chosen by the test): seconds
 instead of minutes while working on the worker itself, and the fallback when the shared data is absent.
 """
@@ -15,8 +15,10 @@ import os
 import time
 from pathlib import Path
 
+from tests.data_location import data_root
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_300W = (REPO / ".." / "shared" / "data" / "300w").resolve()
+SHARED_300W = data_root() / "300w"
 REAL = (os.environ.get("SDHRNET_TEST_JOBS", "real") != "fake" and SHARED_300W.is_dir()
         and importlib.util.find_spec("trainer.jobs") is not None)
 FINAL = {"SUCCESS", "FAILURE", "CANCELLED", "REVOKED"}
