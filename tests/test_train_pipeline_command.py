@@ -53,9 +53,11 @@ def test_a_continued_pipeline_resumes_the_stages_it_holds_before_opening_new_one
     assert start_order(ROWS, set()) == list(ROWS)
 
 
-def test_eta_is_the_mean_epoch_time_times_the_epochs_left():
+def test_eta_is_the_recent_epoch_time_times_the_epochs_left():
     assert eta_seconds(0, 60, []) is None
     assert eta_seconds(2, 10, [100.0, 140.0]) == pytest.approx(8 * 120.0)
+    # a paused epoch and the slow start do not count once five recent epochs are known
+    assert eta_seconds(7, 10, [900.0, 100.0, 5000.0, 100.0, 110.0, 90.0, 100.0]) == pytest.approx(3 * 100.0)
     assert eta_seconds(12, 10, [5.0]) == 0
     assert format_duration(None).startswith("ETA after")
     assert format_duration(125 * 60) == "ETA 2 h 05 min" and format_duration(59) == "ETA 1 min"

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -84,11 +85,15 @@ def run_name(dataset: str, preset: str, row: Row) -> str:
     return f"{dataset}-{preset}-{row.key}"
 
 
+RECENT_EPOCHS = 5
+
+
 def eta_seconds(epochs_done: int, epochs: int, epoch_seconds: list[float]) -> float | None:
-    """Remaining time from the mean of the epochs timed so far (None before the first epoch)."""
+    """Remaining time from the median of the last few epochs, in epoch order (None before the first epoch): the
+    load on a shared machine changes, and a run paused and resumed logs one long epoch that should not count."""
     if not epoch_seconds:
         return None
-    return max(0, epochs - epochs_done) * sum(epoch_seconds) / len(epoch_seconds)
+    return max(0, epochs - epochs_done) * statistics.median(epoch_seconds[-RECENT_EPOCHS:])
 
 
 def format_duration(seconds: float | None) -> str:
@@ -144,7 +149,7 @@ def _progress_line(row: Row, name: str) -> str:
     done, epochs, nme = len(progress.epoch_seconds), progress.epochs, progress.val_nme
     nme_text = f", val NME {nme:.4f}" if nme is not None else ""
     return (f"{row.key}: epoch {done}/{epochs}{nme_text}, "
-            f"{format_duration(eta_seconds(done, epochs, list(progress.epoch_seconds.values())))}")
+            f"{format_duration(eta_seconds(done, epochs, [progress.epoch_seconds[k] for k in sorted(progress.epoch_seconds)]))}")
 
 
 def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: float = 60.0) -> dict[str, dict[str, Any]]:
