@@ -17,7 +17,8 @@ FROM base AS api
 RUN pip install "numpy>=1.26" "opencv-python-headless>=4.9" "onnxruntime>=1.18" "onnx>=1.16" "pydantic>=2.6" \
     "pydantic-settings>=2.2" "fastapi>=0.110" "uvicorn[standard]>=0.29" "python-multipart>=0.0.9" \
     "prometheus-client>=0.20" "httpx>=0.27" "mlflow-skinny==3.17.2" "celery[redis]>=5.4,<6" "redis>=5" \
-    "sqlalchemy>=2" "scipy>=1.11" "h5py>=3.10" "pyyaml>=6" "pillow>=10"
+    "sqlalchemy>=2" "scipy>=1.11" "h5py>=3.10" "pyyaml>=6" "pillow>=10" \
+    "fastapi-offline>=1.7"
 COPY pyproject.toml README.md ./
 COPY sdhrnet ./sdhrnet
 COPY trainer ./trainer

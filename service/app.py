@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -56,7 +57,9 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
             await manager.close()
             app.state.registry.close()
 
-    app = FastAPI(title="SD-HRNet landmarks", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc from assets in the fastapi-offline package: FastAPI's defaults load them from a CDN, so the
+    # API docs were a blank page on machines without internet
+    app = FastAPIOffline(title="SD-HRNet landmarks", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     metrics = ServiceMetrics()
     app.state.service_settings = service_settings
     app.state.api_keys = get_settings().api_keys_by_name if api_keys is None else keys_by_name(api_keys)

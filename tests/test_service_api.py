@@ -374,3 +374,19 @@ def test_archives_cannot_escape_their_folder(tmp_path):
         zf.writestr("big.bin", bytes(200_000))
     with pytest.raises(InputError, match="more than"):
         extract_archive(bomb.getvalue(), tmp_path / "out2", max_unpacked_bytes=100_000)
+
+
+def test_api_docs_are_served_without_internet(client):
+    """/docs and /redoc load their scripts and styles from the API itself, not from a CDN."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200, page
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html.text)
+        assert assets, f"{page} names its scripts"
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 1000, url
+    assert client.get("/openapi.json").json()["info"]["title"] == "SD-HRNet landmarks"
