@@ -1,4 +1,5 @@
-"""`sdhrnet run`: MLflow server, a worker and the API on one machine, stopped together on Ctrl-C.
+"""`sdhrnet run`: MLflow server, a worker and the API on one machine, stopped together on Ctrl-C or SIGTERM (what
+container runtimes send); a child that dies is restarted with backoff while the others keep serving.
 
 Embedded defaults: SQLite MLflow store and artifacts under SDHRNET_HOME, the worker's filesystem broker.
 Configured services are used instead: REDIS_URL for the broker, SDHRNET_MLFLOW_BACKEND_STORE_URI
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model"
@@ -61,31 +63,70 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+# A child that dies is started again after a pause that doubles while it keeps dying soon after its start (up to
+# MAX_BACKOFF_S) and drops back to the minimum once it has run STABLE_S: a crash loop does not spin the CPU, and a
+# worker killed by the OOM killer is back within a second.
+MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_S = 1.0, 30.0, 60.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict
+    log: Path | None
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    backoff: float = 0.0
+    restart_at: float | None = None
+    restarts: int = 0
+
+
 class Children:
     """Child processes, each in its own process group so that a Ctrl-C reaches only us and we stop
-    them in order (API first, MLflow last) and with their own children (MLflow's uvicorn workers)."""
+    them in order (API first, MLflow last) and with their own children (MLflow's uvicorn workers);
+    `supervise` restarts the ones that die while the others keep serving."""
 
     def __init__(self):
-        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
 
     def start(self, name: str, argv: list[str], env: dict, log: Path | None = None) -> subprocess.Popen:
-        output = None
-        if log is not None:  # MLflow logs every HTTP call: keep the console for the API and the worker
-            log.parent.mkdir(parents=True, exist_ok=True)
-            output = open(log, "ab")
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=output, stderr=output)
-        self.procs.append((name, proc))
-        print(f"  started {name} (pid {proc.pid}{', log ' + str(log) if log else ''})", flush=True)
-        return proc
+        child = Child(name, argv, env, log)
+        self.children.append(child)
+        self._spawn(child)
+        return child.proc
 
-    def dead(self) -> tuple[str, int] | None:
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                return name, proc.returncode
-        return None
+    def _spawn(self, child: Child) -> None:
+        output = None
+        if child.log is not None:  # MLflow logs every HTTP call: keep the console for the API and the worker
+            child.log.parent.mkdir(parents=True, exist_ok=True)
+            output = open(child.log, "ab")
+        child.proc = subprocess.Popen(child.argv, env=child.env, start_new_session=True, stdout=output, stderr=output)
+        child.started = time.monotonic()
+        verb = "restarted" if child.restarts else "started"
+        print(f"  {verb} {child.name} (pid {child.proc.pid}{', log ' + str(child.log) if child.log else ''})", flush=True)
+
+    def supervise(self, now: float | None = None) -> None:
+        """Schedule the restart of each child that has died, and restart those whose pause is over."""
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            if child.proc.poll() is None:
+                continue
+            if child.restart_at is None:
+                quick = now - child.started < STABLE_S
+                child.backoff = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, child.backoff * 2)) if quick else MIN_BACKOFF_S
+                child.restart_at = now + child.backoff
+                print(f"{child.name} exited with code {child.proc.returncode}; restarting it in {child.backoff:.0f} s",
+                      file=sys.stderr, flush=True)
+            elif now >= child.restart_at:
+                _signal_group(child.proc, signal.SIGKILL)  # what is left of its process group
+                child.restarts += 1
+                child.restart_at = None
+                self._spawn(child)
 
     def stop_all(self, timeout: float = 20.0) -> None:
-        for name, proc in reversed(self.procs):
+        for child in reversed(self.children):
+            name, proc = child.name, child.proc
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
                 try:
@@ -96,7 +137,7 @@ class Children:
                     proc.wait(5)
             _signal_group(proc, signal.SIGKILL)  # leftovers of the group (e.g. MLflow's workers)
             print(f"  stopped {name}", flush=True)
-        self.procs.clear()
+        self.children.clear()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -201,10 +242,7 @@ def main(args) -> int:
               f"  web page   {api_url}/\n  API docs   {api_url}/docs\n  MLflow UI  {mlflow_url}\n"
               f"Press Ctrl-C to stop.\n", flush=True)
         while True:
-            failed = children.dead()
-            if failed:
-                print(f"{failed[0]} exited with code {failed[1]}; stopping everything", file=sys.stderr, flush=True)
-                return 1
+            children.supervise()
             time.sleep(0.5)
     except Stop as why:
         print(f"\n{why}: stopping", flush=True)

@@ -1,11 +1,13 @@
 """`sdhrnet run` end to end: MLflow server + worker + API start, the curl smoke script passes against
 them, and Ctrl-C stops every child."""
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -55,8 +57,21 @@ def test_sdhrnet_run_passes_the_curl_smoke_script_and_stops_cleanly(tmp_path):
         print(smoke.stdout)
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr + log.read_text(errors="replace")[-3000:]
         assert " 0 failed" in smoke.stdout
+
+        # a worker killed (OOM killer, kill -9) is started again while the API keeps answering
+        worker = int(re.search(r"started worker \(pid (\d+)\)", log.read_text(errors="replace")).group(1))
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "restarted worker" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as live:
+                assert live.status == 200
+            time.sleep(0.5)
+        new_worker = int(re.search(r"restarted worker \(pid (\d+)\)", log.read_text(errors="replace")).group(1))
+        assert new_worker != worker and proc.poll() is None
+        os.kill(new_worker, 0)  # alive
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        proc.send_signal(signal.SIGTERM)  # what container runtimes send; Ctrl-C (SIGINT) takes the same path
         try:
             code = proc.wait(90)
         except subprocess.TimeoutExpired:
@@ -65,3 +80,28 @@ def test_sdhrnet_run_passes_the_curl_smoke_script_and_stops_cleanly(tmp_path):
     assert code == 0, log.read_text(errors="replace")[-3000:]
     assert "stopped mlflow server" in log.read_text(errors="replace")
     assert not port_answers(port) and not port_answers(mlflow_port)
+
+
+def test_a_child_that_keeps_dying_is_restarted_with_a_growing_pause(capsys):
+    from service.cli_run import MIN_BACKOFF_S, Children
+
+    children = Children()
+    first = children.start("crasher", [sys.executable, "-c", "import sys; sys.exit(3)"], dict(os.environ))
+    first.wait(30)
+    t0 = time.monotonic()
+    children.supervise(now=t0)
+    child = children.children[0]
+    assert child.restart_at == t0 + MIN_BACKOFF_S and child.proc is first, "waits before restarting"
+    children.supervise(now=t0 + MIN_BACKOFF_S)
+    assert child.restarts == 1 and child.proc is not first
+    child.proc.wait(30)
+    children.supervise(now=child.started + 1)
+    assert child.backoff == 2 * MIN_BACKOFF_S, "dying again soon after its start doubles the pause"
+    children.supervise(now=child.started + 1 + 2 * MIN_BACKOFF_S)
+    assert child.restarts == 2
+    child.proc.wait(30)
+    children.supervise(now=child.started + 3600)
+    assert child.backoff == MIN_BACKOFF_S, "a run longer than STABLE_S resets the pause"
+    children.stop_all()
+    err = capsys.readouterr().err
+    assert "crasher exited with code 3; restarting it in 1 s" in err and "restarting it in 2 s" in err
