@@ -1,4 +1,5 @@
 """The web page in headless Chromium: it loads a photo, posts a box to /align and draws the landmarks."""
+import contextlib
 import itertools
 import json
 import re
@@ -125,9 +126,9 @@ class DevTools:
         raise TimeoutError(f"{expression} stayed false; page status: {self.js('document.body.innerText')}")
 
 
-def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(png_bytes(200, 150))
+@contextlib.contextmanager
+def devtools_page(tmp_path):
+    """A headless Chromium page driven through its DevTools protocol."""
     proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                              "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
                              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,900", "about:blank"],
@@ -147,33 +148,81 @@ def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
         from websockets.sync.client import connect
 
         with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            tools = DevTools(ws)
-            tools.call("Page.enable")
-            tools.call("Page.navigate", url=f"{live_url}/")
-            tools.wait_js("document.readyState === 'complete' && !!document.getElementById('file')")
-            node = tools.call("DOM.querySelector", nodeId=tools.call("DOM.getDocument")["root"]["nodeId"], selector="#file")
-            tools.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
-            tools.wait_js("document.getElementById('status').dataset.state === 'ready'")
-            rect = tools.js("(() => { const r = document.getElementById('canvas').getBoundingClientRect();"
-                            " return [r.left, r.top, r.width, r.height]; })()")
-            left, top, width, height = rect
-            scale = width / 200  # canvas px per photo px
-            start, end = (left + 20 * scale, top + 10 * scale), (left + 150 * scale, top + 120 * scale)
-            tools.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", clickCount=1)
-            for step in range(1, 6):
-                x = start[0] + (end[0] - start[0]) * step / 5
-                y = start[1] + (end[1] - start[1]) * step / 5
-                tools.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left")
-            tools.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1)
-            tools.wait_js("document.getElementById('status').dataset.state === 'done'")
-            assert tools.js("document.getElementById('model').textContent") == "sdhrnet-300w v1 (champion)"
-            assert tools.js("document.getElementById('count').textContent") == "68"
-            # landmarks are drawn: red pixels on the canvas
-            red = tools.js("(() => { const c = document.getElementById('canvas'); const d = c.getContext('2d')"
-                           ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
-                           " for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i + 1] < 60 && d[i + 2] < 100) n++;"
-                           " return n; })()")
-            assert red > 20
+            yield DevTools(ws)
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def _upload(tools, path):
+    node = tools.call("DOM.querySelector", nodeId=tools.call("DOM.getDocument")["root"]["nodeId"], selector="#file")
+    tools.call("DOM.setFileInputFiles", files=[str(path)], nodeId=node["nodeId"])
+
+
+def _canvas_point(tools, x, y, photo_width):
+    left, top, width, _ = tools.js("(() => { const r = document.getElementById('canvas').getBoundingClientRect();"
+                                   " return [r.left, r.top, r.width, r.height]; })()")
+    scale = width / photo_width  # canvas px per photo px
+    return left + x * scale, top + y * scale
+
+
+def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(200, 150))
+    with devtools_page(tmp_path) as tools:
+        tools.call("Page.enable")
+        tools.call("Page.navigate", url=f"{live_url}/")
+        tools.wait_js("document.readyState === 'complete' && document.getElementById('dataset').options.length > 0")
+        _upload(tools, photo)
+        tools.wait_js("document.getElementById('status').dataset.state === 'ready'")  # no face in noise
+        start, end = _canvas_point(tools, 20, 10, 200), _canvas_point(tools, 150, 120, 200)
+        tools.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", clickCount=1)
+        for step in range(1, 6):
+            x = start[0] + (end[0] - start[0]) * step / 5
+            y = start[1] + (end[1] - start[1]) * step / 5
+            tools.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left")
+        tools.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1)
+        tools.wait_js("document.getElementById('status').dataset.state === 'done'")
+        assert tools.js("document.getElementById('model').textContent") == "sdhrnet-300w v1 (champion)"
+        assert tools.js("document.getElementById('count').textContent") == "68"
+        # landmarks are drawn: red pixels on the canvas
+        red = tools.js("(() => { const c = document.getElementById('canvas'); const d = c.getContext('2d')"
+                       ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+                       " for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i + 1] < 60 && d[i + 2] < 100) n++;"
+                       " return n; })()")
+        assert red > 20
+
+
+def test_touch_drag_served_datasets_find_all_faces_and_errors_clear_the_model(live_url, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(200, 150))
+    with devtools_page(tmp_path) as tools:
+        tools.call("Page.enable")
+        tools.call("Page.navigate", url=f"{live_url}/")
+        tools.wait_js("document.readyState === 'complete' && document.getElementById('dataset').options.length > 0")
+        # only the datasets with a served model are offered (the registry here holds 300w only)
+        assert tools.js("[...document.getElementById('dataset').options].map((o) => o.value)") == ["300w"]
+        assert tools.js("document.getElementById('dataset').options[0].text") == "300W (68 points)"
+        _upload(tools, photo)
+        tools.wait_js("document.getElementById('status').dataset.state === 'ready'")
+        start, end = _canvas_point(tools, 20, 10, 200), _canvas_point(tools, 150, 120, 200)
+        tools.call("Input.dispatchTouchEvent", type="touchStart", touchPoints=[{"x": start[0], "y": start[1]}])
+        for step in range(1, 6):
+            x = start[0] + (end[0] - start[0]) * step / 5
+            y = start[1] + (end[1] - start[1]) * step / 5
+            tools.call("Input.dispatchTouchEvent", type="touchMove", touchPoints=[{"x": x, "y": y}])
+        tools.call("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+        tools.wait_js("document.getElementById('status').dataset.state === 'done'")
+        assert tools.js("document.getElementById('count').textContent") == "68", "a finger drags a box too"
+        # the button forgets the box and lets the service find the faces (none in this noise)
+        tools.js("document.getElementById('align').click()")
+        tools.wait_js("document.getElementById('status').dataset.state === 'ready'")
+        assert tools.js("document.getElementById('faces').textContent") == "0"
+        # an error leaves no stale model line behind
+        tools.js("document.getElementById('flip').click()")  # a successful request first: the model line is set
+        tools.wait_js("document.getElementById('model').textContent.startsWith('sdhrnet-300w')")
+        tools.js("(() => { const s = document.getElementById('dataset'); s.add(new Option('COFW', 'cofw'));"
+                 " s.value = 'cofw'; s.dispatchEvent(new Event('change')); })()")
+        tools.wait_js("document.getElementById('status').dataset.state === 'error'")
+        assert tools.js("document.getElementById('model').textContent") == "–"
+        assert tools.js("document.getElementById('count').textContent") == "0"

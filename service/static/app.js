@@ -75,8 +75,31 @@
     canvas.height = Math.round(image.naturalHeight * scale);
     box = null;
     faces = [];
-    alignButton.disabled = true;
+    alignButton.disabled = false;
     draw();
+  }
+
+  function showResult(model, faceCount, landmarkCount, timing) {
+    modelEl.textContent = model;
+    facesEl.textContent = String(faceCount);
+    countEl.textContent = String(landmarkCount);
+    timingEl.textContent = timing;
+  }
+
+  // only the datasets the service has a model loaded for, as /readyz lists them
+  async function loadDatasets(wanted) {
+    let models = {};
+    try {
+      models = (await (await fetch("/readyz")).json()).models || {};
+    } catch (err) {
+      setStatus(`The service did not answer: ${err.message}`, "error");
+      return;
+    }
+    const served = Object.keys(models);
+    datasetSelect.replaceChildren(...served.map(
+      (d) => new Option(`${d.toUpperCase()} (${models[d].num_landmarks} points)`, d)));
+    if (served.includes(wanted)) datasetSelect.value = wanted;
+    if (!served.length) setStatus("No model is served yet: train one, or promote one with POST /models/{dataset}/promote.", "error");
   }
 
   function toImage(event) {
@@ -86,25 +109,34 @@
     return [Math.max(0, Math.min(image.naturalWidth, x)), Math.max(0, Math.min(image.naturalHeight, y))];
   }
 
-  canvas.addEventListener("mousedown", (e) => { if (image) { dragStart = toImage(e); faces = []; } });
-  canvas.addEventListener("mousemove", (e) => {
+  // pointer events: the same drag with a mouse, a pen or a finger
+  canvas.addEventListener("pointerdown", (e) => {
+    if (!image) return;
+    canvas.setPointerCapture(e.pointerId);
+    dragStart = toImage(e);
+    faces = [];
+  });
+  canvas.addEventListener("pointermove", (e) => {
     if (!dragStart) return;
     const [x, y] = toImage(e);
     box = [Math.min(dragStart[0], x), Math.min(dragStart[1], y), Math.max(dragStart[0], x), Math.max(dragStart[1], y)];
     draw();
   });
-  window.addEventListener("mouseup", () => {
+  const endDrag = () => {
     if (!dragStart) return;
     dragStart = null;
-    if (box && box[2] - box[0] > 4 && box[3] - box[1] > 4) {
-      alignButton.disabled = false;
-      align();
-    }
-  });
+    if (box && box[2] - box[0] > 4 && box[3] - box[1] > 4) align();
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
 
   // with a dragged box: that face; without one: the service detects every face
   async function align() {
     if (!imageBlob) return;
+    if (!datasetSelect.value) {
+      setStatus("No model is served yet: train one, or promote one with POST /models/{dataset}/promote.", "error");
+      return;
+    }
     setStatus(box ? "Finding landmarks…" : "Finding faces…", "busy");
     const form = new FormData();
     form.append("image", imageBlob, "photo");
@@ -116,20 +148,20 @@
       const body = await response.json();
       if (!response.ok) {
         faces = [];
+        showResult("–", 0, 0, "");  // nothing on the page may describe a previous answer
         draw();
         setStatus(`${body.title || response.status}: ${body.detail || ""}`, "error");
         return;
       }
       faces = body.faces;
-      modelEl.textContent = `${body.model.name} v${body.model.version} (${body.model.alias})`;
-      facesEl.textContent = String(faces.length);
-      countEl.textContent = String(faces.reduce((n, f) => n + f.landmarks.length, 0));
-      timingEl.textContent = `${body.timing_ms.total.toFixed(1)} ms`;
+      showResult(`${body.model.name} v${body.model.version} (${body.model.alias})`, faces.length,
+                 faces.reduce((n, f) => n + f.landmarks.length, 0), `${body.timing_ms.total.toFixed(1)} ms`);
       draw();
       if (box) setStatus("Done. Drag another box to try again.", "done");
       else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}. Drag a box to pick one yourself.`, "done");
       else setStatus("No face found. Drag a box around a face.", "ready");
     } catch (err) {
+      showResult("–", 0, 0, "");
       setStatus(`Request failed: ${err.message}`, "error");
     }
   }
@@ -140,21 +172,20 @@
     try { await showImage(file); } catch (err) { setStatus(err.message, "error"); return; }
     await align();
   });
-  alignButton.addEventListener("click", align);
+  alignButton.addEventListener("click", () => { box = null; align(); });
   datasetSelect.addEventListener("change", () => { if (image) align(); });
   flipInput.addEventListener("change", () => { if (image) align(); });
 
   const params = new URLSearchParams(location.search);
-  if (params.get("dataset")) datasetSelect.value = params.get("dataset");
-  if (params.get("image")) {
-    (async () => {
-      try {
-        const response = await fetch(params.get("image"));
-        await showImage(await response.blob());
-        const b = (params.get("box") || "").split(",").map(Number);
-        if (b.length === 4 && b.every(Number.isFinite)) { box = b; alignButton.disabled = false; draw(); }
-        await align();
-      } catch (err) { setStatus(`Could not load ${params.get("image")}: ${err.message}`, "error"); }
-    })();
-  }
+  (async () => {
+    await loadDatasets(params.get("dataset") || "300w");
+    if (!params.get("image")) return;
+    try {
+      const response = await fetch(params.get("image"));
+      await showImage(await response.blob());
+      const b = (params.get("box") || "").split(",").map(Number);
+      if (b.length === 4 && b.every(Number.isFinite)) { box = b; draw(); }
+      await align();
+    } catch (err) { setStatus(`Could not load ${params.get("image")}: ${err.message}`, "error"); }
+  })();
 })();
