@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "train-teacher": ("trainer.cli_train", "train the HRNetV2-W18 teacher"),
     "slim": ("trainer.cli_train", "train the supernet with L1 on alpha and prune it"),
     "distill": ("trainer.cli_train", "triple knowledge distillation of the slimmed net"),
+    "sweep": ("trainer.cli_train", "prune a slim run's supernet at several budgets: the NME-cost frontier"),
     "pipeline": ("trainer.cli_pipeline", "every stage for a dataset, scored and packaged; re-run to continue"),
     "import-runs": ("trainer.cli_import_runs", "log runs recorded offline (SDHRNET_OFFLINE_RUNS) into MLflow"),
     "worker": ("worker.cli_worker", "start a Celery worker"),

@@ -1,4 +1,4 @@
-"""`sdhrnet train-teacher | slim | distill`: run a training stage in this process, tracked in MLflow."""
+"""`sdhrnet train-teacher | slim | distill | sweep`: run a training stage in this process, tracked in MLflow."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import sys
 from trainer.config import PRESETS
 
 DATASETS = ("300w", "wflw", "cofw", "csv")
-RUNNERS = {"train-teacher": "run_teacher", "slim": "run_slim", "distill": "run_distill"}
+RUNNERS = {"train-teacher": "run_teacher", "slim": "run_slim", "distill": "run_distill", "sweep": "run_sweep"}
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    help="override a config value (repeatable), e.g. --set epochs=5 --set input_size=128")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default from SDHRNET_DEVICE, else cpu)")
     p.add_argument("--run-name", default=None, help="MLflow run name and resume key; the same name resumes (default KIND-DATASET-PRESET)")
+    if command == "sweep":
+        p.add_argument("--from-slim", dest="slim_run", required=True, help="slim run id (its models/supernet is pruned)")
+        p.add_argument("--budget", dest="budgets", action="append", required=True, metavar="KIND=VALUE",
+                       help="one network per budget (repeatable): params=800000, macs=150000000 or ms=6 (ONNX Runtime, "
+                            "batch 1, prune_latency_threads threads)")
     if command == "distill":
         p.add_argument("--from-slim", dest="slim_run", required=True, help="slim run id, runs:/ID or models:/NAME@ALIAS")
         p.add_argument("--teacher", dest="teacher_run", default=None, help="teacher run id or model URI (omit with --set use_teacher=false)")
@@ -35,6 +40,8 @@ def main(args: argparse.Namespace) -> int:
               "run_name": args.run_name}
     if args.command == "distill":
         params.update(slim_run=args.slim_run, teacher_run=args.teacher_run)
+    if args.command == "sweep":
+        params.update(slim_run=args.slim_run, budgets=args.budgets)
     try:
         params["overrides"] = parse_overrides(args.overrides)
         result = getattr(jobs, RUNNERS[args.command])(params)

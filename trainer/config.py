@@ -131,7 +131,9 @@ _PAPER = {
 _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54), num_workers=0,
             lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0,
             prune_max_params=1_000_000)
-_CPU_STAGES = {"slim": dict(epochs=24, lr_steps=(16, 21))}
+# a sweep only fine-tunes each pruned network briefly from the supernet's weights (the frontier's shape, not each
+# network's best): not yet measured against longer schedules
+_CPU_STAGES = {"slim": dict(epochs=24, lr_steps=(16, 21)), "sweep": dict(epochs=6, lr_steps=(4,))}
 _CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
 
 _TINY = dict(input_size=64, epochs=2, batch_size=8, lr=1e-3, lr_alpha=5e-3, lr_steps=(1,), max_train_samples=32,

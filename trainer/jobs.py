@@ -23,7 +23,8 @@ from trainer.model_uri import MODEL_FILES, resolve_model_dir
 from trainer.run_store import RunTracker, open_run
 from trainer.run_tags import CHECKPOINT_TAG, JOB_TAG
 
-__all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_evaluate", "KINDS"]
+__all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_sweep", "run_evaluate",
+           "KINDS"]
 log = logging.getLogger(__name__)
 KINDS = ("slim", "distill", "teacher", "evaluate")
 
@@ -144,6 +145,20 @@ def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobRes
     from trainer.distill import distill_stage
     _require(params, "slim_run")
     return _run("distill", params, hooks, distill_stage)
+
+
+def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
+    """Prune a slim run's supernet at each of params["budgets"] ("params=800000", "macs=...", "ms=..."),
+    fine-tune and score each network; the result is the most accurate one (trainer.sweep)."""
+    from trainer.sweep import budget_label, parse_budget, sweep_stage
+    _require(params, "slim_run")
+    # checked before a run exists, so a typo leaves no FAILED run behind
+    labels = [budget_label(*parse_budget(b)) for b in params.get("budgets") or ()]
+    if not labels:
+        raise ValueError("a sweep needs at least one budget (params=..., macs=... or ms=...)")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"the same budget is given twice: {', '.join(labels)}")
+    return _run("sweep", params, hooks, sweep_stage)
 
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:

@@ -68,3 +68,23 @@ def alpha_heatmap(alpha_table: list[dict[str, Any]], threshold: float, path: Pat
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def frontier_plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Validation NME against MACs, parameters and measured ms, one panel each, a point per budget labelled with
+    it (the paper's Figure 6, which plots NME against FLOPs for a series of thresholds)."""
+    panels = (("macs", "M MACs", 1e6), ("params", "M params", 1e6), ("ms", "ms / face (ONNX Runtime)", 1.0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=100, sharey=True)
+    for ax, (key, xlabel, scale) in zip(axes, panels):
+        xs, ys = [r[key] / scale for r in rows], [r["nme"] * 100 for r in rows]
+        ax.plot(xs, ys, "o")
+        for x, y, r in zip(xs, ys, rows):
+            ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("val NME (%)")
+    fig.suptitle(title or "Accuracy-cost frontier")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,109 @@
+"""`sdhrnet sweep` on the tiny preset: one slim run's supernet pruned at two parameter budgets, tracked in a real
+(SQLite) MLflow store."""
+import json
+import math
+
+import pytest
+
+from trainer.tracking import client
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, shared_data):
+    from sdhrnet.settings import get_settings
+
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("sdhrnet-home")
+    mp.setenv("SDHRNET_HOME", str(path))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    yield path
+    mp.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def sweep(home, shared_data):
+    from trainer import jobs
+    from trainer.complexity import count_params
+    from trainer.model_files import load_model
+    from trainer.model_uri import resolve_model_dir
+    from trainer.nets.prune import build, prune, threshold_for_budget
+
+    root = str(shared_data / "300w")
+    slim = jobs.run_slim({"dataset": "300w", "data_root": root, "preset": "tiny", "run_name": "s"})
+    supernet_params = slim.card["supernet"]["params"]
+    # two budgets between the smallest network that keeps a path through every stage and the supernet: after two
+    # tiny epochs the alphas have hardly separated, so that smallest network is still over half the supernet
+    supernet, _ = load_model(resolve_model_dir(f"runs:/{slim.run_id}/models/supernet"))
+    smallest = count_params(build(prune(supernet, threshold_for_budget(supernet, 0))))
+    assert smallest < supernet_params
+    loose, tight = (int(smallest + (supernet_params - smallest) * f) for f in (0.75, 0.25))
+    params = {"dataset": "300w", "data_root": root, "preset": "tiny", "run_name": "sw", "slim_run": slim.run_id,
+              "budgets": [f"params={loose}", f"params={tight}"]}
+    return {"params": params, "result": jobs.run_sweep(params), "loose": loose, "tight": tight,
+            "supernet_params": supernet_params}
+
+
+def _artifacts(run_id, path=""):
+    out = []
+    for f in client().list_artifacts(run_id, path):
+        out.extend(_artifacts(run_id, f.path) if f.is_dir else [f.path])
+    return set(out)
+
+
+def test_each_budget_is_met_and_the_tighter_one_is_smaller(sweep, tmp_path):
+    result = sweep["result"]
+    rows = {r["limit"]: r for r in json.loads(open(client().download_artifacts(
+        result.run_id, "sweep/frontier.json", str(tmp_path))).read())}
+    loose, tight = rows[sweep["loose"]], rows[sweep["tight"]]
+    for row, limit in ((loose, sweep["loose"]), (tight, sweep["tight"])):
+        assert row["met"] and row["params"] <= limit
+        assert row["macs"] > 0 and row["ms"] > 0 and math.isfinite(row["nme"]) and row["nme"] > 0  # tiny: barely trained
+    assert tight["params"] < loose["params"] < sweep["supernet_params"]
+    assert tight["macs"] <= loose["macs"]
+
+
+def test_the_run_keeps_each_network_the_table_and_the_plot(sweep, tmp_path):
+    from trainer.model_files import load_model
+    from trainer.model_uri import resolve_model_dir
+    from trainer.complexity import count_params
+
+    result = sweep["result"]
+    run = client().get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["sdhrnet.kind"] == "sweep"
+    files = _artifacts(result.run_id)
+    assert {"sweep/frontier.json", "sweep/frontier.csv", "sweep/frontier.png", "model_files/model.onnx"} <= files
+    assert client().download_artifacts(result.run_id, "sweep/frontier.png", str(tmp_path)).endswith(".png")
+    rows = result.card["sweep"]
+    for row in rows:
+        assert f"models/{row['label']}/model.onnx" in files
+        net, card = load_model(resolve_model_dir(f"runs:/{result.run_id}/models/{row['label']}"))
+        assert count_params(net) == row["params"] and card["metrics"]["nme"] == pytest.approx(row["nme"])
+    best = min(rows, key=lambda r: r["nme"])
+    assert result.card["best_budget"] == best["label"] and result.params == best["params"]
+    assert result.metrics["nme"] == pytest.approx(best["nme"], abs=1e-6), "the stage's model is the most accurate one"
+    # each budget's fine-tune has its own curve in the one run
+    assert {f"{r['label']}/val_nme" for r in rows} <= set(run.data.metrics)
+
+
+def test_rerunning_the_sweep_returns_the_finished_run_without_training(sweep):
+    from trainer import jobs
+
+    def no_training(info):
+        raise AssertionError(f"trained again: {info}")
+
+    again = jobs.run_sweep(sweep["params"], jobs.JobHooks(progress=no_training))
+    assert again.run_id == sweep["result"].run_id and again.metrics == sweep["result"].metrics
+
+
+def test_a_malformed_budget_is_refused_before_a_run_exists(sweep):
+    from trainer import jobs
+
+    for bad in (["flops=3"], ["params=-1"], ["params=1000", "params=1000"], []):
+        with pytest.raises(ValueError):
+            jobs.run_sweep({**sweep["params"], "run_name": "bad", "budgets": bad})
+    assert not client().search_runs([e.experiment_id for e in client().search_experiments()],
+                                     "tags.mlflow.runName = 'bad'")

@@ -1,0 +1,137 @@
+"""Sweep: one trained supernet pruned at several budgets, each network fine-tuned briefly and scored, so that
+the accuracy-cost frontier (the paper's Figure 6: NME against cost) is measured on our data and our CPU."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from typing import Any
+
+import torch
+
+from trainer.budget import Budget, measure_ms
+from trainer.complexity import complexity
+from trainer.engine import Loop, TrainState, evaluate_model, load_data
+from trainer.jobs import RunContext, StageOutput
+from trainer.model_files import load_model
+from trainer.model_uri import resolve_model_dir
+from trainer.nets.prune import build, prune, threshold_for_budget
+from trainer.nets.sdhrnet import SDHRNet
+from trainer.plots import frontier_plot
+from trainer.reporting import finish_stage, log_side_models, summary
+from trainer.teacher import supervised_step
+
+# budget kind on the command line -> Budget field
+BUDGET_KINDS = {"params": "max_params", "macs": "max_macs", "ms": "max_ms"}
+
+
+def parse_budget(text: str) -> tuple[str, float]:
+    """`kind=value` (params=800000, macs=150000000, ms=6) -> (kind, value); ValueError when malformed."""
+    kind, sep, raw = str(text).partition("=")
+    kind = kind.strip()
+    if not sep or kind not in BUDGET_KINDS:
+        raise ValueError(f"budget {text!r} is not KIND=VALUE with KIND one of {', '.join(BUDGET_KINDS)}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"budget {text!r}: {raw!r} is not a number") from None
+    if value <= 0:
+        raise ValueError(f"budget {text!r} must be positive")
+    return kind, value
+
+
+def budget_label(kind: str, value: float) -> str:
+    # the label names the model folder (models/<label>) and prefixes metric keys, so no '=', '.' or exponent
+    return f"{kind}_{int(value)}" if float(value).is_integer() else f"{kind}_{value:f}".rstrip("0").replace(".", "p")
+
+
+def make_budget(kind: str, value: float, cfg) -> Budget:
+    limit = value if kind == "ms" else int(value)
+    return Budget(**{BUDGET_KINDS[kind]: limit}, input_size=cfg.input_size, threads=cfg.prune_latency_threads)
+
+
+def supernet_ref(slim_run: str) -> str:
+    """The supernet a slim run keeps next to its result (trainer.slim logs it as models/supernet)."""
+    run_id = str(slim_run).removeprefix("runs:/").split("/")[0]
+    return f"runs:/{run_id}/models/supernet"
+
+
+class _Prefixed:
+    """The run's tracker with metric keys prefixed by the budget, so the fine-tunes do not overwrite each
+    other's curves in the one run."""
+
+    def __init__(self, tracker, prefix: str):
+        self._tracker, self._prefix = tracker, prefix
+        self.run_id = tracker.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self._tracker.log_metrics({f"{self._prefix}/{k}": v for k, v in metrics.items()}, step)
+
+
+def fine_tune(ctx: RunContext, data, net: SDHRNet, label: str) -> SDHRNet:
+    """The config's supervised schedule; each budget has its own checkpoint, so an interrupted sweep resumes
+    inside the budget it stopped in and a finished budget's weights come back from its checkpoint."""
+    cfg = ctx.cfg
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_steps), cfg.lr_factor)
+    state = TrainState({label: net}, {"weights": opt}, {"weights": sched})
+    loop = Loop(stage=f"sweep {label}", cfg=cfg, data=data, state=state, checkpoint=ctx.checkpoint.with_name(f"{label}.pt"),
+                tracker=_Prefixed(ctx.tracker, label), hooks=ctx.hooks, device=ctx.device)
+    loop.resume()
+
+    def step(batch, epoch, i):
+        return supervised_step(net, batch["image"], batch["heatmaps"], opt)
+
+    def validate():
+        r = evaluate_model(net, data, ctx.device)
+        return {"val_nme": r["nme"], "val_fr": r["fr"], "val_auc": r["auc"]}
+
+    loop.run(step, validate)
+    return net
+
+
+def sweep_stage(ctx: RunContext) -> StageOutput:
+    cfg, dev = ctx.cfg, ctx.device
+    budgets = [parse_budget(b) for b in ctx.params["budgets"]]
+    data = load_data(ctx.dataset, ctx.data_root, cfg)
+    supernet, _ = load_model(resolve_model_dir(supernet_ref(ctx.params["slim_run"])))
+    if not isinstance(supernet, SDHRNet) or supernet.num_landmarks != data.info.num_landmarks:
+        raise ValueError(f"{ctx.params['slim_run']} does not hold an SD-HRNet supernet for {data.info.num_landmarks} landmarks")
+    supernet.eval()
+    ctx.tracker.log_params({"budgets": ",".join(f"{k}={v:g}" for k, v in budgets)})
+    rows: list[dict[str, Any]] = []
+    nets: dict[str, tuple[SDHRNet, dict[str, Any]]] = {}
+    for kind, value in budgets:
+        label = budget_label(kind, value)
+        budget = make_budget(kind, value, cfg)
+        threshold = threshold_for_budget(supernet, budget.fits, floor=0)
+        spec = prune(supernet, threshold)
+        net = fine_tune(ctx, data, build(spec, source=supernet).to(dev), label)
+        report = evaluate_model(net, data, dev)
+        net.cpu()
+        # every cost is measured for every budget (not only the limited one), for the three panels of the plot
+        counts = complexity(net, cfg.input_size)
+        cost = {"params": counts["params"], "macs": counts["macs"],
+                "ms": measure_ms(net, cfg.input_size, cfg.prune_latency_threads)}
+        net.to(dev)
+        met = cost[kind] <= value  # threshold_for_budget returns the smallest network when none meets the budget
+        rows.append({"label": label, "budget": budget.describe(), "kind": kind, "limit": value, "met": met,
+                     "threshold": threshold, "edges_kept": len(spec.edge_set()), **cost,
+                     **{k: v for k, v in summary(report, cfg.val_split).items() if k in ("nme", "fr", "auc")}})
+        nets[label] = (net, report)
+        ctx.tracker.log_metrics({f"{label}/{k}": float(rows[-1][k]) for k in ("nme", "params", "macs", "ms", "threshold")},
+                                step=cfg.epochs)
+    log_side_models(ctx, data, nets)
+    out = ctx.workdir / "sweep"
+    out.mkdir()
+    (out / "frontier.json").write_text(json.dumps(rows, indent=1))
+    with open(out / "frontier.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    frontier_plot(rows, out / "frontier.png", f"sweep on {ctx.dataset} {cfg.val_split} ({cfg.epochs} fine-tune epochs)")
+    ctx.tracker.log_artifacts(out, "sweep")
+    best = min(rows, key=lambda r: math.inf if math.isnan(r["nme"]) else r["nme"])  # a diverged fine-tune never wins
+    return finish_stage(ctx, nets[best["label"]][0], data,
+                        extra_reports={r["label"]: nets[r["label"]][1] for r in rows if r is not best},
+                        extra_card={"slim_run": ctx.params["slim_run"], "best_budget": best["label"], "sweep": rows})
