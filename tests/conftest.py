@@ -44,3 +44,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"set {ENV_VAR}=/path/to/data (the folder holding 300w/ and p1-ytf68/) to run them",
             yellow=True, bold=True)
     return result
+
+
+@pytest.fixture(scope="module")
+def tracking_home(tmp_path_factory, shared_data):
+    """A fresh SDHRNET_HOME (embedded SQLite MLflow store, checkpoints) for one test module's training runs."""
+    from sdhrnet.settings import get_settings
+
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("sdhrnet-home")
+    mp.setenv("SDHRNET_HOME", str(path))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    yield path
+    mp.undo()
+    get_settings.cache_clear()

@@ -41,6 +41,20 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def wait_api_ready(base: str, process: subprocess.Popen, log: Path, timeout: float, what: str,
+                   interval: float = 0.3) -> None:
+    """Wait until the API at `base` answers /readyz with 200; fail with the end of its log if its process dies."""
+    import httpx
+
+    def ready():
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(ready, timeout, what, interval=interval)
+
+
 def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
     if proc.poll() is not None:
         return

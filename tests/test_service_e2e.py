@@ -15,7 +15,7 @@ import pytest
 
 from tests.fake_models import FakeResult
 from tests.service_support import b64, build_tiny_model, png_bytes
-from tests.services import free_port, wait_until
+from tests.services import free_port, wait_api_ready, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[1]
@@ -68,13 +68,7 @@ def stack(tmp_path, redis_url, mlflow_server, worker_factory, monkeypatch):
                            env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        def ready():
-            assert api.poll() is None, log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(ready, 120, "the API to load the champion", interval=0.3)
+        wait_api_ready(base, api, log, 120, "the API to load the champion", interval=0.3)
         with httpx.Client(base_url=base, timeout=60) as client:
             yield client, worker, log
     finally:

@@ -20,7 +20,7 @@ import pytest
 from bench.load_align import run_level
 from tests.blackhole import BlackholeProxy
 from tests.service_support import png_bytes
-from tests.services import free_port, wait_until
+from tests.services import free_port, wait_api_ready, wait_until
 from tests.test_service_e2e import BOX, DATASET, register_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -45,13 +45,7 @@ def api_behind_proxy(tmp_path, mlflow_server, monkeypatch):
                            cwd=tmp_path, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        def ready():
-            assert api.poll() is None, log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(ready, 180, "the API to load the champion through the proxy", interval=0.5)
+        wait_api_ready(base, api, log, 180, "the API to load the champion through the proxy", interval=0.5)
         yield base, proxy, api, log
     finally:
         if api.poll() is None:

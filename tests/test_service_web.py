@@ -166,22 +166,40 @@ def _canvas_point(tools, x, y, photo_width):
     return left + x * scale, top + y * scale
 
 
+def _open_page(tools, live_url):
+    """The page loaded, with its dataset list filled from the service."""
+    tools.call("Page.enable")
+    tools.call("Page.navigate", url=f"{live_url}/")
+    tools.wait_js("document.readyState === 'complete' && document.getElementById('dataset').options.length > 0")
+
+
+def _drag(dispatch, start, end, press, move, release):
+    """A drag from `start` to `end` in five moves, with mouse or touch events of the DevTools protocol."""
+    dispatch(press, start)
+    for step in range(1, 6):
+        dispatch(move, (start[0] + (end[0] - start[0]) * step / 5, start[1] + (end[1] - start[1]) * step / 5))
+    dispatch(release, end)
+
+
+def _mouse(tools):
+    return lambda kind, at: tools.call("Input.dispatchMouseEvent", type=kind, x=at[0], y=at[1], button="left",
+                                       clickCount=1)
+
+
+def _touch(tools):
+    return lambda kind, at: tools.call("Input.dispatchTouchEvent", type=kind,
+                                       touchPoints=[] if kind == "touchEnd" else [{"x": at[0], "y": at[1]}])
+
+
 def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
     photo = tmp_path / "photo.png"
     photo.write_bytes(png_bytes(200, 150))
     with devtools_page(tmp_path) as tools:
-        tools.call("Page.enable")
-        tools.call("Page.navigate", url=f"{live_url}/")
-        tools.wait_js("document.readyState === 'complete' && document.getElementById('dataset').options.length > 0")
+        _open_page(tools, live_url)
         _upload(tools, photo)
         tools.wait_js("document.getElementById('status').dataset.state === 'ready'")  # no face in noise
         start, end = _canvas_point(tools, 20, 10, 200), _canvas_point(tools, 150, 120, 200)
-        tools.call("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", clickCount=1)
-        for step in range(1, 6):
-            x = start[0] + (end[0] - start[0]) * step / 5
-            y = start[1] + (end[1] - start[1]) * step / 5
-            tools.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left")
-        tools.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", clickCount=1)
+        _drag(_mouse(tools), start, end, "mousePressed", "mouseMoved", "mouseReleased")
         tools.wait_js("document.getElementById('status').dataset.state === 'done'")
         assert tools.js("document.getElementById('model').textContent") == "sdhrnet-300w v1 (champion)"
         assert tools.js("document.getElementById('count').textContent") == "68"
@@ -197,21 +215,14 @@ def test_touch_drag_served_datasets_find_all_faces_and_errors_clear_the_model(li
     photo = tmp_path / "photo.png"
     photo.write_bytes(png_bytes(200, 150))
     with devtools_page(tmp_path) as tools:
-        tools.call("Page.enable")
-        tools.call("Page.navigate", url=f"{live_url}/")
-        tools.wait_js("document.readyState === 'complete' && document.getElementById('dataset').options.length > 0")
+        _open_page(tools, live_url)
         # only the datasets with a served model are offered (the registry here holds 300w only)
         assert tools.js("[...document.getElementById('dataset').options].map((o) => o.value)") == ["300w"]
         assert tools.js("document.getElementById('dataset').options[0].text") == "300W (68 points)"
         _upload(tools, photo)
         tools.wait_js("document.getElementById('status').dataset.state === 'ready'")
         start, end = _canvas_point(tools, 20, 10, 200), _canvas_point(tools, 150, 120, 200)
-        tools.call("Input.dispatchTouchEvent", type="touchStart", touchPoints=[{"x": start[0], "y": start[1]}])
-        for step in range(1, 6):
-            x = start[0] + (end[0] - start[0]) * step / 5
-            y = start[1] + (end[1] - start[1]) * step / 5
-            tools.call("Input.dispatchTouchEvent", type="touchMove", touchPoints=[{"x": x, "y": y}])
-        tools.call("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+        _drag(_touch(tools), start, end, "touchStart", "touchMove", "touchEnd")
         tools.wait_js("document.getElementById('status').dataset.state === 'done'")
         assert tools.js("document.getElementById('count').textContent") == "68", "a finger drags a box too"
         # the button forgets the box and lets the service find the faces (none in this noise)

@@ -11,21 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, shared_data):
-    from sdhrnet.settings import get_settings
-
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("sdhrnet-home")
-    mp.setenv("SDHRNET_HOME", str(path))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    get_settings.cache_clear()
-    yield path
-    mp.undo()
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def pipeline(home, shared_data):
+def pipeline(tracking_home, shared_data):
     from trainer import jobs
 
     root = str(shared_data / "300w")
@@ -94,11 +80,11 @@ def test_distill_starts_from_the_slimmed_spec_and_records_both_students(pipeline
     assert {"train_s1_kd_teacher", "train_s1_kd_peer", "train_s2_mse", "val_nme_s1", "val_nme_s2"} <= set(m)
 
 
-def test_evaluate_cli_scores_a_run_through_the_onnx_path(pipeline, home, shared_data):
+def test_evaluate_cli_scores_a_run_through_the_onnx_path(pipeline, tracking_home, shared_data):
     d = pipeline["distill"]
     out = subprocess.run([sys.executable, "-m", "sdhrnet.cli", "evaluate", "--dataset", "300w", "--data-root",
                           str(shared_data / "300w"), "--split", "dev", "--model", d.run_id, "--json"],
-                         capture_output=True, text=True, env={**__import__("os").environ, "SDHRNET_HOME": str(home)})
+                         capture_output=True, text=True, env={**__import__("os").environ, "SDHRNET_HOME": str(tracking_home)})
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["n"] == 107 and report["missing"] == []
@@ -106,7 +92,7 @@ def test_evaluate_cli_scores_a_run_through_the_onnx_path(pipeline, home, shared_
     assert 0 < report["nme"] < 2
     out = subprocess.run([sys.executable, "-m", "sdhrnet.cli", "evaluate", "--dataset", "300w", "--data-root",
                           str(shared_data / "300w"), "--split", "dev", "--model", f"runs:/{d.run_id}/models/s1", "--json"],
-                         capture_output=True, text=True, env={**__import__("os").environ, "SDHRNET_HOME": str(home)})
+                         capture_output=True, text=True, env={**__import__("os").environ, "SDHRNET_HOME": str(tracking_home)})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["n"] == 107, "a single student is scored from its own folder"
 

@@ -11,21 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, shared_data):
-    from sdhrnet.settings import get_settings
-
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("sdhrnet-home")
-    mp.setenv("SDHRNET_HOME", str(path))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    get_settings.cache_clear()
-    yield path
-    mp.undo()
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def sweep(home, shared_data):
+def sweep(tracking_home, shared_data):
     from trainer import jobs
     from trainer.complexity import count_params
     from trainer.model_files import load_model
