@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 from typing import Any
 
+from sdhrnet.budgets import BUDGET_KINDS, over_budget
 from sdhrnet.settings import get_settings
 
 from . import history
@@ -45,6 +46,10 @@ class RegistryError(ValueError):
 
 class ModelNotFound(LookupError):
     """No such registered model or version (the API answers 404)."""
+
+
+class NothingWithinBudget(RegistryError):
+    """No registered version records costs within the budget asked for (the API answers 409)."""
 
 
 def model_name(dataset: str) -> str:
@@ -224,6 +229,8 @@ class Registry:
             "nme": cand.metrics.get("nme"), "fr": cand.metrics.get("fr"), "auc": cand.metrics.get("auc"),
             "eval_split": cand.metrics.get("split"), "params": cand.params, "macs": cand.macs,
             "job_id": job_id, "source": source, "arch": cand.card.get("arch"),
+            # the latency measured where the model was trained, and the budget it was pruned to (sweeps)
+            "ms": cand.card.get("ms"), "ms_threads": cand.card.get("ms_threads"), "budget": cand.card.get("budget"),
         }
         tags = {k: _fmt(v) for k, v in tags.items() if v is not None}
         model_id = self._log_model(cand, onnx_file, run_id, experiment_id, tags)
@@ -311,6 +318,39 @@ class Registry:
         mv = self._version(name, version)
         return self._move_champion(name, str(mv.version), who, reason, action="promote")
 
+    def best_within(self, dataset: str, limits: dict[str, float]) -> dict:
+        """The most accurate version whose recorded costs hold every limit (kind -> maximum, sdhrnet.budgets).
+        NMEs are only compared on one split: the champion's, else the one most versions were scored on."""
+        unknown = set(limits) - set(BUDGET_KINDS)
+        if unknown or not limits:
+            raise RegistryError(f"a budget limits one or more of {', '.join(BUDGET_KINDS)}; got {sorted(limits)}")
+        name = model_name(dataset)
+        if self._registered(name) is None:
+            raise ModelNotFound(f"no models registered for dataset '{dataset}'; train one (POST /jobs/slim) first")
+        versions = [self._describe_version(mv) for mv in self.client.search_model_versions(f"name = '{name}'",
+                                                                                           max_results=10000)]
+        scored = [v for v in versions if v["metrics"]["nme"] is not None]
+        champion = self._by_alias(name, CHAMPION)
+        split = _version_metrics(champion.tags or {})["split"] if champion is not None else None
+        if split is None and scored:
+            splits = [v["metrics"]["split"] for v in scored]
+            split = max(set(splits), key=splits.count)
+        fitting = [v for v in scored if v["metrics"]["split"] == split and not over_budget(v["tags"], limits)]
+        if fitting:
+            return min(fitting, key=lambda v: (v["metrics"]["nme"], int(v["version"])))
+        wanted = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+        closest = sorted(scored, key=lambda v: len(over_budget(v["tags"], limits)))[:3]
+        why = "; ".join(f"v{v['version']}: {', '.join(over_budget(v['tags'], limits)) or 'scored on ' + str(v['metrics']['split'])}"
+                        for v in closest) or "no version has an NME"
+        raise NothingWithinBudget(f"no version of {name} scored on split '{split}' fits {wanted} ({why}); train one "
+                                  "within it (POST /jobs/sweep) or relax the budget")
+
+    def promote_within(self, dataset: str, limits: dict[str, float], who: str = "unknown") -> dict:
+        best = self.best_within(dataset, limits)
+        wanted = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+        return self._move_champion(model_name(dataset), best["version"], who,
+                                   f"lowest NME ({best['metrics']['nme']:.5f}) within {wanted}", action="promote")
+
     def rollback(self, dataset: str, who: str = "unknown", reason: str = "manual rollback") -> dict:
         name = model_name(dataset)
         registered = self._registered(name)
@@ -340,7 +380,8 @@ class Registry:
             "name": mv.name, "version": str(mv.version), "aliases": sorted(getattr(mv, "aliases", []) or []),
             "run_id": mv.run_id, "dataset": tags.get("dataset"), "num_landmarks": _int(tags.get("num_landmarks")),
             "input_size": _int(tags.get("input_size")), "metrics": _version_metrics(tags),
-            "params": _int(tags.get("params")), "macs": _int(tags.get("macs")), "job_id": tags.get("job_id"),
+            "params": _int(tags.get("params")), "macs": _int(tags.get("macs")), "ms": _float(tags.get("ms")),
+            "budget": tags.get("budget"), "job_id": tags.get("job_id"),
             "source": tags.get("source"), "created": mv.creation_timestamp, "decision": decision, "tags": tags,
         }
 
@@ -422,6 +463,10 @@ def register_result(result, job_id: str | None = None) -> int:
 
 def promote(dataset: str, version, who: str = "unknown") -> dict:
     return get_registry().promote(dataset, version, who=who)
+
+
+def promote_within(dataset: str, limits: dict[str, float], who: str = "unknown") -> dict:
+    return get_registry().promote_within(dataset, limits, who=who)
 
 
 def rollback(dataset: str, who: str = "unknown") -> dict:

@@ -4,6 +4,8 @@ import argparse
 import importlib
 import sys
 
+from sdhrnet.job_kinds import TRAINING_KINDS
+
 # subcommand -> module exposing `add_arguments(parser, command)` and `main(args) -> int`
 SUBCOMMANDS = {
     "complexity": ("trainer.cli_complexity", "parameter and MAC counts of an architecture"),
@@ -11,10 +13,7 @@ SUBCOMMANDS = {
     "quantize": ("trainer.cli_quantize", "an INT8 copy of a model folder (ONNX Runtime static quantization)"),
     "evaluate": ("trainer.cli_evaluate", "score predictions or a model with NME/FR/AUC"),
     "show": ("trainer.cli_show", "draw samples with their landmarks"),
-    "train-teacher": ("trainer.cli_train", "train the HRNetV2-W18 teacher"),
-    "slim": ("trainer.cli_train", "train the supernet with L1 on alpha and prune it"),
-    "distill": ("trainer.cli_train", "triple knowledge distillation of the slimmed net"),
-    "sweep": ("trainer.cli_train", "prune a slim run's supernet at several budgets: the NME-cost frontier"),
+    **{k.command: ("trainer.cli_train", k.summary[0].lower() + k.summary[1:]) for k in TRAINING_KINDS},
     "pipeline": ("trainer.cli_pipeline", "every stage for a dataset, scored and packaged; re-run to continue"),
     "import-runs": ("trainer.cli_import_runs", "log runs recorded offline (SDHRNET_OFFLINE_RUNS) into MLflow"),
     "worker": ("worker.cli_worker", "start a Celery worker"),

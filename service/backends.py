@@ -28,6 +28,16 @@ class RegistryBackend:
 
         return promote(dataset, version, who=who)
 
+    def promote_within(self, dataset: str, limits: dict[str, float], who: str):
+        from registry import NothingWithinBudget, promote_within
+
+        from .errors import Problem
+
+        try:
+            return promote_within(dataset, limits, who=who)
+        except NothingWithinBudget as exc:  # a fact about what is registered, not a malformed request
+            raise Problem(409, str(exc)) from None
+
     def rollback(self, dataset: str, who: str):
         from registry import rollback
 

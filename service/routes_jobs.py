@@ -5,10 +5,13 @@ import logging
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from sdhrnet.budgets import parse_budgets
+from sdhrnet.job_kinds import FINAL_STATES, TRAINING_KINDS, JobKind
+
 from .errors import InputError, Problem, first_error
 from .jsonsafe import to_jsonable
 from .redact import redact_all
-from .schemas import DistillParams, JobAccepted, JobList, JobParams, JobStatus, problem_responses
+from .schemas import JOB_BODIES, JobAccepted, JobList, JobParams, JobStatus, problem_responses
 from .security import ApiKey
 
 log = logging.getLogger("sdhrnet.service.jobs")
@@ -54,6 +57,8 @@ def training_params(kind: str, params: JobParams) -> dict:
 
     try:
         make_config(params.preset, params.dataset, params.overrides, kind)
+        if "budgets" in type(params).model_fields:
+            parse_budgets(params.budgets)
     except ValidationError as exc:
         raise InputError(f"overrides.{first_error(exc)}; fix the value or drop the key to keep the preset's") from None
     except ValueError as exc:
@@ -68,23 +73,17 @@ async def start_job(request: Request, kind: str, params: dict) -> JSONResponse:
                         status_code=202, headers={"Location": location})
 
 
-@router.post("/slim", status_code=202, response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},
-             summary="Train the supernet with L1 on alpha and prune it")
-async def start_slim(request: Request, params: JobParams):
-    return await start_job(request, "slim", training_params("slim", params))
+def _add_start_route(kind: JobKind, body: type[JobParams]) -> None:
+    async def start(request: Request, params: body):  # type: ignore[valid-type]
+        return await start_job(request, kind.name, training_params(kind.name, params))
+
+    router.add_api_route(f"/{kind.name}", start, methods=["POST"], name=f"start_{kind.name}", status_code=202,
+                         response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},
+                         summary=kind.summary)
 
 
-@router.post("/distill", status_code=202, response_model=JobAccepted,
-             responses={**ACCEPTED, **problem_responses(401, 422, 503)},
-             summary="Triple knowledge distillation of a slimmed network")
-async def start_distill(request: Request, params: DistillParams):
-    return await start_job(request, "distill", training_params("distill", params))
-
-
-@router.post("/teacher", status_code=202, response_model=JobAccepted,
-             responses={**ACCEPTED, **problem_responses(401, 422, 503)}, summary="Train the HRNetV2-W18 teacher")
-async def start_teacher(request: Request, params: JobParams):
-    return await start_job(request, "teacher", training_params("teacher", params))
+for _kind in TRAINING_KINDS:
+    _add_start_route(_kind, JOB_BODIES[_kind.name])
 
 
 @router.get("", response_model=JobList, responses=problem_responses(401, 503), summary="Recent jobs")
@@ -106,8 +105,6 @@ async def get_job(request: Request, job_id: str = JOB_ID):
                responses=problem_responses(401, 404, 409, 422, 503),
                summary="Ask a job to stop (it ends CANCELLED at its next check); 409 when it has already ended")
 async def cancel_job(request: Request, job_id: str = JOB_ID):
-    from worker.recovery import FINAL_STATES
-
     status = await _backend(request, "status", job_id)
     if not status:
         raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")

@@ -49,9 +49,13 @@ async def list_models(request: Request):
 
 
 @router.post("/{dataset}/promote", response_model=ModelsResponse, dependencies=[ApiKey],
-             responses=problem_responses(401, 404, 422, 503), summary="Make a version the champion of a dataset")
+             responses=problem_responses(401, 404, 409, 422, 503),
+             summary="Make a version the champion of a dataset, or the most accurate version within a budget")
 async def promote(request: Request, body: PromoteRequest, dataset: str = DATASET):
-    result = await _registry(request, "promote", dataset, body.version, who(request))
+    if body.version is not None:
+        result = await _registry(request, "promote", dataset, body.version, who(request))
+    else:
+        result = await _registry(request, "promote_within", dataset, body.limits(), who(request))
     await _follow(request, dataset)
     return {"models": to_jsonable(result), "served": _served(request)}
 

@@ -1,8 +1,9 @@
 """Request and response bodies (they become the OpenAPI contract in openapi.yaml)."""
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from sdhrnet.budgets import BUDGET_KINDS, BUDGET_PATTERN
 from trainer.config import Preset
 
 DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -88,6 +89,18 @@ class DistillParams(JobParams):
     teacher_run: str = Field(min_length=1, description="MLflow run id or model URI of the HRNetV2 teacher")
 
 
+class SweepParams(JobParams):
+    slim_run: str = Field(min_length=1, description="MLflow run id or URI of the slim run whose supernet is pruned")
+    budgets: list[Annotated[str, Field(pattern=BUDGET_PATTERN)]] = Field(min_length=1, max_length=16, examples=[["params=900000", "params=600000", "ms=4"]],
+                               description="one network per budget, KIND=VALUE with KIND one of "
+                                           + ", ".join(BUDGET_KINDS))
+
+
+# the request body of POST /jobs/<kind> for each kind of sdhrnet.job_kinds that has a route
+JOB_BODIES: dict[str, type[JobParams]] = {"slim": JobParams, "distill": DistillParams, "teacher": JobParams,
+                                          "sweep": SweepParams}
+
+
 class JobStatus(BaseModel):
     model_config = ConfigDict(extra="allow")
     job_id: str
@@ -104,9 +117,27 @@ class JobList(BaseModel):
     jobs: list[JobStatus]
 
 
+Budget = create_model("Budget", __config__=ConfigDict(extra="forbid"),
+                      **{kind: (float | None, Field(None, gt=0, description=f"at most this many {what}"))
+                         for kind, what in BUDGET_KINDS.items()})
+
+
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int | None = Field(None, ge=1, description="the version to promote")
+    budget: Budget | None = Field(None, description="instead of a version: promote the most accurate version whose "
+                                  "recorded costs fit every limit given (params, macs, ms per face)")
+
+    @model_validator(mode="after")
+    def _one_choice(self):
+        if (self.version is None) == (self.budget is None):
+            raise ValueError("give either 'version' or 'budget', not both and not neither")
+        if self.budget is not None and not self.limits():
+            raise ValueError(f"'budget' needs at least one of {', '.join(BUDGET_KINDS)}")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        return {k: v for k, v in self.budget.model_dump().items() if v is not None} if self.budget else {}
 
 
 class ModelsResponse(BaseModel):

@@ -148,8 +148,13 @@ def test_jobs_lifecycle_and_keys(client, jobs):
     r = client.post("/jobs/distill", json={**spec, "slim_run": "abc", "teacher_run": "def"}, headers=KEY)
     assert r.status_code == 202 and jobs.jobs[r.json()["job_id"]]["kind"] == "distill"
     assert_problem(client.post("/jobs/slim", json={**spec, "preset": "huge"}, headers=KEY), 422, "preset")
+    sweep = {**spec, "slim_run": "abc", "budgets": ["params=800000", "ms=4.5"]}
+    r = client.post("/jobs/sweep", json=sweep, headers=KEY)
+    assert r.status_code == 202 and jobs.jobs[r.json()["job_id"]]["params"]["budgets"] == sweep["budgets"]
+    for budgets, words in ((["flops=3"], "budgets"), ([], "budgets"), (["params=5", "params=5"], "twice")):
+        assert_problem(client.post("/jobs/sweep", json={**sweep, "budgets": budgets}, headers=KEY), 422, words)
     listed = client.get("/jobs", headers=KEY).json()["jobs"]
-    assert {j["kind"] for j in listed} == {"slim", "teacher", "distill"}
+    assert {j["kind"] for j in listed} == {"slim", "teacher", "distill", "sweep"}
     assert client.get(f"/jobs/{job_id}", headers=KEY).json()["state"] == "PENDING"
     r = client.delete(f"/jobs/{job_id}", headers=KEY)
     assert r.status_code == 202 and r.json()["state"] == "CANCELLING"
@@ -179,6 +184,9 @@ def test_models_promote_and_rollback_swap_the_served_model(client):
     assert client.post("/align", json=align).json()["model"]["version"] == "1"
     assert_problem(client.post("/models/300w/promote", json={"version": 9}, headers=KEY), 404, "not registered")
     assert_problem(client.post("/models/300w/promote", json={"version": "x"}, headers=KEY), 422)
+    for body in ({}, {"version": 1, "budget": {"params": 5}}, {"budget": {}}, {"budget": {"flops": 5}},
+                 {"budget": {"ms": -1}}):
+        assert_problem(client.post("/models/300w/promote", json=body, headers=KEY), 422)
     assert client.post("/models/300w/rollback", headers=KEY).json()["served"]["300w"]["version"] == "2"
     assert_problem(client.post("/models/300w/rollback", headers=KEY), 422, "roll back")
 

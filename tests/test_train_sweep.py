@@ -93,3 +93,30 @@ def test_a_malformed_budget_is_refused_before_a_run_exists(sweep):
             jobs.run_sweep({**sweep["params"], "run_name": "bad", "budgets": bad})
     assert not client().search_runs([e.experiment_id for e in client().search_experiments()],
                                      "tags.mlflow.runName = 'bad'")
+
+
+def test_every_budget_becomes_a_version_tagged_with_its_costs_and_a_budget_promotes_the_best_that_fits(sweep):
+    from registry import NothingWithinBudget
+    from registry.store import Registry
+
+    result, rows = sweep["result"], sweep["result"].card["sweep"]
+    assert sorted(m.card["budget"] for m in [result, *result.members]) == sorted(r["label"] for r in rows)
+    reg = Registry(policy="manual")  # nothing promoted by the policy: only the budget decides
+    versions = {m.card["budget"]: reg.describe("300w", reg.register_result(m, f"sweep-job.{m.card['budget']}"))
+                for m in [result, *result.members]}
+    for row in rows:
+        v = versions[row["label"]]
+        assert v["params"] == row["params"] and v["macs"] == row["macs"] and v["budget"] == row["label"]
+        assert v["ms"] == pytest.approx(row["ms"], abs=1e-3) and v["metrics"]["nme"] == pytest.approx(row["nme"])
+
+    def expected(limit):
+        fits = [r for r in rows if r["params"] <= limit]
+        return versions[min(fits, key=lambda r: r["nme"])["label"]]["version"]
+
+    for limit in (sweep["tight"], sweep["loose"]):
+        reg.promote_within("300w", {"params": limit}, who="test")
+        assert reg.list_models("300w")[0]["champion"] == expected(limit)
+    with pytest.raises(NothingWithinBudget, match="params"):
+        reg.promote_within("300w", {"params": min(r["params"] for r in rows) - 1})
+    with pytest.raises(NothingWithinBudget, match="ms"):
+        reg.promote_within("300w", {"ms": min(r["ms"] for r in rows) / 10})

@@ -31,5 +31,5 @@ def test_submit_status_cancel_list_without_a_worker(embedded):
     assert request_cancel(job)["cancel_requested"] is True
     assert [j["job_id"] for j in list_jobs()] == [job]
     assert job_status("no-such-job") is None and request_cancel("no-such-job") is None
-    with pytest.raises(UnknownJobKind, match="use one of slim, distill, teacher, evaluate"):
+    with pytest.raises(UnknownJobKind, match="use one of slim, distill, teacher, sweep, evaluate"):
         submit("train", params)

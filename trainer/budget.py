@@ -59,15 +59,19 @@ class Budget:
 
 def measure_ms(net: nn.Module, input_size: int, threads: int = 1, calls: int = 20) -> float:
     """Median ONNX Runtime latency of one face (batch 1) in milliseconds, after warm-up calls."""
-    import onnxruntime
-
     from trainer.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(net, Path(tmp) / "model.onnx", input_size)
-        opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        session = onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return onnx_ms(export_onnx(net, Path(tmp) / "model.onnx", input_size), input_size, threads, calls)
+
+
+def onnx_ms(path: Path, input_size: int, threads: int = 1, calls: int = 20) -> float:
+    """Median latency of one face (batch 1) of an exported model in milliseconds, after warm-up calls."""
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     x = np.random.default_rng(0).normal(size=(1, 3, input_size, input_size)).astype(np.float32)
     for _ in range(3):

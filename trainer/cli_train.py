@@ -6,10 +6,10 @@ import json
 import logging
 import sys
 
+from sdhrnet.job_kinds import by_command
 from trainer.config import PRESETS
 
 DATASETS = ("300w", "wflw", "cofw", "csv")
-RUNNERS = {"train-teacher": "run_teacher", "slim": "run_slim", "distill": "run_distill", "sweep": "run_sweep"}
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         params.update(slim_run=args.slim_run, budgets=args.budgets)
     try:
         params["overrides"] = parse_overrides(args.overrides)
-        result = getattr(jobs, RUNNERS[args.command])(params)
+        result = getattr(jobs, by_command(args.command).runner)(params)
     except (ValueError, FileNotFoundError) as exc:
         print(f"sdhrnet {args.command}: {exc}", file=sys.stderr)
         return 2

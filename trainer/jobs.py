@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sdhrnet.budgets import parse_budgets
 from sdhrnet.settings import get_settings
 from trainer.config import TrainConfig, make_config
 from trainer.engine import JobCancelled, JobHooks, setup_torch
@@ -23,10 +24,8 @@ from trainer.model_uri import MODEL_FILES, resolve_model_dir
 from trainer.run_store import RunTracker, open_run
 from trainer.run_tags import CHECKPOINT_TAG, JOB_TAG
 
-__all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_sweep", "run_evaluate",
-           "KINDS"]
+__all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_sweep", "run_evaluate"]
 log = logging.getLogger(__name__)
-KINDS = ("slim", "distill", "teacher", "evaluate")
 
 
 @dataclass
@@ -42,10 +41,13 @@ class JobResult:
     macs: int
     job_id: str | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    # further models of the same job to register, each with its own job_id (a sweep's other budgets)
+    members: list["JobResult"] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["model_dir"] = str(self.model_dir)
+        d["members"] = [m.to_json() for m in self.members]
         return d
 
 
@@ -150,15 +152,17 @@ def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobRes
 def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
     """Prune a slim run's supernet at each of params["budgets"] ("params=800000", "macs=...", "ms=..."),
     fine-tune and score each network; the result is the most accurate one (trainer.sweep)."""
-    from trainer.sweep import budget_label, parse_budget, sweep_stage
+    from trainer.sweep import sweep_stage
     _require(params, "slim_run")
-    # checked before a run exists, so a typo leaves no FAILED run behind
-    labels = [budget_label(*parse_budget(b)) for b in params.get("budgets") or ()]
-    if not labels:
-        raise ValueError("a sweep needs at least one budget (params=..., macs=... or ms=...)")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"the same budget is given twice: {', '.join(labels)}")
-    return _run("sweep", params, hooks, sweep_stage)
+    parse_budgets(params.get("budgets"))  # checked before a run exists, so a typo leaves no FAILED run behind
+    result = _run("sweep", params, hooks, sweep_stage)
+    for row in result.card.get("sweep", []):
+        if row["label"] == result.card.get("budget"):
+            continue  # the job's own model
+        model_dir = resolve_model_dir(f"runs:/{result.run_id}/models/{row['label']}")
+        job_id = f"{result.job_id}.{row['label']}" if result.job_id else None
+        result.members.append(_result_from_card(result.run_id, "sweep", model_dir, read_card(model_dir), job_id))
+    return result
 
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:

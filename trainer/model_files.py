@@ -4,7 +4,7 @@
     weights.pt        PyTorch state dict
     spec.json         the architecture: an SD-HRNet ArchSpec, or {"arch": "hrnetv2-w18", ...}
     config.json       the training configuration
-    model_card.json   dataset, landmarks, input size, metrics, complexity, provenance
+    model_card.json   dataset, landmarks, input size, metrics, complexity and measured ms per face, provenance
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainer.budget import onnx_ms
 from trainer.complexity import complexity
 from trainer.export import export_onnx
 from trainer.nets import build_network
@@ -50,6 +51,9 @@ def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_
     (out / "config.json").write_text(json.dumps(config, indent=1))
     export_onnx(model, out / "model.onnx", input_size=input_size)
     cx = complexity(model, input_size=input_size)
+    # measured where the model was trained, with the threads latency budgets use: what promote-within-budget reads
+    threads = int(config.get("prune_latency_threads") or 1)
+    ms = onnx_ms(out / "model.onnx", input_size, threads)
     card = {
         "format": "sdhrnet-model", "version": 1,
         "dataset": dataset, "num_landmarks": info.num_landmarks, "input_size": input_size,
@@ -57,6 +61,7 @@ def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_
         "arch": TEACHER_ARCH if arch.get("arch") == TEACHER_ARCH else "sdhrnet",
         "flip_pairs": [list(p) for p in info.flip_pairs],
         "metrics": metrics, "params": cx["params"], "macs": cx["macs"], "macs_head": cx["macs_head"],
+        "ms": round(ms, 3), "ms_threads": threads,
         "kind": kind, "run_id": run_id, **(extra_card or {}),
     }
     (out / "model_card.json").write_text(json.dumps(card, indent=1))

@@ -32,14 +32,16 @@ def log_pictures(ctx: RunContext, data: Data, reports: dict[str, dict[str, Any]]
     ctx.tracker.log_artifact(predictions_grid(images, preds, truths, plots / "predictions.png"), "plots")
 
 
-def log_side_models(ctx: RunContext, data: Data, models: dict[str, tuple[nn.Module, dict[str, Any]]]) -> None:
+def log_side_models(ctx: RunContext, data: Data, models: dict[str, tuple[nn.Module, dict[str, Any]]],
+                    cards: dict[str, dict[str, Any]] | None = None) -> None:
     """Networks a stage trains besides its result (the supernet, each student), as model folders under
-    `models/<name>` of the run, so each can be evaluated later with `--model runs:/<run id>/models/<name>`."""
+    `models/<name>` of the run, so each can be evaluated later with `--model runs:/<run id>/models/<name>`;
+    `cards[name]` adds to that folder's model card."""
     for name, (net, report) in models.items():
         out = ctx.workdir / "models" / name
         write_model_files(out, net, dataset=ctx.dataset, info=data.info, input_size=ctx.cfg.input_size,
                           config=ctx.cfg.model_dump(mode="json"), metrics=summary(report, ctx.cfg.val_split),
-                          kind=f"{ctx.kind}/{name}", run_id=ctx.tracker.run_id)
+                          kind=f"{ctx.kind}/{name}", run_id=ctx.tracker.run_id, extra_card=(cards or {}).get(name))
         ctx.tracker.log_artifacts(out, f"models/{name}")
 
 

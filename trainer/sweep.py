@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from sdhrnet.budgets import budget_label, parse_budgets
 from trainer.budget import Budget, measure_ms
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
@@ -21,33 +22,9 @@ from trainer.plots import frontier_plot
 from trainer.reporting import finish_stage, log_side_models, summary
 from trainer.teacher import supervised_step
 
-# budget kind on the command line -> Budget field
-BUDGET_KINDS = {"params": "max_params", "macs": "max_macs", "ms": "max_ms"}
-
-
-def parse_budget(text: str) -> tuple[str, float]:
-    """`kind=value` (params=800000, macs=150000000, ms=6) -> (kind, value); ValueError when malformed."""
-    kind, sep, raw = str(text).partition("=")
-    kind = kind.strip()
-    if not sep or kind not in BUDGET_KINDS:
-        raise ValueError(f"budget {text!r} is not KIND=VALUE with KIND one of {', '.join(BUDGET_KINDS)}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"budget {text!r}: {raw!r} is not a number") from None
-    if value <= 0:
-        raise ValueError(f"budget {text!r} must be positive")
-    return kind, value
-
-
-def budget_label(kind: str, value: float) -> str:
-    # the label names the model folder (models/<label>) and prefixes metric keys, so no '=', '.' or exponent
-    return f"{kind}_{int(value)}" if float(value).is_integer() else f"{kind}_{value:f}".rstrip("0").replace(".", "p")
-
-
 def make_budget(kind: str, value: float, cfg) -> Budget:
     limit = value if kind == "ms" else int(value)
-    return Budget(**{BUDGET_KINDS[kind]: limit}, input_size=cfg.input_size, threads=cfg.prune_latency_threads)
+    return Budget(**{f"max_{kind}": limit}, input_size=cfg.input_size, threads=cfg.prune_latency_threads)
 
 
 def supernet_ref(slim_run: str) -> str:
@@ -92,7 +69,7 @@ def fine_tune(ctx: RunContext, data, net: SDHRNet, label: str) -> SDHRNet:
 
 def sweep_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
-    budgets = [parse_budget(b) for b in ctx.params["budgets"]]
+    budgets = parse_budgets(ctx.params["budgets"])
     data = load_data(ctx.dataset, ctx.data_root, cfg)
     supernet, _ = load_model(resolve_model_dir(supernet_ref(ctx.params["slim_run"])))
     if not isinstance(supernet, SDHRNet) or supernet.num_landmarks != data.info.num_landmarks:
@@ -121,7 +98,10 @@ def sweep_stage(ctx: RunContext) -> StageOutput:
         nets[label] = (net, report)
         ctx.tracker.log_metrics({f"{label}/{k}": float(rows[-1][k]) for k in ("nme", "params", "macs", "ms", "threshold")},
                                 step=cfg.epochs)
-    log_side_models(ctx, data, nets)
+    best = min(rows, key=lambda r: math.inf if math.isnan(r["nme"]) else r["nme"])  # a diverged fine-tune never wins
+    # each network's card names its budget and the latency measured above, for the registry's cost tags
+    cards = {r["label"]: {"budget": r["label"], "ms": round(r["ms"], 3), "sweep_run": ctx.tracker.run_id} for r in rows}
+    log_side_models(ctx, data, nets, cards)
     out = ctx.workdir / "sweep"
     out.mkdir()
     (out / "frontier.json").write_text(json.dumps(rows, indent=1))
@@ -131,7 +111,7 @@ def sweep_stage(ctx: RunContext) -> StageOutput:
         writer.writerows(rows)
     frontier_plot(rows, out / "frontier.png", f"sweep on {ctx.dataset} {cfg.val_split} ({cfg.epochs} fine-tune epochs)")
     ctx.tracker.log_artifacts(out, "sweep")
-    best = min(rows, key=lambda r: math.inf if math.isnan(r["nme"]) else r["nme"])  # a diverged fine-tune never wins
     return finish_stage(ctx, nets[best["label"]][0], data,
                         extra_reports={r["label"]: nets[r["label"]][1] for r in rows if r is not best},
-                        extra_card={"slim_run": ctx.params["slim_run"], "best_budget": best["label"], "sweep": rows})
+                        extra_card={"slim_run": ctx.params["slim_run"], "best_budget": best["label"], "sweep": rows,
+                                    **cards[best["label"]]})

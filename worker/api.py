@@ -4,25 +4,17 @@ Needs only the broker and result backend (no torch, no trainer)."""
 import time
 import uuid
 
-from worker.app import TASK_NAMES, get_app
+from sdhrnet.job_kinds import UnknownJobKind, job_kind  # noqa: F401  (UnknownJobKind: what submit raises)
+from worker.app import get_app
 from worker.jobstore import job_store
-
-KIND_ALIASES = {"train-teacher": "teacher", "train_teacher": "teacher"}
-CANCELLED = "CANCELLED"
-
-
-class UnknownJobKind(ValueError):
-    pass
 
 
 def submit(kind: str, params: dict, job_id: str | None = None) -> str:
-    kind = KIND_ALIASES.get(kind, kind)
-    if kind not in TASK_NAMES:
-        raise UnknownJobKind(f"unknown job kind '{kind}'; use one of {', '.join(TASK_NAMES)}")
+    spec = job_kind(kind)
     job_id = job_id or uuid.uuid4().hex
     # recorded before sending so that the job is known (PENDING) even while the worker is down
-    job_store().record_submission(job_id, {"kind": kind, "params": params, "submitted_at": time.time()})
-    get_app().send_task(TASK_NAMES[kind], args=[params], task_id=job_id)
+    job_store().record_submission(job_id, {"kind": spec.name, "params": params, "submitted_at": time.time()})
+    get_app().send_task(spec.task, args=[params], task_id=job_id)
     return job_id
 
 

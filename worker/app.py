@@ -17,8 +17,6 @@ from celery import Celery
 from sdhrnet.settings import get_settings
 
 QUEUE = "sdhrnet"
-TASK_NAMES = {"slim": "sdhrnet.slim", "distill": "sdhrnet.distill", "teacher": "sdhrnet.train_teacher",
-              "evaluate": "sdhrnet.evaluate"}
 DEFAULT_VISIBILITY_TIMEOUT = 48 * 3600
 
 

@@ -12,10 +12,10 @@ import time
 
 from celery.signals import worker_ready, worker_shutdown
 
+from sdhrnet.job_kinds import FINAL_STATES
 from worker.jobstore import job_store
 
 log = logging.getLogger("sdhrnet.worker.recovery")
-FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "CANCELLED"})
 _stop = threading.Event()
 
 

@@ -18,16 +18,15 @@ from pathlib import Path
 from celery.exceptions import Ignore
 from celery.signals import task_postrun
 
+from sdhrnet.job_kinds import CANCELLED, FINAL_STATES, JOB_KINDS, JobKind
 from sdhrnet.settings import get_settings
 from worker import recovery  # noqa: F401  (connects the orphan sweeper to worker start)
-from worker.app import TASK_NAMES, app
+from worker.app import app
 from worker.jobstore import job_store, lease_seconds, make_token
 
 log = logging.getLogger("sdhrnet.worker")
 
-PROGRESS, CANCELLED = "PROGRESS", "CANCELLED"
-FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", CANCELLED})
-JOB_FUNCTIONS = {"slim": "run_slim", "distill": "run_distill", "teacher": "run_teacher", "evaluate": "run_evaluate"}
+PROGRESS = "PROGRESS"
 REGISTRY_RETRIES = 5
 
 
@@ -177,12 +176,12 @@ def run_job(task, kind: str, params: dict):
     hooks = jobs.JobHooks(job_id=job_id, progress=reporter,
                           should_cancel=lambda: lease.lost or store.cancel_requested(job_id))
     try:
-        result = getattr(jobs, JOB_FUNCTIONS[kind])(dict(params), hooks)
+        result = getattr(jobs, JOB_KINDS[kind].runner)(dict(params), hooks)
     except jobs.JobCancelled:
         if lease.lost:
             raise Ignore()  # the job lives on in the worker that took it over
         _end_cancelled(task, reporter, job_id)
-    if kind == "evaluate":
+    if not JOB_KINDS[kind].registers:
         return jsonable(result)
     # from here on the job is no longer cancellable: a model is either fully registered or not at all
     reporter({"stage": "registering"})
@@ -190,6 +189,8 @@ def run_job(task, kind: str, params: dict):
     try:
         version = registry.register_result(result, job_id)
         model = registry.get_registry().describe(result.dataset, version)
+        members = [registry.get_registry().describe(m.dataset, registry.register_result(m, m.job_id))
+                   for m in result.members]
     except registry.RegistryError:
         raise  # the model folder itself is wrong: retrying cannot help
     except Exception as exc:
@@ -202,24 +203,18 @@ def run_job(task, kind: str, params: dict):
         "metrics": result.metrics, "params": result.params, "macs": result.macs,
         "model": {"name": model["name"], "version": model["version"], "aliases": model["aliases"],
                   "decision": model["decision"]},
+        **({"members": [{"version": m["version"], "budget": m["budget"], "nme": m["metrics"]["nme"],
+                         "params": m["params"], "macs": m["macs"], "ms": m["ms"]} for m in members]}
+           if members else {}),
     })
 
 
-@app.task(bind=True, name=TASK_NAMES["slim"], max_retries=REGISTRY_RETRIES)
-def slim(self, params: dict):
-    return run_job(self, "slim", params)
+def _define_task(kind: JobKind):
+    def task(self, params: dict):
+        return run_job(self, kind.name, params)
+
+    task.__name__ = task.__qualname__ = kind.name
+    return app.task(bind=True, name=kind.task, max_retries=REGISTRY_RETRIES)(task)
 
 
-@app.task(bind=True, name=TASK_NAMES["distill"], max_retries=REGISTRY_RETRIES)
-def distill(self, params: dict):
-    return run_job(self, "distill", params)
-
-
-@app.task(bind=True, name=TASK_NAMES["teacher"], max_retries=REGISTRY_RETRIES)
-def train_teacher(self, params: dict):
-    return run_job(self, "teacher", params)
-
-
-@app.task(bind=True, name=TASK_NAMES["evaluate"], max_retries=REGISTRY_RETRIES)
-def evaluate(self, params: dict):
-    return run_job(self, "evaluate", params)
+TASKS = {name: _define_task(kind) for name, kind in JOB_KINDS.items()}
