@@ -12,7 +12,7 @@ WORKDIR /app
 
 # ---------------------------------------------------------------------------------------------------------
 FROM base AS api
-# The API imports trainer.landmarker/geometry/heatmaps/datasets/evaluate/metrics, registry and worker (as a
+# The API imports landmarks (the torch-free core), registry and worker (as a
 # Celery client) - none of which import torch - so torch is deliberately absent from this image.
 RUN pip install "numpy>=1.26" "opencv-python-headless>=4.9" "onnxruntime>=1.18" "onnx>=1.16" "pydantic>=2.6" \
     "pydantic-settings>=2.2" "fastapi>=0.110" "uvicorn[standard]>=0.29" "python-multipart>=0.0.9" \
@@ -21,7 +21,7 @@ RUN pip install "numpy>=1.26" "opencv-python-headless>=4.9" "onnxruntime>=1.18" 
     "fastapi-offline>=1.7"
 COPY pyproject.toml README.md ./
 COPY sdhrnet ./sdhrnet
-COPY trainer ./trainer
+COPY landmarks ./landmarks
 COPY registry ./registry
 COPY worker ./worker
 COPY service ./service
@@ -39,6 +39,7 @@ FROM base AS worker
 RUN pip install "torch==2.13.0"
 COPY pyproject.toml README.md ./
 COPY sdhrnet ./sdhrnet
+COPY landmarks ./landmarks
 COPY trainer ./trainer
 COPY registry ./registry
 COPY worker ./worker

@@ -1,6 +1,6 @@
 """Face detection for /align: fit the detector box -> landmark box mapping, and measure what it costs.
 
-    .venv/bin/python bench/detect_align.py fit        # train-dev faces -> trainer/detector_assets/box_mapping.json
+    .venv/bin/python bench/detect_align.py fit        # train-dev faces -> landmarks/detector_assets/box_mapping.json
     .venv/bin/python bench/detect_align.py measure    # dev faces -> JSON report (below)
 
 `measure`, on the 300W dev split (held-out helen/trainset faces), with the bundled default landmark model:
@@ -11,7 +11,7 @@
 - faces/s of detect + align against align with given boxes, timed in alternating rounds on the same photos
   so that load from other processes hits both alike;
 - the flip test: NME and ms per face without and with it (ground-truth boxes).
-Every step is the code the service runs (trainer.face_detector, trainer.landmarker).
+Every step is the code the service runs (landmarks.face_detector, landmarks.landmarker).
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from trainer import metrics  # noqa: E402
-from trainer.datasets import get_info, load_image, load_samples  # noqa: E402
-from trainer.face_detector import MAPPING_PATH, BoxMapping, FaceDetector, box_iou  # noqa: E402
-from trainer.landmarker import OnnxLandmarker  # noqa: E402
+from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
+from landmarks.face_detector import MAPPING_PATH, BoxMapping, FaceDetector, box_iou  # noqa: E402
+from landmarks.landmarker import OnnxLandmarker  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"

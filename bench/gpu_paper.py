@@ -3,7 +3,7 @@
 A GPU machine may have PyTorch with CUDA, onnx and onnxruntime but neither MLflow nor a package index, and not
 the shared data. So the work is split in three steps:
 
-1. `pack`, here (CPU): a pre-cropped copy of the 300W data in the 300W layout (trainer/datasets/w300_pack.py),
+1. `pack`, here (CPU): a pre-cropped copy of the 300W data in the 300W layout (landmarks/datasets/w300_pack.py),
    JPEG crops wide enough for the training augmentation, in the ignored folder gpu_pack/ of the checkout so it
    travels with the working tree. Same sample ids, so dev / train-dev are the same faces as on the raw data.
 
@@ -78,7 +78,7 @@ def sdhrnet(args: list[str], env: dict[str, str]) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from trainer.datasets.w300_pack import pack_300w
+    from landmarks.datasets.w300_pack import pack_300w
 
     summary = pack_300w(args.data_root, args.out, input_size=args.input_size, quality=args.quality)
     print(json.dumps(summary, indent=1))

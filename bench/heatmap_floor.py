@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.datasets import DATASETS, load_samples
-from trainer.datasets.torch_data import LandmarkDataset
-from trainer.evaluate import score_predictions
-from trainer.landmarker import heatmaps_to_landmarks
+from landmarks.datasets import DATASETS, load_samples
+from trainer.torch_data import LandmarkDataset
+from landmarks.scoring import score_predictions
+from landmarks.landmarker import heatmaps_to_landmarks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 

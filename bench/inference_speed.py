@@ -37,9 +37,9 @@ import numpy as np
 import onnxruntime
 import torch
 
-from trainer.datasets import load_image, load_samples
+from landmarks.datasets import load_image, load_samples
 from trainer.export import export_onnx
-from trainer.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
+from landmarks.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
 from trainer.model_files import build_from_arch, load_model, read_card
 from trainer.nets import build_network
 from trainer.nets import blocks

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import torch
 
-from trainer.datasets import get_info, load_samples
-from trainer.datasets.torch_data import LandmarkDataset
+from landmarks.datasets import get_info, load_samples
+from trainer.torch_data import LandmarkDataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from trainer.occlusion import Occlusion
+from landmarks.occlusion import Occlusion
 from trainer.results import EvalSet, markdown, package, score
 
 REPO = Path(__file__).resolve().parents[1]

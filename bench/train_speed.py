@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.config import make_config
+from sdhrnet.train_config import make_config
 from trainer.distill import distill_step
 from trainer.engine import erasing_generator
 from trainer.nets import blocks
@@ -46,8 +46,8 @@ FORMATS = (("channels_last", torch.channels_last), ("nchw", torch.contiguous_for
 
 def real_batches(data_root: Path, size: int, batch: int, count: int, limit: int) -> list[dict] | None:
     """`count` augmented training batches of real 300W crops, or None when the data is not there."""
-    from trainer.datasets import get_info, load_samples
-    from trainer.datasets.torch_data import LandmarkDataset
+    from landmarks.datasets import get_info, load_samples
+    from trainer.torch_data import LandmarkDataset
 
     if not data_root.is_dir():
         return None

@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 from typing import Any
 
+from landmarks.datasets import NAME_PATTERN
 from sdhrnet.budgets import BUDGET_KINDS, over_budget
 from sdhrnet.settings import get_settings
 
@@ -37,7 +38,7 @@ DEFAULT_JOB_ID = "bundled-default"
 EXTRA_FILES = ("weights.pt", "spec.json", "config.json", "model_card.json")
 DECISION_TAG = "promotion"  # set once the policy has been applied: a redelivered job does not decide twice
 SERVING_REQUIREMENTS = ("onnxruntime", "onnx", "numpy")
-_DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+_DATASET_RE = re.compile(NAME_PATTERN)
 
 
 class RegistryError(ValueError):

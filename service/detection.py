@@ -16,7 +16,7 @@ def _detector(state):
         with _create_lock:  # two first requests at once must not both read the model
             detector = getattr(state, "face_detector", None)
             if detector is None:
-                from trainer.face_detector import FaceDetector
+                from landmarks.face_detector import FaceDetector
 
                 try:
                     detector = FaceDetector()

@@ -1,4 +1,4 @@
-"""Scoring a labelled set with the served model; the metrics themselves come from trainer.evaluate."""
+"""Scoring a labelled set with the served model; the metrics themselves come from landmarks.scoring."""
 import asyncio
 import shutil
 import tempfile
@@ -18,7 +18,7 @@ MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batc
 
 
 def dataset_info(name: str):
-    from trainer.datasets import DATASETS
+    from landmarks.datasets import DATASETS
 
     info = DATASETS.get(name)
     if info is None:
@@ -27,7 +27,7 @@ def dataset_info(name: str):
 
 
 def samples_from_items(items, settings, num_landmarks: int) -> list:
-    from trainer.datasets import Sample
+    from landmarks.datasets import Sample
 
     samples, seen = [], set()
     for i, item in enumerate(items):
@@ -78,7 +78,7 @@ def samples_from_archive(source, layout: str, split: str | None, settings) -> tu
     job). The archive may hold the dataset root (`300w/afw/...`, or `afw/` + `helen/` at its top) or, for 300W,
     one subset folder (`afw/`, `helen/trainset/`); without a split, a 300W archive that lacks the default split's
     subsets is scored on the subsets it holds."""
-    from trainer.datasets import load_samples
+    from landmarks.datasets import load_samples
 
     folder = new_upload_folder()
     try:
@@ -105,7 +105,7 @@ def samples_from_archive(source, layout: str, split: str | None, settings) -> tu
 def split_hint(layout: str) -> str:
     default = f"'{default_split(layout)}'"
     if layout == "300w":
-        from trainer.datasets.w300 import SPLITS
+        from landmarks.datasets.w300 import SPLITS
 
         default += f" = {' + '.join(SPLITS[default_split(layout)])}"
     hint = f"Pick the layout with the 'layout' field and the split with 'split' (default for '{layout}': {default})"
@@ -120,7 +120,7 @@ def locate_set(layout: str, root: Path, folder: Path, split: str | None) -> tupl
     of `afw/` unpacks to a single top folder that is a subset, not the dataset root."""
     if layout != "300w":
         return root, split or default_split(layout)
-    from trainer.datasets.w300 import SUBSETS, split_subsets
+    from landmarks.datasets.w300 import SUBSETS, split_subsets
 
     for candidate in dict.fromkeys((root, folder)):  # the single top folder first (`zip -r 300w.zip 300w`)
         present = [s for s in SUBSETS if (candidate / s).is_dir() and any((candidate / s).glob("*.pts"))]
@@ -136,14 +136,14 @@ def locate_set(layout: str, root: Path, folder: Path, split: str | None) -> tupl
 
 
 def default_split(layout: str) -> str:
-    from trainer.datasets import DEFAULT_TEST_SPLIT
+    from landmarks.datasets import DEFAULT_TEST_SPLIT
 
     return DEFAULT_TEST_SPLIT.get(layout, "test")
 
 
 async def score(model, samples, info) -> dict:
-    from trainer.datasets import load_image
-    from trainer.evaluate import score_predictions
+    from landmarks.datasets import load_image
+    from landmarks.scoring import score_predictions
 
     semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
 

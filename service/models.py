@@ -42,7 +42,7 @@ class LoadedModel:
 
 
 def _make_landmarker(onnx_path: str, input_size: int, threads: int, max_batch: int):
-    from trainer.landmarker import OnnxLandmarker
+    from landmarks.landmarker import OnnxLandmarker
 
     # the batcher already bounds the batch; let ONNX Runtime take it in one run
     return OnnxLandmarker(onnx_path, input_size, threads=threads, batch_size=max_batch * 2)
@@ -50,7 +50,7 @@ def _make_landmarker(onnx_path: str, input_size: int, threads: int, max_batch: i
 
 def known_dataset(dataset: str) -> None:
     """A dataset the trainer has no reader for can never get a model: the client's mistake, not an outage."""
-    from trainer.datasets import DATASETS
+    from landmarks.datasets import DATASETS
 
     if dataset not in DATASETS:
         raise Problem(404, f"unknown dataset '{dataset}'; models are trained and served for "

@@ -88,7 +88,7 @@ async def align_faces(model, image: np.ndarray, boxes: np.ndarray,
                       flip_pairs=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Landmarks for `boxes` in `image` through the model's batcher; shared with /evaluate. With `flip_pairs`
     the flip test: the mirrored crops go through the network too and the heatmaps are averaged."""
-    from trainer.landmarker import flip_batch, heatmaps_to_landmarks, prepare_faces
+    from landmarks.landmarker import flip_batch, heatmaps_to_landmarks, prepare_faces
 
     t0 = time.perf_counter()
     batch, transforms = await asyncio.to_thread(prepare_faces, image, boxes, model.input_size)

@@ -53,7 +53,7 @@ def training_params(kind: str, params: JobParams) -> dict:
     rather than a 202 and a FAILURE later."""
     from pydantic import ValidationError
 
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
 
     try:
         make_config(params.preset, params.dataset, params.overrides, kind)

@@ -1,13 +1,14 @@
 """Request and response bodies (they become the OpenAPI contract in openapi.yaml)."""
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
+from landmarks.datasets import NAME_PATTERN
 from sdhrnet.budgets import BUDGET_KINDS, BUDGET_PATTERN
-from trainer.config import Preset
+from sdhrnet.train_config import Preset
 
-DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-Box = list[float]
+DATASET_PATTERN = NAME_PATTERN
+Box = list[Annotated[float, Strict()]]  # numbers only: no true for 1 or "20" for 20, as the schema says
 Boxes = list[Box]  # JSON bodies and multipart 'boxes' fields are validated as this one type
 
 

@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import geometry as g
-from trainer import heatmaps as hm
-from trainer.datasets import get_info, load_image, load_samples
-from trainer.landmarker import heatmaps_to_landmarks, prepare_faces
+from landmarks import geometry as g
+from landmarks import heatmaps as hm
+from landmarks.datasets import get_info, load_image, load_samples
+from landmarks.landmarker import heatmaps_to_landmarks, prepare_faces
 
 cv2.setNumThreads(1)
 
@@ -227,8 +227,8 @@ def test_serving_side_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, trainer.geometry, trainer.heatmaps, trainer.landmarker, trainer.metrics, trainer.evaluate, "
-            "trainer.datasets.w300, trainer.datasets.wflw, trainer.datasets.cofw, trainer.datasets.csv_landmarks; "
+    code = ("import sys, landmarks.geometry, landmarks.heatmaps, landmarks.landmarker, landmarks.metrics, trainer.evaluate, "
+            "landmarks.datasets.w300, landmarks.datasets.wflw, landmarks.datasets.cofw, landmarks.datasets.csv_landmarks; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

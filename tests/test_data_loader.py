@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from tests.data_helpers import face_image, tiny_onnx
-from trainer import geometry as g
-from trainer import heatmaps as hm
+from landmarks import geometry as g
+from landmarks import heatmaps as hm
 from trainer.augment import random_erasing
-from trainer.datasets import get_info, load_image, load_samples
-from trainer.datasets.torch_data import LandmarkDataset
-from trainer.evaluate import predict_with_landmarker
-from trainer.landmarker import OnnxLandmarker, prepare_faces
+from landmarks.datasets import get_info, load_image, load_samples
+from trainer.torch_data import LandmarkDataset
+from landmarks.scoring import predict_with_landmarker
+from landmarks.landmarker import OnnxLandmarker, prepare_faces
 
 cv2.setNumThreads(1)
 torch.set_num_threads(1)
@@ -134,7 +134,7 @@ def test_tiny_dataset_without_shared_data(tmp_path):
 def test_extra_training_sets_join_the_training_split_only(shared_data):
     from pydantic import ValidationError
 
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
     from trainer.engine import load_data
 
     root = shared_data / "300w"

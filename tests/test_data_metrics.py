@@ -5,9 +5,9 @@ import pytest
 
 from sdhrnet.cli import main as cli
 from tests.data_helpers import face_image, tiny_onnx, write_pts
-from trainer import metrics
-from trainer.datasets import get_info, load_samples
-from trainer.evaluate import PredictionError, score_predictions
+from landmarks import metrics
+from landmarks.datasets import get_info, load_samples
+from landmarks.scoring import PredictionError, score_predictions
 
 
 def test_nme_hand_computed():

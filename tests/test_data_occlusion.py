@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.occlusion import Occlusion
+from landmarks.occlusion import Occlusion
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import pytest
 
 from tests.data_helpers import (face_image, random_shape, write_cofw_v5, write_cofw_v73, write_landmark_csv, write_pts,
                           write_wflw_list)
-from trainer.datasets import DatasetError, get_info, load_image, load_samples
-from trainer.datasets import w300
+from landmarks.datasets import DatasetError, get_info, load_image, load_samples
+from landmarks.datasets import w300
 
 
 # --- 300W ------------------------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def test_300w_layouts_ids_and_one_based_coordinates(tmp_path, caplog):
     write_pts(tmp_path / "lfpw/testset/image_0001.pts", pts)
     write_pts(tmp_path / "lfpw/testset/orphan.pts", pts)  # no image: skipped, reported
 
-    with caplog.at_level(logging.WARNING, logger="trainer.datasets"):
+    with caplog.at_level(logging.WARNING, logger="landmarks.datasets"):
         common = load_samples("300w", tmp_path, "common")
     assert [s.sample_id for s in common] == ["helen/testset/296814969_1.jpg", "helen/testset/296814969_3.jpg",
                                             "lfpw/testset/image_0001.png"]
@@ -34,7 +34,7 @@ def test_300w_layouts_ids_and_one_based_coordinates(tmp_path, caplog):
     assert common.skipped == ["lfpw/testset/orphan.pts"]
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="trainer.datasets"):
+    with caplog.at_level(logging.WARNING, logger="landmarks.datasets"):
         train = load_samples("300w", tmp_path, "train")
     assert [s.sample_id for s in train] == ["afw/111_1.jpg"]
     assert train.found_subsets == ["afw"] and train.missing_subsets == ["helen/trainset", "lfpw/trainset"]
@@ -174,3 +174,21 @@ def test_shared_csv_counts(shared_data):
     assert len(load_samples("csv", root, "training")) == 3462
     test = load_samples("csv", root, "test")
     assert len(test) == 770 and test[0].landmarks.shape == (68, 2)
+
+
+def test_a_dataset_is_one_module_and_every_list_derives_from_it(tmp_path, monkeypatch):
+    import landmarks.datasets as registry
+    from sdhrnet.train_config import make_config
+
+    (tmp_path / "dots5.py").write_text(
+        "from landmarks.datasets.base import DatasetInfo, SampleList\n"
+        "INFO = DatasetInfo('dots5', 5, ((0, 1),), (0, 1), 1.0, train_split='a', test_split='b')\n"
+        "def load(data_root, split):\n    return SampleList()\n")
+    monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(tmp_path)])
+    found = registry._discover()
+    assert found["dots5"].INFO.num_landmarks == 5 and set(registry.DATASETS) < set(found)
+    monkeypatch.setattr(registry, "_READERS", found)
+    monkeypatch.setattr(registry, "DATASETS", {n: m.INFO for n, m in found.items()})
+    cfg = make_config("tiny", "dots5")
+    assert (cfg.train_split, cfg.val_split) == ("a", "b")
+    assert registry.load_samples("dots5", tmp_path, "b") == []

@@ -33,8 +33,8 @@ def test_card_metrics_are_reproduced_by_evaluate(card, shared_data):
 
 
 def test_landmarks_land_on_the_face(card, shared_data):
-    from trainer.datasets import load_image, load_samples
-    from trainer.landmarker import OnnxLandmarker
+    from landmarks.datasets import load_image, load_samples
+    from landmarks.landmarker import OnnxLandmarker
 
     lm = OnnxLandmarker(MODEL / "model.onnx", input_size=card["input_size"])
     for s in list(load_samples("300w", shared_data / "300w", "dev"))[:5]:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.face_detector import BoxMapping, FaceDetector, box_iou, ssd_anchors, weighted_nms
+from landmarks.face_detector import BoxMapping, FaceDetector, box_iou, ssd_anchors, weighted_nms
 
 MIN_RECALL = 0.98  # issue 14: the face is found in >= 98% of the dev images
 
@@ -17,7 +17,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def dev(shared_data):
-    from trainer.datasets import load_image, load_samples
+    from landmarks.datasets import load_image, load_samples
 
     samples = list(load_samples("300w", shared_data / "300w", "dev"))
     return [(s, load_image(s)) for s in samples]
@@ -50,9 +50,9 @@ def test_box_mapping_fit_recovers_a_known_offset_and_scale():
 
 
 def test_detector_finds_the_face_in_dev_photos_and_nme_holds(detector, dev):
-    from trainer.datasets import get_info
-    from trainer.landmarker import OnnxLandmarker
-    from trainer.metrics import nme_per_image
+    from landmarks.datasets import get_info
+    from landmarks.landmarker import OnnxLandmarker
+    from landmarks.metrics import nme_per_image
     from tests.test_default_model import MODEL
 
     card = json.loads((MODEL / "model_card.json").read_text())

@@ -1,7 +1,7 @@
 """Writing a model folder must not disturb the network a stage is still using."""
 import torch
 
-from trainer.datasets import get_info
+from landmarks.datasets import get_info
 from trainer.model_files import load_model, write_model_files
 from trainer.nets import build_network
 

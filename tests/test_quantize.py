@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.datasets import DATASETS, load_samples
-from trainer.datasets.base import load_image
-from trainer.landmarker import OnnxLandmarker
-from trainer.metrics import nme_per_image
+from landmarks.datasets import DATASETS, load_samples
+from landmarks.datasets.base import load_image
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.metrics import nme_per_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "sdhrnet" / "default_model"

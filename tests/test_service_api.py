@@ -67,7 +67,7 @@ def test_align_multipart_and_json_agree(client):
 
 
 def test_align_matches_the_shared_landmarker(client, model_dirs):
-    from trainer.landmarker import OnnxLandmarker
+    from landmarks.landmarker import OnnxLandmarker
 
     image = png_bytes()
     boxes = [BOX, [30, 20, 100, 100]]
@@ -240,7 +240,7 @@ def test_evaluate_large_json_set_becomes_a_job(client, jobs, tmp_path, monkeypat
     assert r.status_code == 202, r.text
     params = jobs.jobs[r.json()["job_id"]]["params"]
     assert params["dataset"] == "csv" and params["model"] == "models:/sdhrnet-300w/2"
-    from trainer.datasets import load_samples
+    from landmarks.datasets import load_samples
     assert len(load_samples("csv", params["data_root"], "test")) == 5
 
 

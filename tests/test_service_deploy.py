@@ -126,9 +126,9 @@ def test_api_code_imports_no_torch():
     """The api image has no torch: everything the API process imports must do without it."""
     code = ("import sys\n"
             "import service.app, service.cli_serve, service.cli_run, service.evaluation\n"
-            "import registry, worker.api, trainer.landmarker, trainer.evaluate, trainer.datasets, trainer.model_uri\n"
-            "import service.detection, trainer.face_detector\n"
-            "service.app.create_app(); trainer.face_detector.FaceDetector()\n"
+            "import registry, worker.api, landmarks.landmarker, trainer.evaluate, landmarks.datasets, trainer.model_uri\n"
+            "import service.detection, landmarks.face_detector\n"
+            "service.app.create_app(); landmarks.face_detector.FaceDetector()\n"
             "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:5]\n")
     import sys
 

@@ -34,14 +34,14 @@ def client(tiny_dirs):
 
 @pytest.fixture(scope="module")
 def photo(shared_data):
-    from trainer.datasets import load_samples
+    from landmarks.datasets import load_samples
 
     sample = next(s for s in load_samples("300w", shared_data / "300w", "dev") if s.sample_id == PHOTO)
     return sample, sample.image_path.read_bytes()
 
 
 def test_align_without_boxes_detects_the_face_in_both_body_forms(client, photo):
-    from trainer.face_detector import box_iou
+    from landmarks.face_detector import box_iou
 
     sample, data = photo
     as_form = client.post("/align", files={"image": ("face.jpg", data, "image/jpeg")})
@@ -107,7 +107,7 @@ def _by_hand(model_dir, image_rgb, box):
     mirror, the mirror's heatmaps turned back (columns reversed, left/right landmarks swapped), then averaged."""
     import onnxruntime as ort
 
-    from trainer.landmarker import heatmaps_to_landmarks, prepare_faces
+    from landmarks.landmarker import heatmaps_to_landmarks, prepare_faces
 
     card = json.loads((model_dir / "model_card.json").read_text())
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])

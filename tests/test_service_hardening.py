@@ -145,7 +145,7 @@ def test_csv_rows_cannot_name_files_outside_the_archive(client, home):
 
 
 def test_wflw_lists_cannot_name_files_outside_the_archive(tmp_path):
-    from trainer.datasets import DatasetError, load_samples
+    from landmarks.datasets import DatasetError, load_samples
 
     root = tmp_path / "wflw"
     (root / "WFLW_images").mkdir(parents=True)

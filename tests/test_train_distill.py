@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from trainer.config import make_config
+from sdhrnet.train_config import make_config
 from trainer.distill import distill_step
 from trainer.engine import erasing_generator
 

@@ -163,9 +163,9 @@ def test_import_runs_logs_each_run_once_and_the_pipeline_finds_it_by_name(no_mlf
 
 def test_the_trainer_trains_from_the_pack_with_the_same_splits_and_augmentation(settings_env, shared_data):
     from trainer import jobs
-    from trainer.datasets import W300_INFO, load_samples
-    from trainer.datasets.torch_data import LandmarkDataset
-    from trainer.datasets.w300_pack import pack_300w
+    from landmarks.datasets import DATASETS, load_samples
+    from trainer.torch_data import LandmarkDataset
+    from landmarks.datasets.w300_pack import pack_300w
 
     raw = shared_data / "300w"
     pack = settings_env / "pack"
@@ -177,7 +177,7 @@ def test_the_trainer_trains_from_the_pack_with_the_same_splits_and_augmentation(
 
     # the same augmented crops as from the raw photos: landmarks exactly, pixels up to JPEG and resampling
     picked = load_samples("300w", raw, "dev")[:8], load_samples("300w", pack, "dev")[:8]
-    from_raw, from_pack = (LandmarkDataset(s, W300_INFO, 64, train=True, seed=0) for s in picked)
+    from_raw, from_pack = (LandmarkDataset(s, DATASETS["300w"], 64, train=True, seed=0) for s in picked)
     for i in range(8):
         (image_a, pts_a, _), (image_b, pts_b, _) = (ds.crop_with_transform(i, np.random.default_rng(i))
                                                     for ds in (from_raw, from_pack))

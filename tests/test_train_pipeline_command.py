@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import make_config
+from sdhrnet.train_config import make_config
 from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, PipelineError, Row, choose_served, eta_seconds, \
     format_duration, published_arch, start_order, table_rows
 from trainer.results import EvalSet

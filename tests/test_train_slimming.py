@@ -63,7 +63,7 @@ def test_alternation_updates_only_one_group_per_step():
 
 
 def test_relative_threshold_scales_with_the_largest_alpha():
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
     from trainer.nets.prune import prune
     from trainer.nets.sdhrnet import SDHRNet
     from trainer.nets.spec import supernet_spec
@@ -84,7 +84,7 @@ def test_relative_threshold_scales_with_the_largest_alpha():
 
 def test_a_parameter_budget_raises_the_threshold_just_enough():
     from trainer.complexity import count_params
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
     from trainer.nets.prune import build, prune
     from trainer.nets.sdhrnet import SDHRNet
     from trainer.nets.spec import supernet_spec
@@ -140,7 +140,7 @@ def _unseparated_supernet(seed):
 
 def test_a_mac_budget_prunes_to_the_lowest_threshold_that_fits():
     from trainer.complexity import complexity
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
     from trainer.nets.prune import build, prune
     from trainer.slim import effective_threshold
 
@@ -156,7 +156,7 @@ def test_a_mac_budget_prunes_to_the_lowest_threshold_that_fits():
 @pytest.mark.slow
 def test_a_latency_budget_is_met_when_measured_again():
     from trainer.budget import measure_ms
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
     from trainer.nets.prune import build, prune
     from trainer.slim import effective_threshold
 
@@ -174,7 +174,7 @@ def test_a_latency_budget_is_met_when_measured_again():
 def test_budgets_must_be_positive():
     from pydantic import ValidationError
 
-    from trainer.config import make_config
+    from sdhrnet.train_config import make_config
 
     for key in ("prune_max_params", "prune_max_macs", "prune_max_ms"):
         with pytest.raises(ValidationError, match="positive"):

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer import metrics
+from landmarks import metrics
 
 
 class UsageError(ValueError):
@@ -45,7 +45,7 @@ def load_predictions(path: str) -> dict:
 def run(args) -> dict:
     from trainer.evaluate import evaluate_split
 
-    from trainer.occlusion import Occlusion
+    from landmarks.occlusion import Occlusion
 
     if args.occlusion and not args.model:
         raise UsageError("--occlusion needs --model: the occluded faces have to be predicted")

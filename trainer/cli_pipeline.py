@@ -8,12 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.cli_train import DATASETS
-from trainer.config import PRESETS
+from landmarks.datasets import DATASETS
+from sdhrnet.train_config import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data-root", required=True, type=Path, help="dataset folder")
     p.add_argument("--preset", default="cpu", choices=PRESETS)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... for every stage")

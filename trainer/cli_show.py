@@ -22,7 +22,7 @@ def main(args) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from trainer.datasets import DEFAULT_TRAIN_SPLIT, get_info, load_samples
+    from landmarks.datasets import DEFAULT_TRAIN_SPLIT, get_info, load_samples
 
     try:
         info = get_info(args.dataset)
@@ -32,7 +32,7 @@ def main(args) -> int:
             raise ValueError("--n must be at least 1")
         rng = np.random.default_rng(args.seed)
         chosen = sorted(rng.choice(len(samples), size=min(args.n, len(samples)), replace=False).tolist())
-        from trainer.datasets.torch_data import LandmarkDataset
+        from trainer.torch_data import LandmarkDataset
 
         ds = LandmarkDataset([samples[i] for i in chosen], info, args.input_size, train=args.augment)
         cols = int(np.ceil(np.sqrt(len(ds))))

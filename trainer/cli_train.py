@@ -6,14 +6,13 @@ import json
 import logging
 import sys
 
+from landmarks.datasets import DATASETS
 from sdhrnet.job_kinds import by_command
-from trainer.config import PRESETS
-
-DATASETS = ("300w", "wflw", "cofw", "csv")
+from sdhrnet.train_config import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data-root", required=True, help="dataset folder (300W layout, WFLW, COFW .mat, or landmark CSV)")
     p.add_argument("--preset", default="cpu", choices=PRESETS, help="paper settings, a 2-core CPU budget, or a smoke test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -34,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from trainer import jobs
-    from trainer.config import parse_overrides
+    from sdhrnet.train_config import parse_overrides
 
     params = {"dataset": args.dataset, "data_root": args.data_root, "preset": args.preset, "device": args.device,
               "run_name": args.run_name}

@@ -22,11 +22,11 @@ from torch import nn
 from tqdm import tqdm
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.config import TrainConfig
-from trainer.datasets import DATASETS, DatasetInfo, Sample, load_samples, parse_source
-from trainer.datasets.torch_data import LandmarkDataset
-from trainer.evaluate import score_predictions
-from trainer.landmarker import heatmaps_to_landmarks
+from sdhrnet.train_config import TrainConfig
+from landmarks.datasets import DATASETS, DatasetInfo, Sample, load_samples, parse_source
+from trainer.torch_data import LandmarkDataset
+from landmarks.scoring import score_predictions
+from landmarks.landmarker import heatmaps_to_landmarks
 
 log = logging.getLogger(__name__)
 

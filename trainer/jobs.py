@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from sdhrnet.budgets import parse_budgets
 from sdhrnet.settings import get_settings
-from trainer.config import TrainConfig, make_config
+from sdhrnet.train_config import TrainConfig, make_config
 from trainer.engine import JobCancelled, JobHooks, setup_torch
 from trainer.leftovers import make_workdir, remove_leftovers
 from trainer.model_files import read_card

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer.config import make_config, parse_overrides
+from sdhrnet.train_config import make_config, parse_overrides
 from trainer.nets.spec import PRESET_DATASETS
-from trainer.occlusion import Occlusion
+from landmarks.occlusion import Occlusion
 from trainer.results import EvalSet, markdown, package, score
 
 log = logging.getLogger(__name__)

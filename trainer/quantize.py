@@ -2,7 +2,7 @@
 
 Static (not dynamic) quantization because the network is convolutional: dynamic quantization in ONNX Runtime
 covers MatMul-style ops and would leave the convolutions in fp32. Crops are made by the served preprocessing
-(trainer.landmarker.prepare_faces), so calibration sees exactly the inputs the model is served.
+(landmarks.landmarker.prepare_faces), so calibration sees exactly the inputs the model is served.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.datasets import load_samples
-from trainer.datasets.base import load_image
-from trainer.landmarker import prepare_faces
+from landmarks.datasets import load_samples
+from landmarks.datasets.base import load_image
+from landmarks.landmarker import prepare_faces
 
 COPIED = ("spec.json", "config.json")
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.datasets import parse_source
+from landmarks.datasets import parse_source
 from trainer.evaluate import evaluate_split, resolve_model
-from trainer.occlusion import Occlusion
+from landmarks.occlusion import Occlusion
 
 PACKAGED = ("model.onnx", "spec.json", "model_card.json")
 SCORES = ("nme", "fr", "auc")

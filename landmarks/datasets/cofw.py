@@ -10,9 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, make_sample, require_dir
+from landmarks.datasets.base import DatasetError, DatasetInfo, pairs, SampleList, make_sample, require_dir
 
-NUM_LANDMARKS = 29
+# COFW 29 (LFPW order, 0-based): brow corners/centres, eye corners/lids, pupils, nostrils, mouth corners;
+# 20, 21 (nose) and 24-28 (lip centres, chin) lie on the midline
+PAIRS = pairs(
+    (0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17), (18, 19), (22, 23),
+)
+
+# HRNet's normaliser for COFW (points 8/9); the RCPR authors' own inter-pupil code uses 16/17
+INFO = DatasetInfo("cofw", 29, PAIRS, (8, 9), 1.5)
+
+NUM_LANDMARKS = INFO.num_landmarks
 KEYS = {"train": ("COFW_train_color.mat", "IsTr", "phisTr", "bboxesTr"),
         "test": ("COFW_test_color.mat", "IsT", "phisT", "bboxesT")}
 

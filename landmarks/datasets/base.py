@@ -8,9 +8,9 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from trainer.geometry import flip_permutation, landmark_box
+from landmarks.geometry import flip_permutation, landmark_box
 
-log = logging.getLogger("trainer.datasets")
+log = logging.getLogger("landmarks.datasets")
 
 
 class DatasetError(ValueError):
@@ -34,6 +34,8 @@ class DatasetInfo:
     flip_pairs: tuple[tuple[int, int], ...]
     norm_indices: tuple[int, int]
     sigma: float
+    train_split: str = "train"  # what training reads by default
+    test_split: str = "test"  # what scoring reads by default (also the training's validation split)
 
     @property
     def flip_permutation(self) -> np.ndarray:
@@ -55,12 +57,12 @@ class SampleList(list):
         self.skipped = list(skipped)  # annotations whose image is missing
 
 
-def _pairs(*pairs):
-    return tuple((int(a), int(b)) for a, b in pairs)
+def pairs(*items):
+    return tuple((int(a), int(b)) for a, b in items)
 
 
 # iBUG 68 (0-based): jaw, brows, nostrils, eyes, outer lips, inner lips
-IBUG68_PAIRS = _pairs(
+IBUG68_PAIRS = pairs(
     *[(i, 16 - i) for i in range(8)],
     *[(17 + i, 26 - i) for i in range(5)],
     (31, 35), (32, 34),
@@ -68,30 +70,6 @@ IBUG68_PAIRS = _pairs(
     (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),
     (60, 64), (61, 63), (65, 67),
 )
-
-# WFLW 98: contour 0-32, brows 33-41 / 42-50, nose 51-59, eyes 60-67 / 68-75, mouth 76-95, pupils 96/97
-WFLW98_PAIRS = _pairs(
-    *[(i, 32 - i) for i in range(16)],
-    (33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47),
-    (55, 59), (56, 58),
-    (60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73),
-    (76, 82), (77, 81), (78, 80), (83, 87), (84, 86),
-    (88, 92), (89, 91), (93, 95),
-    (96, 97),
-)
-
-# COFW 29 (LFPW order, 0-based): brow corners/centres, eye corners/lids, pupils, nostrils, mouth corners;
-# 20, 21 (nose) and 24-28 (lip centres, chin) lie on the midline
-COFW29_PAIRS = _pairs(
-    (0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17), (18, 19), (22, 23),
-)
-
-W300_INFO = DatasetInfo("300w", 68, IBUG68_PAIRS, (36, 45), 1.0)
-WFLW_INFO = DatasetInfo("wflw", 98, WFLW98_PAIRS, (60, 72), 1.5)
-# HRNet's normaliser for COFW (points 8/9); the RCPR authors' own inter-pupil code uses 16/17
-COFW_INFO = DatasetInfo("cofw", 29, COFW29_PAIRS, (8, 9), 1.5)
-CSV_INFO = DatasetInfo("csv", 68, IBUG68_PAIRS, (36, 45), 1.0)
-
 
 def make_sample(image_path, landmarks, sample_id, attributes=None, image=None) -> Sample:
     pts = np.asarray(landmarks, dtype=np.float64)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import geometry, heatmaps as hm
+from landmarks import geometry, heatmaps as hm
 
 
 class InvalidInputError(ValueError):

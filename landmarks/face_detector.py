@@ -1,6 +1,6 @@
 """Image -> face boxes for the landmark models (numpy + OpenCV, no torch), shared by the service and bench/.
 
-BlazeFace short range (MediaPipe, see trainer/detector_assets/README.md) through OpenCV's TFLite importer.
+BlazeFace short range (MediaPipe, see landmarks/detector_assets/README.md) through OpenCV's TFLite importer.
 Its boxes are not the landmark models' boxes (those enclose the 68 points: brow to chin), so each detection is
 also mapped onto that convention with a fixed offset and scale fitted on train-dev faces
 (detector_assets/box_mapping.json); the service crops around the mapped box exactly as around a given one.
@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trainer.landmarker import validate_image
+from landmarks.landmarker import validate_image
 
 ASSETS = Path(__file__).resolve().parent / "detector_assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.tflite"
@@ -136,7 +136,7 @@ class FaceDetector:
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"face detector model not found: {path} "
-                                    "(run trainer/detector_assets/extract_blazeface.py)")
+                                    "(run landmarks/detector_assets/extract_blazeface.py)")
         # OpenCV 5's new dnn engine exposes only one of the model's two outputs; the classic one reads both
         engine = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
         self.net = cv2.dnn.readNetFromTFLite(str(path), engine=engine) if engine is not None \

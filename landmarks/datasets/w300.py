@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, log, make_sample, require_dir
+from landmarks.datasets.base import IBUG68_PAIRS, DatasetError, DatasetInfo, SampleList, log, make_sample, require_dir
+
+INFO = DatasetInfo("300w", 68, IBUG68_PAIRS, (36, 45), 1.0, train_split="train", test_split="common")
 
 SUBSETS = ("afw", "helen/trainset", "helen/testset", "lfpw/trainset", "lfpw/testset", "ibug")
 SPLITS = {

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainer import geometry, heatmaps
-from trainer.datasets.base import DatasetInfo, Sample, load_image
+from landmarks import geometry, heatmaps
+from landmarks.datasets.base import DatasetInfo, Sample, load_image
 
 
 class LandmarkDataset(Dataset):

@@ -11,10 +11,23 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, image_in, log, make_sample, require_dir
+from landmarks.datasets.base import DatasetError, DatasetInfo, pairs, SampleList, image_in, log, make_sample, require_dir
+
+# WFLW 98: contour 0-32, brows 33-41 / 42-50, nose 51-59, eyes 60-67 / 68-75, mouth 76-95, pupils 96/97
+PAIRS = pairs(
+    *[(i, 32 - i) for i in range(16)],
+    (33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47),
+    (55, 59), (56, 58),
+    (60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73),
+    (76, 82), (77, 81), (78, 80), (83, 87), (84, 86),
+    (88, 92), (89, 91), (93, 95),
+    (96, 97),
+)
+
+INFO = DatasetInfo("wflw", 98, PAIRS, (60, 72), 1.5)
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
-NUM_LANDMARKS = 98
+NUM_LANDMARKS = INFO.num_landmarks
 LIST_DIRS = (".", "WFLW_annotations/list_98pt_rect_attr_train_test", "list_98pt_rect_attr_train_test",
              "WFLW_annotations")
 IMAGE_DIRS = ("WFLW_images", "images", ".")

@@ -6,7 +6,10 @@ import csv
 
 import numpy as np
 
-from trainer.datasets.base import DatasetError, SampleList, image_in, log, make_sample, require_dir
+from landmarks.datasets.base import IBUG68_PAIRS, DatasetError, DatasetInfo, SampleList, image_in, log, make_sample, require_dir
+
+# 68 points in the 300W (iBUG) order
+INFO = DatasetInfo("csv", 68, IBUG68_PAIRS, (36, 45), 1.0, train_split="training", test_split="test")
 
 SPLITS = ("training", "test")
 

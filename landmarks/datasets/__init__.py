@@ -1,0 +1,60 @@
+"""Face landmark datasets: `load_samples(dataset, data_root, split)` and `load_image(sample)` (no torch here;
+the torch Dataset lives in trainer.torch_data).
+
+The registry: every module of this package that declares `INFO` (a DatasetInfo: name, landmarks, flip pairs,
+normaliser, heatmap sigma, default splits) and `load(data_root, split)` is a dataset. Adding one is adding a
+module; the CLI choices, the config presets, the API's checks and the registry's names all derive from here."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+from landmarks.datasets.base import DatasetError, DatasetInfo, Sample, SampleList, load_image
+
+# a dataset's name is also a registered model's name (sdhrnet-<name>) and a URL path segment
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+def _discover() -> dict[str, ModuleType]:
+    readers = {}
+    for found in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{found.name}")
+        info = getattr(module, "INFO", None)
+        if isinstance(info, DatasetInfo) and callable(getattr(module, "load", None)):
+            if info.name in readers:
+                raise RuntimeError(f"dataset {info.name!r} is declared twice: {readers[info.name].__name__}, {module.__name__}")
+            readers[info.name] = module
+    return dict(sorted(readers.items()))
+
+
+_READERS = _discover()
+DATASETS: dict[str, DatasetInfo] = {name: reader.INFO for name, reader in _READERS.items()}
+DEFAULT_TEST_SPLIT = {name: info.test_split for name, info in DATASETS.items()}
+DEFAULT_TRAIN_SPLIT = {name: info.train_split for name, info in DATASETS.items()}
+
+
+def get_info(dataset: str) -> DatasetInfo:
+    try:
+        return DATASETS[dataset.lower()]
+    except (KeyError, AttributeError):
+        raise DatasetError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}") from None
+
+
+def load_samples(dataset: str, data_root, split: str) -> SampleList:
+    return _READERS[get_info(dataset).name].load(data_root, split)
+
+
+def parse_source(text: str) -> tuple[str, str, str]:
+    """`DATASET:ROOT:SPLIT` (e.g. `csv:../shared/data/p1-ytf68:training`) -> (dataset, root, split); the root may
+    itself contain colons, the dataset and split may not."""
+    dataset, _, rest = text.partition(":")
+    root, _, split = rest.rpartition(":")
+    if not (dataset and root and split):
+        raise ValueError(f"{text!r} is not DATASET:ROOT:SPLIT")
+    get_info(dataset)
+    return dataset, root, split
+
+
+__all__ = ["DATASETS", "NAME_PATTERN", "parse_source", "DatasetError", "DatasetInfo", "Sample", "SampleList",
+           "get_info", "load_image", "load_samples", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]

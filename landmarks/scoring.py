@@ -1,0 +1,86 @@
+"""Scoring: predictions (sample id -> (M, 2) landmarks in image px) against a split's ground truth, and the
+predictions of a landmarker on a split's ground-truth boxes."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from landmarks import metrics
+from landmarks.datasets.base import DatasetInfo, Sample, load_image
+
+
+class PredictionError(ValueError):
+    """A predictions file that cannot be scored."""
+
+
+def _as_points(sample_id: str, value, num_landmarks: int) -> np.ndarray:
+    try:
+        p = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PredictionError(f"prediction for {sample_id!r} is not a list of [x, y] numbers") from None
+    if p.shape != (num_landmarks, 2):
+        raise PredictionError(f"prediction for {sample_id!r} has shape {p.shape}, expected ({num_landmarks}, 2): "
+                              f"a list of {num_landmarks} [x, y] pairs")
+    if not np.all(np.isfinite(p)):
+        raise PredictionError(f"prediction for {sample_id!r} contains NaN or infinity")
+    return p
+
+
+def score_predictions(samples: list[Sample], info: DatasetInfo, predictions: dict,
+                      threshold: float = metrics.THRESHOLD) -> dict:
+    """-> {n, nme, fr, auc, missing, unexpected, per_image, ced, subsets}; images without a prediction are
+    listed in `missing` and left out of the scores."""
+    if not isinstance(predictions, dict):
+        raise PredictionError("predictions must be a JSON object: sample id -> list of [x, y]")
+    scored, missing = [], []
+    for s in samples:
+        if s.sample_id in predictions:
+            scored.append((s, _as_points(s.sample_id, predictions[s.sample_id], info.num_landmarks)))
+        else:
+            missing.append(s.sample_id)
+    known = {s.sample_id for s in samples}
+    unexpected = sorted(k for k in predictions if k not in known)
+    if scored:
+        nmes = metrics.nme_per_image(np.stack([p for _, p in scored]), np.stack([s.landmarks for s, _ in scored]), info)
+    else:
+        nmes = np.zeros(0)
+    by_subset = defaultdict(list)
+    for (s, _), e in zip(scored, nmes):
+        for name in s.attributes.get("subsets", []):
+            by_subset[name].append(e)
+    x, y = metrics.ced(nmes, threshold)
+    report = metrics.summarize(nmes, threshold)
+    report.update({
+        "threshold": threshold,
+        "missing": missing,
+        "unexpected": unexpected,
+        "per_image": {s.sample_id: float(e) for (s, _), e in zip(scored, nmes)},
+        "ced": {"x": x.tolist(), "y": y.tolist()},
+        "subsets": {name: metrics.summarize(v, threshold) for name, v in sorted(by_subset.items())},
+    })
+    return report
+
+
+def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
+                            occlusion=None) -> dict:
+    """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=...)) on every sample's ground-truth
+    box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
+    landmarks.occlusion.Occlusion) covers part of each face before prediction."""
+    groups = defaultdict(list)
+    for s in samples:
+        key = (str(s.image_path), id(s.image) if s.image is not None else None)
+        groups[key].append(s)
+    out, done = {}, 0
+    for group in groups.values():
+        image = load_image(group[0])
+        boxes = np.stack([s.box for s in group])
+        if occlusion is not None:
+            image = occlusion.apply(image, boxes, [s.sample_id for s in group])
+        landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test)
+        for s, pts in zip(group, landmarks):
+            out[s.sample_id] = pts
+        done += len(group)
+        if progress is not None:
+            progress(done, len(samples))
+    return out
