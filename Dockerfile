@@ -14,12 +14,9 @@ WORKDIR /app
 FROM base AS api
 # The API imports landmarks (the torch-free core), registry and worker (as a
 # Celery client) - none of which import torch - so torch is deliberately absent from this image.
-RUN pip install "numpy>=1.26" "opencv-python-headless>=4.9" "onnxruntime>=1.18" "onnx>=1.16" "pydantic>=2.6" \
-    "pydantic-settings>=2.2" "fastapi>=0.110" "uvicorn[standard]>=0.29" "python-multipart>=0.0.9" \
-    "prometheus-client>=0.20" "httpx>=0.27" "mlflow-skinny==3.17.2" "celery[redis]>=5.4,<6" "redis>=5" \
-    "sqlalchemy>=2" "scipy>=1.11" "h5py>=3.10" "pyyaml>=6" "pillow>=10" \
-    "fastapi-offline>=1.7"
-COPY pyproject.toml README.md ./
+COPY requirements ./requirements
+RUN pip install -r requirements/serve.txt
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY sdhrnet ./sdhrnet
 COPY landmarks ./landmarks
 COPY registry ./registry
@@ -36,15 +33,16 @@ CMD ["sdhrnet", "serve", "--host", "0.0.0.0", "--port", "8000", "--register-defa
 FROM base AS worker
 # torch from PyPI on linux/x86_64 is the CUDA build (its CUDA libraries come as pip wheels), so no CUDA base
 # image is needed; the host needs the NVIDIA driver and the container toolkit (see the compose GPU reservation).
-RUN pip install "torch==2.13.0"
-COPY pyproject.toml README.md ./
+COPY requirements ./requirements
+RUN pip install -r requirements/serve.txt -r requirements/train.txt
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY sdhrnet ./sdhrnet
 COPY landmarks ./landmarks
 COPY trainer ./trainer
 COPY registry ./registry
 COPY worker ./worker
 COPY service ./service
-RUN pip install .
+RUN pip install --no-deps .
 USER sdhrnet
 ENV SDHRNET_DEVICE=cuda
 CMD ["sdhrnet", "worker"]

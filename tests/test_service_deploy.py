@@ -68,10 +68,14 @@ def test_build_targets_and_copied_files_exist():
 
 
 def test_api_image_has_no_torch_and_worker_image_has_cuda_torch():
+    """The images install the dependency files the package itself is built from (one list, in requirements/)."""
     targets = stages()
+    serve, train = ((REPO / "requirements" / f).read_text() for f in ("serve.txt", "train.txt"))
     assert "torch" not in re.sub(r"#.*", "", targets["api"]).replace("'torch' not in sys.modules", "")
-    assert re.search(r"pip install [^\n]*torch==", targets["worker"])
-    assert "onnxruntime" in targets["api"]
+    assert "torch" not in re.sub(r"#.*", "", serve) and "onnxruntime" in serve
+    assert "pip install -r requirements/serve.txt\n" in targets["api"] and "--no-deps ." in targets["api"]
+    assert "pip install -r requirements/serve.txt -r requirements/train.txt" in targets["worker"]
+    assert re.search(r"^torch==", train, re.M)
 
 
 def test_ports_commands_and_urls_agree():
@@ -139,7 +143,7 @@ def test_api_code_imports_no_torch():
 def test_readme_installs_the_pinned_cpu_torch_before_the_project():
     """On a CPU machine that reaches only the public index, PyPI's torch is the CUDA build (GB of CUDA wheels):
     the README installs the pinned CPU wheel from PyTorch's CPU index first, then the project."""
-    pin = re.search(r'"torch==([^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    pin = re.search(r"^torch==(\S+)", (REPO / "requirements" / "train.txt").read_text(), re.M).group(1)
     readme = (REPO / "README.md").read_text()
     cpu = readme.find(f"pip install torch=={pin} --index-url https://download.pytorch.org/whl/cpu")
     assert cpu >= 0, f"the README must show `pip install torch=={pin} --index-url .../whl/cpu`"
