@@ -5,7 +5,8 @@ same evaluation split (NMEs measured on different splits are not comparable, so 
 stays challenger and the reason says why). `always`: every new version is promoted. `manual`: never
 automatically; an operator promotes."""
 import math
-import os
+
+from sdhrnet.settings import get_settings
 
 POLICIES = ("better-nme", "always", "manual")
 DEFAULT_POLICY = "better-nme"
@@ -17,7 +18,7 @@ class PolicyError(ValueError):
 
 
 def resolve_policy(policy: str | None = None) -> str:
-    name = (policy or os.environ.get(POLICY_ENV) or DEFAULT_POLICY).strip().lower()
+    name = (policy or get_settings().promotion_policy or DEFAULT_POLICY).strip().lower()
     if name not in POLICIES:
         raise PolicyError(f"unknown promotion policy '{name}'; use one of {', '.join(POLICIES)} "
                           f"(argument or {POLICY_ENV})")

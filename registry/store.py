@@ -27,7 +27,7 @@ from . import history
 from .cache import fetch_version
 from .policy import decide, resolve_policy
 from .served import ServedModel
-from .tracking import connect, ensure_experiment, is_server_uri, mlflow
+from .tracking import client as tracking_client, connect, ensure_experiment, is_server_uri, mlflow
 
 log = logging.getLogger("sdhrnet.registry")
 
@@ -176,20 +176,10 @@ class Registry:
         return self.client.get_registered_model(name)
 
     def _by_alias(self, name: str, alias: str):
-        try:
-            return self.client.get_model_version_by_alias(name, alias)
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                return None
-            raise
+        return version_by_alias(self.client, name, alias)
 
     def _version(self, name: str, version) -> Any:
-        try:
-            return self.client.get_model_version(name, str(version))
-        except mlflow.exceptions.MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise ModelNotFound(f"{name} has no version '{version}'; GET /models lists the versions") from None
-            raise
+        return model_version(self.client, name, version)
 
     def version_for_job(self, dataset: str, job_id: str):
         found = self.client.search_model_versions(
@@ -438,6 +428,51 @@ class Registry:
         if self._by_alias(name, CHAMPION) is None:  # even under the manual policy: something must be served
             self._move_champion(name, info["version"], "system", "bundled default model", action="promote")
         return int(info["version"])
+
+
+def version_by_alias(client, name: str, alias: str):
+    """The version of registered model `name` that `alias` names; None when there is no such model or alias."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def model_version(client, name: str, version):
+    """Version `version` of registered model `name`; ModelNotFound when there is none."""
+    try:
+        return client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise ModelNotFound(f"{name} has no version '{version}'; GET /models lists the versions") from None
+        raise
+
+
+MODELS_URI = "models:/"
+
+
+def run_of_model_uri(uri: str, client=None) -> str:
+    """The run behind a registered version, named `models:/NAME/VERSION` or `models:/NAME@ALIAS` (what the trainer's
+    --model, --teacher and --from-slim accept)."""
+    if not uri.startswith(MODELS_URI):
+        raise ValueError(f"{uri!r} is not a registered model URI: models:/NAME/VERSION or models:/NAME@ALIAS")
+    body = uri[len(MODELS_URI):]
+    client = client or tracking_client()
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        mv = version_by_alias(client, name, alias)
+        if mv is None:
+            raise ModelNotFound(f"{uri}: no registered model {name} with the alias '{alias}'")
+    else:
+        name, _, version = body.partition("/")
+        if not version:
+            raise ValueError(f"model URI {uri!r} needs a version or an alias: models:/NAME/VERSION or models:/NAME@ALIAS")
+        mv = model_version(client, name, version)
+    if not mv.run_id:
+        raise ValueError(f"registered model {uri} has no run behind it")
+    return mv.run_id
 
 
 def _quote(value: str) -> str:

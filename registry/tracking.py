@@ -1,7 +1,9 @@
-"""MLflow connection set-up shared by the registry and the worker.
+"""MLflow connection set-up shared by the registry, the trainer and the worker: the client, and the experiments
+(one rule for where a new experiment keeps its artifacts).
 
-Telemetry and the artifact progress bars are switched off before MLflow is imported: workers and
-the API run unattended, and a progress bar per download only clutters their logs."""
+Telemetry and the artifact progress bars are switched off before MLflow is imported (every module of ours imports
+mlflow through this one): workers and the API run unattended, and a progress bar per download only clutters their
+logs."""
 import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -13,12 +15,21 @@ from pathlib import Path  # noqa: E402
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
+from sdhrnet.settings import get_settings  # noqa: E402
+
 SERVER_SCHEMES = ("http", "https", "databricks")
+EXPERIMENT_PREFIX = "sdhrnet-"  # a dataset's training runs: experiment sdhrnet-<dataset>
 
 
 def is_server_uri(uri: str) -> bool:
     """A tracking server decides where artifacts live; a direct store needs a local artifact root."""
     return uri.split(":", 1)[0].lower() in SERVER_SCHEMES
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """A client of the configured store (SDHRNET_HOME's SQLite database, or MLFLOW_TRACKING_URI) that leaves the
+    process-wide fluent URIs alone (training runs inside worker processes)."""
+    return MlflowClient(tracking_uri=uri or get_settings().mlflow_uri)
 
 
 def connect(uri: str) -> MlflowClient:
@@ -29,6 +40,8 @@ def connect(uri: str) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The id of the experiment `name`, created when missing. A direct store (SQLite, PostgreSQL, ...) keeps the
+    new experiment's artifacts in `artifact_root`/`name`; a tracking server decides for itself."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -37,9 +50,14 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         location = (Path(artifact_root).resolve() / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:
+    except Exception:
         # another process created it between our lookup and our create
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def dataset_experiment(client: MlflowClient, dataset: str) -> str:
+    """The experiment of a dataset's training runs, created on first use."""
+    return ensure_experiment(client, EXPERIMENT_PREFIX + dataset, get_settings().artifact_root)

@@ -10,9 +10,23 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# an empty variable (`SDHRNET_HOME=`, `REDIS_URL=` in a compose file) means "not set", not "the current folder"
+_ENV = SettingsConfigDict(env_prefix="SDHRNET_", extra="ignore", env_ignore_empty=True)
+
+
+class WorkerSettings(BaseSettings):
+    """The job queue's timings (SDHRNET_JOB_LEASE_SECONDS, ...)."""
+    model_config = _ENV
+
+    job_lease_seconds: float = Field(60.0, gt=0)  # a dead worker's job is re-queued once its lease expires
+    recovery_interval: float = Field(30.0, gt=0)  # seconds between a worker's looks for orphaned jobs
+    # Redis hands an unacknowledged message out again after this long: above the longest job (the lease is faster)
+    visibility_timeout: int = Field(48 * 3600, gt=0)
+    progress_seconds: float = Field(1.0, ge=0)  # at most one PROGRESS write per job per this many seconds
+
+
 class Settings(BaseSettings):
-    # an empty variable (`SDHRNET_HOME=`, `REDIS_URL=` in a compose file) means "not set", not "the current folder"
-    model_config = SettingsConfigDict(env_prefix="SDHRNET_", extra="ignore", env_ignore_empty=True)
+    model_config = _ENV
 
     home: Path = Field(default_factory=lambda: Path.cwd() / ".sdhrnet")
     # standard variable names are honoured so that MLflow/Celery users need not learn new ones
@@ -23,6 +37,8 @@ class Settings(BaseSettings):
     threads: int | None = None  # torch CPU threads for training jobs; None = torch default
     # record training runs in this folder instead of MLflow (machines without it); `sdhrnet import-runs` logs them later
     offline_runs: Path | None = None
+    promotion_policy: str | None = None  # registry.policy: better-nme (default), always, manual
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @property
     def mlflow_uri(self) -> str:

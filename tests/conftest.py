@@ -46,6 +46,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     return result
 
 
+@pytest.fixture
+def settings_env(monkeypatch):
+    """set(NAME=value, ...): environment variables for sdhrnet.settings, read afresh (the settings are cached per
+    process); None removes one. Everything is restored, and the cache cleared, after the test."""
+    from sdhrnet.settings import get_settings
+
+    def set_env(**variables):
+        for name, value in variables.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def tracking_home(tmp_path_factory, shared_data):
     """A fresh SDHRNET_HOME (embedded SQLite MLflow store, checkpoints) for one test module's training runs."""

@@ -1,4 +1,5 @@
-"""A stand-in for trainer.jobs with the same contract, for the worker tests (SDHRNET_JOBS_MODULE=tests.fake_jobs).
+"""A stand-in for trainer.jobs with the same contract, for the worker tests (tests/fake_worker.py names it in the
+Celery configuration).
 
 It behaves like the real pipeline where the worker can tell: one MLflow run per job found again through
 the `sdhrnet.job_id` tag, a checkpoint after every step so a redelivered job resumes, progress per step,
@@ -20,12 +21,10 @@ JOB_TAG = "sdhrnet.job_id"
 
 
 def _client_and_experiment(dataset: str):
-    from registry.tracking import MlflowClient, ensure_experiment, is_server_uri
+    from registry.tracking import client, dataset_experiment
 
-    settings = get_settings()
-    client = MlflowClient(settings.mlflow_uri)
-    root = None if is_server_uri(settings.mlflow_uri) else settings.artifact_root
-    return client, ensure_experiment(client, f"sdhrnet-{dataset}", root)
+    c = client()
+    return c, dataset_experiment(c, dataset)
 
 
 def _result(run_id: str, model_dir: Path, job_id: str | None) -> JobResult:

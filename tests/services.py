@@ -171,8 +171,10 @@ class WorkerProcess:
         return _tail(self.log, n)
 
 
-def start_worker(env: dict, log: Path, pool: str = "solo", extra_args: tuple = (), ready_timeout: float = 90) -> WorkerProcess:
-    """Start `sdhrnet worker` with `env` layered over the current environment; returns once Celery says ready."""
+def start_worker(env: dict, log: Path, pool: str = "solo", extra_args: tuple = (), ready_timeout: float = 90,
+                 jobs_module: str | None = None) -> WorkerProcess:
+    """Start `sdhrnet worker` with `env` layered over the current environment; returns once Celery says ready.
+    `jobs_module` runs a stand-in trainer (tests/fake_jobs.py) instead of trainer.jobs."""
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                 "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1", **env}
     full_env = {k: v for k, v in full_env.items() if v is not None}
@@ -180,7 +182,9 @@ def start_worker(env: dict, log: Path, pool: str = "solo", extra_args: tuple = (
     offset = log.stat().st_size if log.exists() else 0  # a restarted worker may share the log
     cwd = Path(full_env.get("SDHRNET_HOME") or REPO)
     cwd.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([str(BIN / "sdhrnet"), "worker", "--pool", pool, "--loglevel", "INFO", *extra_args],
+    command = ([str(BIN / "python"), "-m", "tests.fake_worker", jobs_module] if jobs_module
+               else [str(BIN / "sdhrnet"), "worker"])
+    proc = subprocess.Popen([*command, "--pool", pool, "--loglevel", "INFO", *extra_args],
                             cwd=cwd, env=full_env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     worker = WorkerProcess(proc, log)

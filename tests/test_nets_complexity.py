@@ -6,7 +6,7 @@ from argparse import Namespace
 import pytest
 import torch
 
-from trainer import cli_complexity
+from sdhrnet.cli import complexity as cli_complexity
 from trainer.complexity import complexity
 from trainer.nets import build_network
 

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from trainer import cli_export
+from sdhrnet.cli import export as cli_export
 from trainer.export import export_onnx
 from trainer.nets import build_network
 

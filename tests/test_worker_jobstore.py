@@ -13,8 +13,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(params=["files", "redis"])
-def store(request, tmp_path, monkeypatch):
-    monkeypatch.setenv("SDHRNET_JOB_LEASE_SECONDS", "1")
+def store(request, tmp_path, settings_env):
+    settings_env(SDHRNET_JOB_LEASE_SECONDS=1)
     if request.param == "files":
         return FileJobStore(tmp_path / "jobs")
     return RedisJobStore(request.getfixturevalue("redis_url"))
@@ -52,8 +52,8 @@ def test_running_records_and_single_recovery_claim(store):
     assert job not in store.running()
 
 
-def test_file_lease_of_a_dead_process_is_free_at_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("SDHRNET_JOB_LEASE_SECONDS", "600")
+def test_file_lease_of_a_dead_process_is_free_at_once(tmp_path, settings_env):
+    settings_env(SDHRNET_JOB_LEASE_SECONDS=600)
     code = ("import sys; from worker.jobstore import FileJobStore; "
             "assert FileJobStore(sys.argv[1]).acquire_lease('j', 'dead')")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "jobs")], check=True,

@@ -22,13 +22,12 @@ SHARED_300W = data_root() / "300w"
 REAL = (os.environ.get("SDHRNET_TEST_JOBS", "real") != "fake" and SHARED_300W.is_dir()
         and importlib.util.find_spec("trainer.jobs") is not None)
 FINAL = {"SUCCESS", "FAILURE", "CANCELLED", "REVOKED"}
+JOBS_MODULE = None if REAL else "tests.fake_jobs"  # None: the real trainer
 
 
 def worker_env(extra: dict) -> dict:
     env = {"SDHRNET_JOB_LEASE_SECONDS": "4", "SDHRNET_RECOVERY_INTERVAL": "1", "SDHRNET_PROGRESS_SECONDS": "0.2",
            "SDHRNET_THREADS": "1", "OMP_NUM_THREADS": "1", "SDHRNET_PROMOTION_POLICY": "better-nme"}
-    if not REAL:
-        env["SDHRNET_JOBS_MODULE"] = "tests.fake_jobs"
     env.update(extra)
     return env
 
@@ -90,7 +89,7 @@ def run_flow(tmp_path: Path, start_worker, env: dict, dataset: str) -> dict:
 
     dataset = "300w" if REAL else dataset
     timings = {}
-    worker = start_worker(env, tmp_path / "worker.log")
+    worker = start_worker(env, tmp_path / "worker.log", jobs_module=JOBS_MODULE)
     t0 = time.monotonic()
 
     # 1. a job reports progress, registers, and becomes champion (when none is better)
@@ -146,7 +145,7 @@ def run_flow(tmp_path: Path, start_worker, env: dict, dataset: str) -> dict:
     assert status["state"] == "PROGRESS", (status, worker.tail())
     run_before_kill = status["progress"]["run_id"]
     worker.kill()
-    worker = start_worker(env, tmp_path / "worker-restarted.log")
+    worker = start_worker(env, tmp_path / "worker-restarted.log", jobs_module=JOBS_MODULE)
     status, seen = watch(fourth, 300)
     assert status["state"] == "SUCCESS", (status, worker.tail())
     assert any(p.get("stage") == "requeued" for p in seen) or "re-queued" in worker.tail(400)

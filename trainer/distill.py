@@ -7,7 +7,7 @@ import torch
 
 from trainer.augment import random_erasing
 from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, load_data, mark_best
-from trainer.jobs import RunContext, StageOutput
+from trainer.stage import RunContext, StageOutput
 from trainer.losses import student_loss
 from trainer.model_files import load_model
 from trainer.model_uri import resolve_model_dir

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
+from sdhrnet.settings import get_settings
 from sdhrnet.train_config import TrainConfig
 from landmarks.datasets import DATASETS, DatasetInfo, Sample, load_samples, parse_source
 from trainer.torch_data import LandmarkDataset
@@ -43,7 +44,7 @@ class JobHooks:
 
 
 def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
-    threads = cfg.threads or int(os.environ.get("SDHRNET_THREADS", "0")) or None
+    threads = cfg.threads or get_settings().threads
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trainer.offline_runs import OfflineRun, list_runs
 from trainer.run_tags import FINISHED, OFFLINE_ID_TAG, RESUMABLE
-from trainer.tracking import client, experiment_id
+from registry.tracking import client, dataset_experiment
 
 log = logging.getLogger(__name__)
 # What the imported copy was made from; compared on the next import to decide skip or replace.
@@ -67,7 +67,7 @@ def _import_one(c, run: OfflineRun, ids: dict[str, str]) -> str:
     info = run.info
     if info["status"] not in (FINISHED, "KILLED", *RESUMABLE):
         raise ValueError(f"offline run {run.run_id} has an unknown status {info['status']!r}")
-    exp = experiment_id(c, info["dataset"])
+    exp = dataset_experiment(c, info["dataset"])
     tags = {**info["tags"], OFFLINE_ID_TAG: run.run_id}
     created = c.create_run(exp, start_time=info["start_time"], run_name=info["run_name"], tags=tags)
     run_id = created.info.run_id
@@ -97,7 +97,7 @@ def import_runs(root: Path) -> list[Imported]:
     done: list[Imported] = []
     for run in runs:
         info = run.info
-        exp = experiment_id(c, info["dataset"])
+        exp = dataset_experiment(c, info["dataset"])
         existing = c.search_runs([exp], filter_string=f"tags.`{OFFLINE_ID_TAG}` = '{run.run_id}'",
                                  order_by=["attributes.start_time DESC"])
         if existing and existing[0].data.tags.get(IMPORTED_STATE_TAG) == _state(run):

@@ -16,13 +16,19 @@ from typing import Any, Callable
 
 from sdhrnet.budgets import parse_budgets
 from sdhrnet.settings import get_settings
-from sdhrnet.train_config import TrainConfig, make_config
+from sdhrnet.train_config import make_config
+from trainer.distill import distill_stage
 from trainer.engine import JobCancelled, JobHooks, setup_torch
+from trainer.evaluate import evaluate_split
 from trainer.leftovers import make_workdir, remove_leftovers
 from trainer.model_files import read_card
 from trainer.model_uri import MODEL_FILES, resolve_model_dir
-from trainer.run_store import RunTracker, open_run
+from trainer.run_store import open_run
 from trainer.run_tags import CHECKPOINT_TAG, JOB_TAG
+from trainer.slim import slim_stage
+from trainer.stage import RunContext, StageOutput
+from trainer.sweep import sweep_stage
+from trainer.teacher import teacher_stage
 
 __all__ = ["JobCancelled", "JobHooks", "JobResult", "run_slim", "run_distill", "run_teacher", "run_sweep", "run_evaluate"]
 log = logging.getLogger(__name__)
@@ -49,27 +55,6 @@ class JobResult:
         d["model_dir"] = str(self.model_dir)
         d["members"] = [m.to_json() for m in self.members]
         return d
-
-
-@dataclass
-class RunContext:
-    kind: str
-    dataset: str
-    data_root: Path
-    cfg: TrainConfig
-    tracker: RunTracker
-    hooks: JobHooks
-    device: Any
-    checkpoint: Path
-    params: dict[str, Any]
-    workdir: Path
-
-
-@dataclass
-class StageOutput:
-    """What a stage hands back: the model folder it wrote (see trainer.model_files)."""
-    model_dir: Path
-    card: dict[str, Any]
 
 
 def _require(params: dict[str, Any], key: str) -> Any:
@@ -134,17 +119,14 @@ def _run(kind: str, params: dict[str, Any], hooks: JobHooks | None, body: Callab
 
 
 def run_slim(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
-    from trainer.slim import slim_stage
     return _run("slim", params, hooks, slim_stage)
 
 
 def run_teacher(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
-    from trainer.teacher import teacher_stage
     return _run("teacher", params, hooks, teacher_stage)
 
 
 def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
-    from trainer.distill import distill_stage
     _require(params, "slim_run")
     return _run("distill", params, hooks, distill_stage)
 
@@ -152,7 +134,6 @@ def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobRes
 def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
     """Prune a slim run's supernet at each of params["budgets"] ("params=800000", "macs=...", "ms=..."),
     fine-tune and score each network; the result is the most accurate one (trainer.sweep)."""
-    from trainer.sweep import sweep_stage
     _require(params, "slim_run")
     parse_budgets(params.get("budgets"))  # checked before a run exists, so a typo leaves no FAILED run behind
     result = _run("sweep", params, hooks, sweep_stage)
@@ -167,7 +148,6 @@ def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResul
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
     """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path."""
-    from trainer.evaluate import evaluate_split
     hooks = hooks or JobHooks()
     model = str(_require(params, "model"))
     hooks.progress({"stage": "evaluate", "model": model})

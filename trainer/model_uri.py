@@ -1,8 +1,10 @@
 """Resolve what users pass as --model / --teacher / --from-slim to a local model folder.
 
 Accepted: a model folder, an .onnx file inside one, an MLflow run id or `runs:/<id>`, and
-`models:/<name>/<version>` or `models:/<name>@<alias>` from the registry. With SDHRNET_OFFLINE_RUNS set, run ids
-and `runs:/` are looked up in that folder (trainer.offline_runs) and the registry is out of reach.
+`models:/<name>/<version>` or `models:/<name>@<alias>` from the registry. Run files are downloaded into the
+registry's cache (registry.cache) and registered names resolved by the registry (registry.store). With
+SDHRNET_OFFLINE_RUNS set, run ids and `runs:/` are looked up in that folder (trainer.offline_runs) and the registry
+is out of reach (nothing imports mlflow then).
 """
 from __future__ import annotations
 
@@ -20,34 +22,17 @@ def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
     if offline is not None:
         from trainer.offline_runs import run_files
         return run_files(offline, run_id, artifact_path)
-    from trainer.tracking import client
+    from registry.cache import fetch_run_files
 
-    cache = get_settings().home / "cache" / run_id / artifact_path
-    if (cache / "model_card.json").exists():
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    local = client().download_artifacts(run_id, artifact_path, str(cache.parent))
-    return Path(local)
+    return fetch_run_files(run_id, artifact_path)
 
 
 def _run_of_registered(uri: str) -> str:
     if get_settings().offline_runs is not None:
         raise ValueError(f"{uri}: the model registry needs MLflow; with SDHRNET_OFFLINE_RUNS pass a run id or a folder")
-    from trainer.tracking import client
+    from registry.store import run_of_model_uri
 
-    body = uri[len("models:/"):]
-    c = client()
-    if "@" in body:
-        name, alias = body.split("@", 1)
-        mv = c.get_model_version_by_alias(name, alias)
-    else:
-        name, _, version = body.partition("/")
-        if not version:
-            raise ValueError(f"model URI {uri!r} needs a version or an alias: models:/NAME/VERSION or models:/NAME@ALIAS")
-        mv = c.get_model_version(name, version)
-    if not mv.run_id:
-        raise ValueError(f"registered model {uri} has no run behind it")
-    return mv.run_id
+    return run_of_model_uri(uri)
 
 
 def resolve_model_dir(uri: str | Path) -> Path:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides
 from trainer.nets.spec import PRESET_DATASETS
 from landmarks.occlusion import Occlusion
@@ -159,7 +160,7 @@ def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: f
     prepare(plan.dataset)  # create the store once, before processes race to create it
     logs = plan.out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SDHRNET_THREADS": os.environ.get("SDHRNET_THREADS") or str(plan.threads)}
+    env = {**os.environ, "SDHRNET_THREADS": str(get_settings().threads or plan.threads)}
     pending = start_order(plan.rows, {row.key for row in plan.rows if _has_run(plan, row)})
     running, results, failed = {}, {}, {}
     last_progress = time.monotonic()

@@ -7,7 +7,7 @@ import numpy as np
 from torch import nn
 
 from trainer.engine import Data, evaluate_model
-from trainer.jobs import RunContext, StageOutput
+from trainer.stage import RunContext, StageOutput
 from landmarks.datasets import load_image
 from trainer.model_files import write_model_files
 from trainer.plots import ced_plot, predictions_grid

@@ -48,8 +48,8 @@ def open_run(kind: str, dataset: str, resume_key: str, run_name: str, tags: dict
 def prepare(dataset: str) -> None:
     """Create what concurrent stage processes would otherwise race to create (MLflow's experiment)."""
     if offline_root() is None:
-        from trainer.tracking import client, experiment_id
-        experiment_id(client(), dataset)
+        from registry.tracking import client, dataset_experiment
+        dataset_experiment(client(), dataset)
 
 
 def run_progress(resume_key: str) -> Progress | None:

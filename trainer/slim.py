@@ -10,7 +10,7 @@ import torch
 from trainer.budget import Budget
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
-from trainer.jobs import RunContext, StageOutput
+from trainer.stage import RunContext, StageOutput
 from trainer.losses import heatmap_mse
 from trainer.nets.prune import build, prune, threshold_for_budget
 from trainer.nets.sdhrnet import SDHRNet

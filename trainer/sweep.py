@@ -13,7 +13,7 @@ from sdhrnet.budgets import budget_label, parse_budgets
 from trainer.budget import Budget, measure_ms
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
-from trainer.jobs import RunContext, StageOutput
+from trainer.stage import RunContext, StageOutput
 from trainer.model_files import load_model
 from trainer.model_uri import resolve_model_dir
 from trainer.nets.prune import build, prune, threshold_for_budget

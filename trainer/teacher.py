@@ -6,7 +6,7 @@ import copy
 import torch
 
 from trainer.engine import Loop, TrainState, evaluate_model, load_data, mark_best
-from trainer.jobs import RunContext, StageOutput
+from trainer.stage import RunContext, StageOutput
 from trainer.losses import heatmap_mse
 from trainer.model_files import TEACHER_ARCH
 from trainer.nets import build_network

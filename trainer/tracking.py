@@ -1,45 +1,20 @@
-"""MLflow tracking for training runs: one experiment per dataset, runs found again by their resume key."""
+"""MLflow tracking for training runs: one experiment per dataset, runs found again by their resume key. The client
+and the experiments are the registry's (registry.tracking), so both create them by one rule."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from sdhrnet.settings import get_settings
+# registry.tracking first: it switches MLflow's telemetry off before mlflow is imported
+from registry.tracking import MlflowClient, client, dataset_experiment
+from mlflow.entities import Metric, Param
+from trainer.run_tags import DATASET_TAG, FINISHED, KIND_TAG, RESUMABLE, RESUME_TAG, RUN_NAME_TAG, fresh_params
 
-# Telemetry would phone home from every training process and job.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-
-from mlflow.entities import Metric, Param  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from trainer.run_tags import (CHECKPOINT_TAG, DATASET_TAG, FINISHED, JOB_TAG, KIND_TAG, RESUMABLE,  # noqa: E402,F401
-                               RESUME_TAG, RUN_NAME_TAG, fresh_params)
-
-
-def client() -> MlflowClient:
-    return MlflowClient(tracking_uri=get_settings().mlflow_uri)
-
-
-def experiment_id(c: MlflowClient, dataset: str) -> str:
-    name = f"sdhrnet-{dataset}"
-    exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    settings = get_settings()
-    # The embedded SQLite store keeps artifacts beside it; a tracking server decides for itself.
-    location = settings.artifact_root.resolve().as_uri() if settings.mlflow_uri.startswith("sqlite") else None
-    try:
-        return c.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by another job
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+# client, FINISHED and RESUME_TAG are passed on for bench/gpu_paper.py and the tests, which read runs through them
+__all__ = ["FINISHED", "RESUME_TAG", "Tracker", "client", "run_progress"]
 
 
 class Tracker:
@@ -53,7 +28,7 @@ class Tracker:
     def open(cls, kind: str, dataset: str, resume_key: str, run_name: str, tags: dict[str, str]) -> tuple["Tracker", str]:
         """Return the tracker and the state of the run it found: 'new', 'resumed' (unfinished) or 'finished'."""
         c = client()
-        exp = experiment_id(c, dataset)
+        exp = dataset_experiment(c, dataset)
         found = c.search_runs([exp], filter_string=f"tags.`{RESUME_TAG}` = '{resume_key}'",
                               order_by=["attributes.start_time DESC"], max_results=5)
         for run in found:

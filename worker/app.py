@@ -9,7 +9,6 @@ worker does not sit on queued jobs), reject-on-worker-lost, one task per child p
 visibility timeout above the longest job (48 h by default) so that a running job is never handed to a
 second worker. A dead worker's job is recovered much sooner than that through its lease (worker.recovery).
 """
-import os
 from datetime import timedelta
 
 from celery import Celery
@@ -17,17 +16,10 @@ from celery import Celery
 from sdhrnet.settings import get_settings
 
 QUEUE = "sdhrnet"
-DEFAULT_VISIBILITY_TIMEOUT = 48 * 3600
-
-
-def visibility_timeout() -> int:
-    return int(os.environ.get("SDHRNET_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT))
-
-
 def broker_config(settings) -> dict:
     if settings.redis_url:
         return {"broker_url": settings.redis_url, "result_backend": settings.redis_url,
-                "broker_transport_options": {"visibility_timeout": visibility_timeout()},
+                "broker_transport_options": {"visibility_timeout": settings.worker.visibility_timeout},
                 "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}}}
     base = (settings.home / "celery").resolve()
     queue, processed, control = base / "queue", base / "processed", base / "control"

@@ -41,7 +41,7 @@ INDEX_LIMIT = 1000
 
 def lease_seconds() -> float:
     # a dead worker's job is re-queued this long after its last heartbeat
-    return float(os.environ.get("SDHRNET_JOB_LEASE_SECONDS", "60"))
+    return get_settings().worker.job_lease_seconds
 
 
 def make_token() -> str:

@@ -6,13 +6,13 @@ finds its MLflow run again through the job id and resumes from the checkpoint; r
 This is what recovers jobs on the filesystem broker, which deletes a message as soon as it hands it out,
 and it is faster than waiting for Redis's visibility timeout (48 h by default, the backstop)."""
 import logging
-import os
 import threading
 import time
 
 from celery.signals import worker_ready, worker_shutdown
 
 from sdhrnet.job_kinds import FINAL_STATES
+from sdhrnet.settings import get_settings
 from worker.jobstore import job_store
 
 log = logging.getLogger("sdhrnet.worker.recovery")
@@ -20,7 +20,7 @@ _stop = threading.Event()
 
 
 def sweep_interval() -> float:
-    return float(os.environ.get("SDHRNET_RECOVERY_INTERVAL", "30"))
+    return get_settings().worker.recovery_interval
 
 
 def sweep(app, store=None) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -30,9 +29,9 @@ PROGRESS = "PROGRESS"
 REGISTRY_RETRIES = 5
 
 
-def jobs_module():
-    # tests may point the worker at a stand-in trainer; production always runs trainer.jobs
-    return importlib.import_module(os.environ.get("SDHRNET_JOBS_MODULE", "trainer.jobs"))
+def jobs_module(task):
+    # the Celery configuration names the trainer (tests/fake_worker.py sets a stand-in with the same contract)
+    return importlib.import_module(task.app.conf.get("sdhrnet_jobs_module") or "trainer.jobs")
 
 
 def jsonable(value):
@@ -89,7 +88,7 @@ class Reporter:
         self.task = task
         self.meta: dict = {"kind": kind, "job_id": job_id}
         self._last_write = 0.0
-        self.interval = float(os.environ.get("SDHRNET_PROGRESS_SECONDS", "1.0"))
+        self.interval = get_settings().worker.progress_seconds
 
     def __call__(self, info: dict) -> None:
         info = jsonable(info or {})
@@ -112,17 +111,10 @@ def _release_after_result_is_stored(task_id=None, **_):
         job_store().unmark_running(task_id)
 
 
-def _set_threads() -> None:
-    threads = get_settings().threads
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
-
-
 def _find_run_ids(job_id: str) -> list[str]:
-    from registry.tracking import MlflowClient
+    from registry.tracking import client as mlflow_client
 
-    client = MlflowClient(get_settings().mlflow_uri)
+    client = mlflow_client()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
@@ -131,9 +123,9 @@ def _find_run_ids(job_id: str) -> list[str]:
 
 
 def _mark_killed(run_id: str | None, job_id: str) -> None:
-    from registry.tracking import MlflowClient
+    from registry.tracking import client as mlflow_client
 
-    client = MlflowClient(get_settings().mlflow_uri)
+    client = mlflow_client()
     run_ids = [run_id] if run_id else []
     try:
         run_ids += [r for r in _find_run_ids(job_id) if r not in run_ids]
@@ -171,8 +163,7 @@ def run_job(task, kind: str, params: dict):
     if store.cancel_requested(job_id):
         _end_cancelled(task, reporter, job_id)
     reporter({"stage": "starting"})
-    _set_threads()
-    jobs = jobs_module()
+    jobs = jobs_module(task)
     hooks = jobs.JobHooks(job_id=job_id, progress=reporter,
                           should_cancel=lambda: lease.lost or store.cancel_requested(job_id))
     try:

@@ -146,9 +146,6 @@ class ArchSpec:
     def edge_set(self) -> set[tuple[str, str, str]]:
         return {(s, b, n) for s, b, n, _ in self.edges()}
 
-    def is_subset_of(self, other: "ArchSpec") -> bool:
-        return self.edge_set() <= other.edge_set()
-
     # ---- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = {"format": SPEC_FORMAT, "version": SPEC_VERSION}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .export import export_onnx
-from .nets import build_network
+from trainer.export import export_onnx
+from trainer.nets import build_network
 
 SPEC_BESIDE_WEIGHTS = "spec.json"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .complexity import complexity
-from .nets import PRESETS, build_network
+from trainer.complexity import complexity
+from trainer.nets import PRESETS, build_network
 
 
 def add_arguments(parser, command: str) -> None:
