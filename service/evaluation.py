@@ -11,7 +11,7 @@ import numpy as np
 from .archives import extract_archive, inside_archive
 from .errors import InputError
 from .images import check_boxes, check_declared_size, decode_base64_image
-from .jsonsafe import to_jsonable
+from landmarks.jsonsafe import to_jsonable
 from .routes_align import align_faces
 
 MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching

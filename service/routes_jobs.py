@@ -9,7 +9,7 @@ from sdhrnet.budgets import parse_budgets
 from sdhrnet.job_kinds import FINAL_STATES, TRAINING_KINDS, JobKind
 
 from .errors import InputError, Problem, first_error
-from .jsonsafe import to_jsonable
+from landmarks.jsonsafe import to_jsonable
 from .redact import redact_all
 from .schemas import JOB_BODIES, JobAccepted, JobList, JobParams, JobStatus, problem_responses
 from .security import ApiKey

@@ -4,7 +4,7 @@ import logging
 from fastapi import APIRouter, Path, Request
 
 from .errors import Problem
-from .jsonsafe import to_jsonable
+from landmarks.jsonsafe import to_jsonable
 from .schemas import DATASET_PATTERN, ModelsResponse, PromoteRequest, problem_responses
 from .security import ApiKey
 

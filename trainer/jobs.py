@@ -7,13 +7,13 @@ so a redelivered job or a repeated command never trains or registers twice.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from landmarks.jsonsafe import to_jsonable
 from sdhrnet.budgets import parse_budgets
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config
@@ -153,4 +153,4 @@ def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[
     hooks.progress({"stage": "evaluate", "model": model})
     report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
                             model=model, flip_test=bool(params.get("flip_test", False)))
-    return json.loads(json.dumps(report, default=float))
+    return to_jsonable(report)

@@ -8,15 +8,14 @@ custom state CANCELLED with its MLflow run KILLED and nothing registered.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import threading
 import time
-from pathlib import Path
 
 from celery.exceptions import Ignore
 from celery.signals import task_postrun
 
+from landmarks.jsonsafe import to_jsonable
 from sdhrnet.job_kinds import CANCELLED, FINAL_STATES, JOB_KINDS, JobKind
 from sdhrnet.settings import get_settings
 from worker import recovery  # noqa: F401  (connects the orphan sweeper to worker start)
@@ -32,17 +31,6 @@ REGISTRY_RETRIES = 5
 def jobs_module(task):
     # the Celery configuration names the trainer (tests/fake_worker.py sets a stand-in with the same contract)
     return importlib.import_module(task.app.conf.get("sdhrnet_jobs_module") or "trainer.jobs")
-
-
-def jsonable(value):
-    def default(obj):
-        if isinstance(obj, Path):
-            return str(obj)
-        try:
-            return float(obj)
-        except (TypeError, ValueError):
-            return str(obj)
-    return json.loads(json.dumps(value, default=default))
 
 
 class Lease:
@@ -91,7 +79,7 @@ class Reporter:
         self.interval = get_settings().worker.progress_seconds
 
     def __call__(self, info: dict) -> None:
-        info = jsonable(info or {})
+        info = to_jsonable(info or {})
         boundary = info.get("stage") != self.meta.get("stage") or info.get("step") in (None, info.get("steps"))
         self.meta = {**self.meta, **info, "updated_at": time.time()}
         if boundary or time.monotonic() - self._last_write >= self.interval:
@@ -173,7 +161,7 @@ def run_job(task, kind: str, params: dict):
             raise Ignore()  # the job lives on in the worker that took it over
         _end_cancelled(task, reporter, job_id)
     if not JOB_KINDS[kind].registers:
-        return jsonable(result)
+        return to_jsonable(result)
     # from here on the job is no longer cancellable: a model is either fully registered or not at all
     reporter({"stage": "registering"})
     import registry
@@ -189,7 +177,7 @@ def run_job(task, kind: str, params: dict):
             raise
         log.warning("job %s: registering failed (%s); retrying", job_id, exc)
         raise task.retry(exc=exc, countdown=min(60, 5 * 2 ** task.request.retries))
-    return jsonable({
+    return to_jsonable({
         "kind": kind, "job_id": job_id, "run_id": result.run_id, "dataset": result.dataset,
         "metrics": result.metrics, "params": result.params, "macs": result.macs,
         "model": {"name": model["name"], "version": model["version"], "aliases": model["aliases"],

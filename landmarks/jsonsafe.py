@@ -1,4 +1,5 @@
-"""numpy values and NaN made JSON-safe (JSON has no NaN; Starlette refuses to emit it)."""
+"""numpy values, paths, dataclasses and NaN made JSON-safe: one sanitiser for API responses, job results and
+reports (JSON has no NaN; Starlette refuses to emit it, so a NaN becomes null)."""
 import math
 from pathlib import Path
 
