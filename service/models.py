@@ -172,7 +172,9 @@ class ModelManager:
             await asyncio.sleep(self.settings.model_poll_seconds)
 
     async def close(self) -> None:
-        for model in self._models.values():
+        # forgotten as they close: an app started again in the same process loads them anew, not closed batchers
+        models, self._models = list(self._models.values()), {}
+        for model in models:
             await model.batcher.close(drain_timeout=5)
         for task in list(self._retiring):
             task.cancel()

@@ -27,7 +27,7 @@ MULTIPART_SCHEMA = {
 ALIGN_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": AlignRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
     "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-}}}
+}}, "security": [{}]}  # added to the X-API-Key requirement: the key is optional unless SDHRNET_ALIGN_REQUIRES_KEY
 
 
 def media_type(request: Request) -> str:
