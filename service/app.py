@@ -11,7 +11,6 @@ from fastapi.staticfiles import StaticFiles
 
 from sdhrnet.settings import get_settings
 
-from . import routes_align, routes_evaluate, routes_health, routes_jobs, routes_models
 from .backends import JobsBackend, RegistryBackend
 from .config import ServiceSettings, get_service_settings
 from .errors import install_error_handlers
@@ -20,6 +19,8 @@ from .metrics import MetricsMiddleware, ServiceMetrics
 from .models import ModelManager
 from .openapi_defs import hoist_body_defs
 from .registry_client import RegistryClient
+from .routes import align as routes_align, evaluate as routes_evaluate, health as routes_health, \
+    jobs as routes_jobs, models as routes_models
 from .security import keys_by_name
 
 log = logging.getLogger("sdhrnet.service")

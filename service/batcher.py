@@ -29,6 +29,8 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._carry: _Item | None = None  # a request that did not fit in the previous batch
         self._in_flight = 0
+        self._idle = asyncio.Event()  # set while no submitted request waits for its answer
+        self._idle.set()
         # one thread per model: ONNX Runtime parallelises inside a run, concurrent runs would only contend
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
         self._closed = False
@@ -41,11 +43,14 @@ class MicroBatcher:
             self._task = asyncio.get_running_loop().create_task(self._loop())
         future = asyncio.get_running_loop().create_future()
         self._in_flight += 1
+        self._idle.clear()
         try:
             await self._queue.put(_Item(faces, future))
             return await future
         finally:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def _next_batch(self) -> list[_Item]:
         first = self._carry or await self._queue.get()
@@ -94,9 +99,10 @@ class MicroBatcher:
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         """Stop after the requests already submitted got their answer (used when a model is swapped out)."""
-        deadline = time.perf_counter() + drain_timeout
-        while not self.idle and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            pass  # stop anyway: those requests get a cancelled answer
         self._closed = True
         if self._task is not None:
             self._task.cancel()

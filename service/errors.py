@@ -111,11 +111,6 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not supported here; use {' or '.join(allowed)}"
         return problem_response(exc.status_code, detail, headers=headers, instance=request.url.path)
 
-    @app.exception_handler(ValueError)
-    async def _value_error(request: Request, exc: ValueError):
-        # ValueErrors raised by the shared trainer code are user mistakes by contract
-        return problem_response(422, str(exc), instance=request.url.path)
-
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)

@@ -12,7 +12,7 @@ from .archives import extract_archive, inside_archive
 from .errors import InputError
 from .images import check_boxes, check_declared_size, decode_base64_image
 from landmarks.jsonsafe import to_jsonable
-from .routes_align import align_faces
+from .inference import align_faces
 
 MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching
 
@@ -141,10 +141,28 @@ def default_split(layout: str) -> str:
     return DEFAULT_TEST_SPLIT.get(layout, "test")
 
 
+def check_labels(samples, info) -> None:
+    """Labels the scoring cannot use are the client's labelling, not a failure of ours: points of another layout,
+    or the two points the NME divides by (outer eye corners / pupils) on one spot."""
+    from landmarks.metrics import normalizer
+
+    for s in samples:
+        shape = np.shape(s.landmarks)
+        if shape != (info.num_landmarks, 2):
+            raise InputError(f"image {s.sample_id} is labelled with {shape[0] if shape else 0} points, but the "
+                             f"'{info.name}' layout has {info.num_landmarks}: label every point as [x, y]")
+    bad = [s.sample_id for s in samples if not normalizer(np.asarray(s.landmarks, dtype=np.float64)[None], info)[0] > 0]
+    if bad:
+        a, b = info.norm_indices
+        raise InputError(f"{len(bad)} image(s) have coincident normalisation points {(a, b)} (landmarks {a} and "
+                         f"{b} must differ to normalise the error), e.g. {', '.join(map(str, bad[:3]))}")
+
+
 async def score(model, samples, info) -> dict:
     from landmarks.datasets import load_image
     from landmarks.scoring import score_predictions
 
+    check_labels(samples, info)
     semaphore = asyncio.Semaphore(MAX_CONCURRENT_IMAGES)
 
     async def predict(sample):

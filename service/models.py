@@ -1,20 +1,25 @@
 """Loaded champion models per dataset, their batchers, and following the champion alias."""
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .batcher import MicroBatcher
 from .errors import NoModelError, Problem
 
+if TYPE_CHECKING:  # registry imports MLflow; the service loads it only when the registry is first called
+    from registry.served import ServedModel
+
 log = logging.getLogger("sdhrnet.service.models")
 
 
-def field_of(obj, name, default=None):
-    """Registry objects may be dataclasses or dicts; read both."""
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
 
 
 @dataclass
@@ -31,6 +36,7 @@ class LoadedModel:
     batcher: MicroBatcher
     users: int = 0
     card: dict = field(default_factory=dict)
+    unused: asyncio.Event = field(default_factory=_set_event, repr=False, compare=False)  # set while users == 0
 
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
@@ -70,33 +76,32 @@ class ModelManager:
     def loaded(self) -> dict[str, LoadedModel]:
         return dict(self._models)
 
-    def _load_blocking(self, served) -> LoadedModel:
-        dataset = str(field_of(served, "dataset"))
-        input_size = int(field_of(served, "input_size") or field_of(field_of(served, "card", {}), "input_size", 256))
-        onnx_path = str(field_of(served, "onnx_path"))
+    def _load_blocking(self, served: ServedModel) -> LoadedModel:
+        dataset = served.dataset
+        input_size = int(served.input_size or served.card.get("input_size", 256))
+        onnx_path = str(served.onnx_path)
         landmarker = _make_landmarker(onnx_path, input_size, self.settings.inference_threads, self.settings.max_batch)
         batcher = MicroBatcher(landmarker.run, max_batch=self.settings.max_batch,
                                wait_s=self.settings.batch_wait_ms / 1000.0, name=dataset,
                                on_batch=self.metrics.batch_size.labels(dataset).observe)
         return LoadedModel(
-            dataset=dataset, name=str(field_of(served, "name", f"sdhrnet-{dataset}")),
-            version=str(field_of(served, "version", "")), alias=str(field_of(served, "alias", "champion")),
-            run_id=str(field_of(served, "run_id", "") or ""), num_landmarks=int(field_of(served, "num_landmarks")),
+            dataset=dataset, name=served.name, version=str(served.version), alias=served.alias,
+            run_id=served.run_id or "", num_landmarks=int(served.num_landmarks),
             input_size=input_size, onnx_path=onnx_path, landmarker=landmarker, batcher=batcher,
-            card=dict(field_of(served, "card", {}) or {}))
+            card=dict(served.card or {}))
 
-    async def _champion(self, dataset: str):
+    async def _champion(self, dataset: str) -> ServedModel | None:
         try:
             return await self.registry.call("champion", dataset)
         except LookupError:
             return None  # nothing registered under that name: the caller answers 503 with what to do
 
-    async def _load(self, served) -> LoadedModel:
+    async def _load(self, served: ServedModel) -> LoadedModel:
         try:
             return await asyncio.to_thread(self._load_blocking, served)
         except Exception as exc:
-            log.warning("could not load %s", field_of(served, "onnx_path"), exc_info=True)
-            raise Problem(503, f"the champion model {field_of(served, 'name')} v{field_of(served, 'version')} "
+            log.warning("could not load %s", served.onnx_path, exc_info=True)
+            raise Problem(503, f"the champion model {served.name} v{served.version} "
                                "could not be loaded (the server log says why); promote a working version",
                           headers={"Retry-After": "30"}) from None
 
@@ -119,12 +124,15 @@ class ModelManager:
         """The model stays alive (its batcher open) until every request that took it is done."""
         model = await self.get(dataset)
         model.users += 1
+        model.unused.clear()
         try:
             yield model
         finally:
             model.users -= 1
+            if model.users == 0:
+                model.unused.set()
 
-    async def _install(self, dataset: str, served) -> LoadedModel:
+    async def _install(self, dataset: str, served: ServedModel) -> LoadedModel:
         new = await self._load(served)
         old = self._models.get(dataset)
         self._models[dataset] = new  # one assignment: requests see either the old or the new model
@@ -140,10 +148,10 @@ class ModelManager:
         return new
 
     async def _retire(self, old: LoadedModel) -> None:
-        for _ in range(600):
-            if old.users == 0:
-                break
-            await asyncio.sleep(0.05)
+        try:  # the requests that took the old model finish on it (30 s at most)
+            await asyncio.wait_for(old.unused.wait(), 30)
+        except TimeoutError:
+            pass
         await old.batcher.close()
 
     async def refresh(self, dataset: str) -> bool:
@@ -154,8 +162,7 @@ class ModelManager:
             if served is None:
                 return False
             current = self._models.get(dataset)
-            if current is not None and str(field_of(served, "version")) == current.version \
-                    and str(field_of(served, "name", current.name)) == current.name:
+            if current is not None and str(served.version) == current.version and served.name == current.name:
                 return False
             await self._install(dataset, served)
             return True

@@ -8,10 +8,9 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import Problem
+from .errors import InputError, Problem
 
 log = logging.getLogger("sdhrnet.service.registry")
-CLIENT_ERRORS = (LookupError, ValueError, Problem)  # answers about the request, not outages
 
 
 class RegistryClient:
@@ -38,9 +37,12 @@ class RegistryClient:
         future.add_done_callback(self._release)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-        except CLIENT_ERRORS:
+        except (LookupError, Problem):
             self._mark(True)
             raise
+        except ValueError as exc:  # the registry's answer that the request cannot be done (RegistryError, PolicyError)
+            self._mark(True)
+            raise InputError(str(exc)) from None
         except TimeoutError:
             self._mark(False)
             raise self._outage(method, f"it did not answer within {self.timeout_s:g} s") from None

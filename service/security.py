@@ -8,6 +8,7 @@ from fastapi.security import APIKeyHeader
 
 from sdhrnet.settings import parse_api_keys
 
+from .deps import ApiKeys, Settings
 from .errors import Problem
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -19,8 +20,7 @@ def keys_by_name(keys) -> dict[str, str]:
     return dict(keys) if isinstance(keys, Mapping) else parse_api_keys(sorted(keys))
 
 
-def _check(request: Request, key: str | None) -> None:
-    keys = request.app.state.api_keys
+def _check(request: Request, keys: dict[str, str], key: str | None) -> None:
     if not keys:
         return
     if not key:
@@ -34,13 +34,14 @@ def _check(request: Request, key: str | None) -> None:
     request.state.api_key_name = matches[0]
 
 
-def require_api_key(request: Request, key: str | None = Security(api_key_header)) -> None:
-    _check(request, key)
+def require_api_key(request: Request, keys: ApiKeys, key: str | None = Security(api_key_header)) -> None:
+    _check(request, keys, key)
 
 
-def require_api_key_for_align(request: Request, key: str | None = Security(api_key_header)) -> None:
-    if request.app.state.service_settings.align_requires_key:
-        _check(request, key)
+def require_api_key_for_align(request: Request, keys: ApiKeys, settings: Settings,
+                              key: str | None = Security(api_key_header)) -> None:
+    if settings.align_requires_key:
+        _check(request, keys, key)
 
 
 ApiKey = Depends(require_api_key)

@@ -81,15 +81,17 @@ class FakeRegistry:
         self.lock = threading.Lock()
 
     def champion(self, dataset):
+        from registry.served import ServedModel  # the registry package imports MLflow: only when a test needs it
+
         with self.lock:
             version = self.champions.get(dataset)
             if not version:
                 return None
             folder = self.versions[dataset][version - 1]
         card = json.loads((folder / "model_card.json").read_text())
-        return {"name": f"sdhrnet-{dataset}", "version": str(version), "alias": "champion",
-                "run_id": f"run{version}", "dataset": dataset, "num_landmarks": card["num_landmarks"],
-                "input_size": card["input_size"], "onnx_path": str(folder / "model.onnx"), "card": card}
+        return ServedModel(name=f"sdhrnet-{dataset}", version=str(version), alias="champion",
+                           run_id=f"run{version}", dataset=dataset, num_landmarks=card["num_landmarks"],
+                           input_size=card["input_size"], onnx_path=folder / "model.onnx", card=card)
 
     def list_models(self):
         return [{"dataset": d, "name": f"sdhrnet-{d}",

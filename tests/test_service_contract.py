@@ -110,7 +110,7 @@ PLANTED = {  # issue 12 item -> (what is replaced, by what, the operations whose
     "1: images decoded without a look at their header": (
         "service.images.check_declared_size", _no_header_check, ["/align", "/evaluate"]),
     "2: multipart boxes read with json.loads": (
-        "service.routes_align.parse_boxes_field", _boxes_by_json_loads, ["/align"]),
+        "service.requests.parse_boxes_field", _boxes_by_json_loads, ["/align"]),
     "3: CSV rows may name any file": ("landmarks.datasets.csv_landmarks.image_in", _any_image_name, ["/evaluate"]),
     "10: every dataset name goes to the registry": (
         "service.models.known_dataset", lambda dataset: None, ["/align", "/evaluate"]),

@@ -231,6 +231,26 @@ def test_job_statuses_and_backend_failures_name_no_server_location(registry, hom
     get_settings.cache_clear()
 
 
+def test_a_value_error_from_a_bug_is_a_500_that_names_no_internals(registry, jobs):
+    """Only request validation and deliberate client errors (InputError, Problem) are 4xx; a stray ValueError
+    is a bug of ours, answered as the generic 500."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import ServiceSettings
+
+    app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets=""), registry=registry, jobs=jobs,
+                     api_keys=frozenset())
+
+    @app.get("/test-bug", include_in_schema=False)
+    async def bug():
+        raise ValueError("could not convert string to float: '/srv/internal/path'")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        body = assert_problem(c.get("/test-bug"), 500)
+    assert "internal" not in body["detail"].replace("internal error", "") and "float" not in body["detail"]
+
+
 # --- item 5: who promoted is recorded by the key's name, never by key material -------------------------------------
 
 def test_promotions_record_the_key_name_and_no_key_material(registry, jobs, monkeypatch):

@@ -1,8 +1,9 @@
 """Liveness, readiness and Prometheus metrics."""
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from .errors import problem_response
+from ..deps import Metrics, Models, Registry, Settings
+from ..errors import problem_response
 
 router = APIRouter(tags=["health"])
 
@@ -14,14 +15,14 @@ async def livez():
 
 @router.get("/readyz", summary="Ready once a model is loaded; 'degraded' while the registry is unreachable",
             responses={503: {"description": "no model loaded yet", "content": {"application/problem+json": {}}}})
-async def readyz(request: Request):
+async def readyz(models: Models, registry_client: Registry, settings: Settings):
     """A loaded model keeps the server ready (200) when the registry goes away, because /align still works;
     the body then says `degraded`: no champion following, promotion or GET /models until it is back."""
-    loaded = request.app.state.models.loaded
-    registry = request.app.state.registry.health()
+    loaded = models.loaded
+    registry = registry_client.health()
     if not loaded:
         return problem_response(503, "no model is loaded yet: the champion of "
-                                     f"{request.app.state.service_settings.preload_list or ['300w']} is loading or "
+                                     f"{settings.preload_list or ['300w']} is loading or "
                                      "none is promoted (POST /models/{dataset}/promote)", headers={"Retry-After": "5"},
                                 **registry)
     status = "ready" if registry["registry"] == "reachable" else "degraded"
@@ -30,6 +31,6 @@ async def readyz(request: Request):
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}}})
-async def metrics(request: Request):
-    body, content_type = request.app.state.metrics.render()
+async def metrics(service_metrics: Metrics):
+    body, content_type = service_metrics.render()
     return Response(body, media_type=content_type)

@@ -2,17 +2,18 @@
 import asyncio
 import logging
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from sdhrnet.budgets import parse_budgets
 from sdhrnet.job_kinds import FINAL_STATES, TRAINING_KINDS, JobKind
 
-from .errors import InputError, Problem, first_error
+from ..deps import Jobs, MlflowUiUrl
+from ..errors import InputError, Problem, first_error
 from landmarks.jsonsafe import to_jsonable
-from .redact import redact_all
-from .schemas import JOB_BODIES, JobAccepted, JobList, JobParams, JobStatus, problem_responses
-from .security import ApiKey
+from ..redact import redact_all
+from ..schemas import JOB_BODIES, JobAccepted, JobList, JobParams, JobStatus, problem_responses
+from ..security import ApiKey
 
 log = logging.getLogger("sdhrnet.service.jobs")
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[ApiKey])
@@ -21,13 +22,13 @@ ACCEPTED = {202: {"model": JobAccepted, "description": "job queued; poll the Loc
     "Location": {"schema": {"type": "string"}, "description": "URL of the job status"}}}}
 
 
-async def _backend(request: Request, method: str, *args):
+async def _backend(jobs, method: str, *args):
     try:
-        return await asyncio.to_thread(getattr(request.app.state.jobs, method), *args)
-    except Problem:
+        return await asyncio.to_thread(getattr(jobs, method), *args)
+    except (Problem, LookupError):
         raise
-    except (ValueError, LookupError):
-        raise
+    except ValueError as exc:  # the job store's answer that the request is wrong (e.g. a malformed job id)
+        raise InputError(str(exc)) from None
     except Exception as exc:  # broker or result store down: tell the operator, not a bare 500
         log.warning("job backend %s failed", method, exc_info=True)
         raise Problem(503, "the job queue is not reachable; check that the worker broker (REDIS_URL, or the "
@@ -35,9 +36,8 @@ async def _backend(request: Request, method: str, *args):
                       headers={"Retry-After": "10"}) from None
 
 
-def _with_links(request: Request, status: dict) -> dict:
+def _with_links(ui: str | None, status: dict) -> dict:
     status = redact_all(to_jsonable(dict(status)))
-    ui = request.app.state.mlflow_ui_url
     run_id = status.get("run_id") or (status.get("progress") or {}).get("run_id")
     if run_id:
         status["run_id"] = run_id
@@ -66,16 +66,16 @@ def training_params(kind: str, params: JobParams) -> dict:
     return params.model_dump(exclude_none=True)
 
 
-async def start_job(request: Request, kind: str, params: dict) -> JSONResponse:
-    job_id = str(await _backend(request, "submit", kind, params))
+async def start_job(jobs, kind: str, params: dict) -> JSONResponse:
+    job_id = str(await _backend(jobs, "submit", kind, params))
     location = f"/jobs/{job_id}"
     return JSONResponse({"job_id": job_id, "kind": kind, "state": "PENDING", "location": location},
                         status_code=202, headers={"Location": location})
 
 
 def _add_start_route(kind: JobKind, body: type[JobParams]) -> None:
-    async def start(request: Request, params: body):  # type: ignore[valid-type]
-        return await start_job(request, kind.name, training_params(kind.name, params))
+    async def start(jobs: Jobs, params: body):  # type: ignore[valid-type]
+        return await start_job(jobs, kind.name, training_params(kind.name, params))
 
     router.add_api_route(f"/{kind.name}", start, methods=["POST"], name=f"start_{kind.name}", status_code=202,
                          response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},
@@ -87,30 +87,30 @@ for _kind in TRAINING_KINDS:
 
 
 @router.get("", response_model=JobList, responses=problem_responses(401, 503), summary="Recent jobs")
-async def list_jobs(request: Request):
-    jobs = await _backend(request, "list")
-    return {"jobs": [_with_links(request, j) for j in jobs]}
+async def list_jobs(jobs: Jobs, ui: MlflowUiUrl):
+    listed = await _backend(jobs, "list")
+    return {"jobs": [_with_links(ui, j) for j in listed]}
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses=problem_responses(401, 404, 422, 503),
             summary="State, progress and MLflow run of a job")
-async def get_job(request: Request, job_id: str = JOB_ID):
-    status = await _backend(request, "status", job_id)
+async def get_job(jobs: Jobs, ui: MlflowUiUrl, job_id: str = JOB_ID):
+    status = await _backend(jobs, "status", job_id)
     if not status:
         raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")
-    return _with_links(request, status)
+    return _with_links(ui, status)
 
 
 @router.delete("/{job_id}", status_code=202, response_model=JobStatus,
                responses=problem_responses(401, 404, 409, 422, 503),
                summary="Ask a job to stop (it ends CANCELLED at its next check); 409 when it has already ended")
-async def cancel_job(request: Request, job_id: str = JOB_ID):
-    status = await _backend(request, "status", job_id)
+async def cancel_job(jobs: Jobs, ui: MlflowUiUrl, job_id: str = JOB_ID):
+    status = await _backend(jobs, "status", job_id)
     if not status:
         raise Problem(404, f"no job with id '{job_id}'; GET /jobs lists the known jobs")
     if status.get("state") in FINAL_STATES:
         raise Problem(409, f"job '{job_id}' has already ended ({status['state']}); there is nothing to cancel",
                       state=status["state"])
-    await _backend(request, "cancel", job_id)
-    status = await _backend(request, "status", job_id) or status
-    return JSONResponse(_with_links(request, status), status_code=202)
+    await _backend(jobs, "cancel", job_id)
+    status = await _backend(jobs, "status", job_id) or status
+    return JSONResponse(_with_links(ui, status), status_code=202)

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from . import evaluation
-from .errors import InputError, first_error
-from .routes_align import media_type
-from .schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
-from .security import ApiKey
+from .. import evaluation
+from ..deps import Jobs, Models, Settings
+from ..errors import InputError, first_error
+from ..requests import media_type
+from ..schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
+from ..security import ApiKey
 
 router = APIRouter(tags=["evaluate"])
 
@@ -29,13 +30,13 @@ EVALUATE_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-async def _start_evaluate_job(request: Request, params: dict, folder) -> JSONResponse:
+async def _start_evaluate_job(jobs, params: dict, folder) -> JSONResponse:
     """The unpacked set stays under SDHRNET_HOME/uploads for the worker (removed after
     SDHRNET_UPLOAD_RETENTION_HOURS); if the job cannot be queued it goes now."""
-    from .routes_jobs import start_job
+    from .jobs import start_job
 
     try:
-        return await start_job(request, "evaluate", params)
+        return await start_job(jobs, "evaluate", params)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -45,10 +46,9 @@ async def _start_evaluate_job(request: Request, params: dict, folder) -> JSONRes
              summary="Score the served model on a labelled set",
              responses={202: {"model": JobAccepted, "description": "the set is large: it runs as an evaluate job"},
                         **problem_responses(401, 404, 413, 415, 422, 503)})
-async def evaluate(request: Request,
+async def evaluate(request: Request, settings: Settings, models: Models, jobs: Jobs,
                    dataset: str | None = Query(None, pattern=DATASET_PATTERN,
                                                description="which dataset's champion model to score (default 300w)")):
-    settings = request.app.state.service_settings
     dataset = dataset or settings.default_dataset
     content_type = media_type(request)
     if content_type == "application/json":
@@ -58,13 +58,13 @@ async def evaluate(request: Request,
             raise InputError(f'the JSON body must be {{"items": [{{"image": "<base64>", "box": [x1, y1, x2, y2], '
                              f'"landmarks": [[x, y], ...]}}]}}: {first_error(exc)}') from None
         if len(body.items) > settings.evaluate_sync_limit:
-            async with request.app.state.models.use(dataset) as model:
+            async with models.use(dataset) as model:
                 folder = await asyncio.to_thread(evaluation.write_items_as_csv_set, body.items, settings,
                                                  model.num_landmarks)
                 params = {"dataset": "csv", "data_root": str(folder), "split": "test",
                           "model": f"models:/{model.name}/{model.version}"}
-            return await _start_evaluate_job(request, params, folder)
-        async with request.app.state.models.use(dataset) as model:
+            return await _start_evaluate_job(jobs, params, folder)
+        async with models.use(dataset) as model:
             info = evaluation.dataset_info(model.dataset)
             samples = await asyncio.to_thread(evaluation.samples_from_items, body.items, settings, model.num_landmarks)
             report = await evaluation.score(model, samples, info)
@@ -85,7 +85,7 @@ async def evaluate(request: Request,
     layout = str(form.get("layout") or dataset)
     split = form.get("split")
     split = str(split) if split and not isinstance(split, UploadFile) else None
-    async with request.app.state.models.use(dataset) as model:
+    async with models.use(dataset) as model:
         info = evaluation.dataset_info(layout)
         if info.num_landmarks != model.num_landmarks:
             raise InputError(f"layout '{layout}' has {info.num_landmarks} landmarks but the {dataset} model predicts "
@@ -95,7 +95,7 @@ async def evaluate(request: Request,
         if len(samples) > settings.evaluate_sync_limit:
             params = {"dataset": layout, "data_root": str(root), "split": split,
                       "model": f"models:/{model.name}/{model.version}"}
-            return await _start_evaluate_job(request, params, folder)
+            return await _start_evaluate_job(jobs, params, folder)
         try:
             report = await evaluation.score(model, samples, info)
         finally:

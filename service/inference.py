@@ -1,0 +1,39 @@
+"""Landmarks for face boxes through a served model's batcher: what /align and /evaluate run."""
+import asyncio
+import time
+
+import numpy as np
+
+from .errors import InputError
+
+
+def flip_pairs_of(model) -> list:
+    pairs = model.card.get("flip_pairs")
+    if not pairs:
+        raise InputError(f"model {model.name} v{model.version} has no flip pairs in its model card, so it cannot "
+                         "run the flip test; drop flip=true")
+    return [tuple(p) for p in pairs]
+
+
+async def align_faces(model, image: np.ndarray, boxes: np.ndarray,
+                      flip_pairs=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Landmarks for `boxes` in `image` through the model's batcher; shared with /evaluate. With `flip_pairs`
+    the flip test: the mirrored crops go through the network too and the heatmaps are averaged."""
+    from landmarks.landmarker import flip_batch, heatmaps_to_landmarks, prepare_faces
+
+    t0 = time.perf_counter()
+    batch, transforms = await asyncio.to_thread(prepare_faces, image, boxes, model.input_size)
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    t1 = time.perf_counter()
+    flip_heatmaps = None
+    if flip_pairs is None:
+        heatmaps = await model.batcher.submit(batch)
+    else:  # submitted together, the two passes can share one network call
+        heatmaps, flip_heatmaps = await asyncio.gather(model.batcher.submit(batch),
+                                                       model.batcher.submit(flip_batch(batch)))
+    t2 = time.perf_counter()
+    landmarks, confidence = await asyncio.to_thread(heatmaps_to_landmarks, heatmaps, transforms, flip_heatmaps,
+                                                    flip_pairs)
+    t3 = time.perf_counter()
+    timing = {"prepare": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode_heatmaps": (t3 - t2) * 1e3}
+    return np.asarray(landmarks), np.asarray(confidence), timing

@@ -1,0 +1,1 @@
+"""One router module per group of endpoints; `service.app` includes them all."""

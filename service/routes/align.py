@@ -1,0 +1,74 @@
+"""POST /align: landmarks for the faces in one image."""
+import asyncio
+import time
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+
+from ..deps import Metrics, Models, Settings
+from ..detection import check_max_faces, detect_faces
+from ..inference import align_faces, flip_pairs_of
+from ..requests import decode_and_check, read_align_body
+from ..schemas import DATASET_PATTERN, AlignRequest, AlignResponse, problem_responses
+from ..security import AlignKey
+
+router = APIRouter(tags=["align"])
+
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "string", "format": "binary", "description": "the image file"},
+        "boxes": {"type": "string", "description": "JSON list of [x1, y1, x2, y2] boxes in image pixels; leave the "
+                  "field out to have the faces detected",
+                  "example": "[[40, 40, 200, 220]]"},
+    },
+}
+ALIGN_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": AlignRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+    "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+}}, "security": [{}]}  # added to the X-API-Key requirement: the key is optional unless SDHRNET_ALIGN_REQUIRES_KEY
+
+
+@router.post("/align", response_model=AlignResponse, openapi_extra=ALIGN_BODY, dependencies=[AlignKey],
+             summary="Landmarks for the faces in one image",
+             responses=problem_responses(401, 404, 413, 415, 422, 503))
+async def align(request: Request, settings: Settings, models: Models, metrics: Metrics,
+                dataset: str | None = Query(None, pattern=DATASET_PATTERN,
+                                            description="which dataset's champion model to use (default 300w)"),
+                max_faces: int | None = Query(None, ge=1, description="without boxes: keep at most this many "
+                                              "detected faces, the most confident first (default and upper "
+                                              "limit: the service's SDHRNET_MAX_FACES)"),
+                min_face_size: float = Query(0, ge=0, description="without boxes: ignore detected faces whose "
+                                             "box is smaller than this many pixels on its longer side"),
+                flip: bool = Query(False, description="flip test: the mirrored face goes through the network too "
+                                   "and the heatmaps are averaged; about twice the landmark time for a lower "
+                                   "error (README: flip test)")):
+    dataset = dataset or settings.default_dataset
+    keep = check_max_faces(max_faces, settings.max_faces)
+    start = time.perf_counter()
+    payload, raw_boxes, is_base64 = await read_align_body(request)
+    image, boxes = await asyncio.to_thread(decode_and_check, payload, raw_boxes, is_base64, settings)
+    decoded = time.perf_counter()
+    detected, detect_timing = None, {}
+    if boxes is None:
+        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size)
+        boxes = detected.boxes.astype(np.float32)
+        detect_timing = {"detect": detect_ms}
+    async with models.use(dataset) as model:
+        flip_pairs = flip_pairs_of(model) if flip else None
+        if len(boxes):
+            landmarks, confidence, timing = await align_faces(model, image, boxes, flip_pairs)
+        else:  # nothing detected: an empty answer, not an error
+            landmarks, confidence, timing = [], [], {}
+        described = model.describe()
+    metrics.faces.labels(dataset).inc(len(boxes))
+    faces = [{"box": [float(v) for v in box], "landmarks": lm.astype(float).tolist(),
+              "confidence": conf.astype(float).tolist()}
+             for box, lm, conf in zip(boxes, landmarks, confidence)]
+    if detected is not None:
+        for face, score, det_box in zip(faces, detected.scores, detected.detector_boxes):
+            face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
+    timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
+              "total": (time.perf_counter() - start) * 1e3}
+    return {"faces": faces, "model": described, "timing_ms": {k: round(v, 3) for k, v in timing.items()}}
