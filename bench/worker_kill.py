@@ -84,22 +84,13 @@ class Load(threading.Thread):
         return [a for a in self.answers if t0 <= a[0] <= t1]
 
 
-def wait_for(what: str, check, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the temporary SDHRNET_HOME (logs)")
     args = parser.parse_args()
 
     from tests.service_support import build_tiny_model, png_bytes
+    from tests.services import wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="sdhrnet-worker-kill-"))
     home, model = tmp / "home", build_tiny_model(tmp / "default_model")
@@ -118,9 +109,9 @@ def main() -> int:
     figures: dict = {}
     loads: list[Load] = []
     try:
-        wait_for("sdhrnet run to come up", lambda: run.poll() is not None or "Press Ctrl-C" in text(), 300, 0.5)
+        wait_until(lambda: run.poll() is not None or "Press Ctrl-C" in text(), 300, "sdhrnet run to come up", 0.5)
         assert run.poll() is None, text()[-3000:]
-        wait_for("/readyz 200", lambda: http("GET", f"{base}/readyz")[0] == 200, 120, 0.5)
+        wait_until(lambda: http("GET", f"{base}/readyz")[0] == 200, 120, "/readyz 200", 0.5)
         figures["start_up_s"] = round(time.monotonic() - started, 1)
         worker = int(re.search(r"started worker \(pid (\d+)\)", text()).group(1))
 
@@ -141,7 +132,7 @@ def main() -> int:
         t = time.monotonic()
         status, job_id = submit()
         assert status == 202, job_id
-        wait_for("the warm-up job", lambda: ended(job_id), 180, 0.1)
+        wait_until(lambda: ended(job_id), 180, "the warm-up job", 0.1)
         figures["job_before_kill_s"] = round(time.monotonic() - t, 2)
 
         loads = [Load(f"{base}/align", {"image": image, "boxes": [BOX]}, 0.0), Load(f"{base}/readyz", None, 0.25)]
@@ -153,13 +144,13 @@ def main() -> int:
         killed = time.monotonic()
         status, job_id = submit()
         figures["submit_during_outage"] = {"status": status, "s": round(time.monotonic() - killed, 3)}
-        match = wait_for("the restart line", lambda: re.search(r"restarted worker \(pid (\d+)\)", text()), 60, 0.02)
+        match = wait_until(lambda: re.search(r"restarted worker \(pid (\d+)\)", text()), 60, "the restart line", 0.02)
         figures["restart_line_s"] = round(time.monotonic() - killed, 2)
         new = int(match.group(1))
         figures["worker_pid"] = {"killed": worker, "new": new}
-        wait_for("the new worker's ready line", lambda: re.search(rf"@\S+\.{new} ready\.", text()), 120, 0.02)
+        wait_until(lambda: re.search(rf"@\S+\.{new} ready\.", text()), 120, "the new worker's ready line", 0.02)
         figures["new_worker_ready_s"] = round(time.monotonic() - killed, 2)  # Celery's "ready": it takes tasks
-        wait_for("the job submitted after the kill", lambda: ended(job_id), 180, 0.1)
+        wait_until(lambda: ended(job_id), 180, "the job submitted after the kill", 0.1)
         answered = time.monotonic()
         figures["new_worker_ran_the_job_s"] = round(answered - killed, 2)
         time.sleep(2)
