@@ -52,8 +52,9 @@ def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_
     export_onnx(model, out / "model.onnx", input_size=input_size)
     cx = complexity(model, input_size=input_size)
     # measured where the model was trained, with the threads latency budgets use: what promote-within-budget reads
+    # (a caller that has just timed this network, like the sweep, passes its figure in extra_card instead)
     threads = int(config.get("prune_latency_threads") or 1)
-    ms = onnx_ms(out / "model.onnx", input_size, threads)
+    ms = (extra_card or {}).get("ms") or onnx_ms(out / "model.onnx", input_size, threads)
     card = {
         "format": "sdhrnet-model", "version": 1,
         "dataset": dataset, "num_landmarks": info.num_landmarks, "input_size": input_size,
