@@ -6,6 +6,7 @@ stores the epoch and the step inside it, so a resumed run replays the same batch
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -55,6 +56,25 @@ def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
     return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> "bf16" where the device computes bfloat16 natively, else "fp32"; the others as given."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):  # a build without the probe: stay exact
+        return "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The training step's autocast: bf16 forward passes, or nothing."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -186,6 +206,7 @@ class Loop:
         self.steps = steps_per_epoch(data.train, cfg)
         self._last_save = time.monotonic()
         self._last_log = time.monotonic()
+        log.info("%s: %s forward passes on %s", stage, resolve_precision(cfg.precision, device), device)
 
     def resume(self) -> bool:
         saved = load_checkpoint(self.checkpoint)
@@ -205,6 +226,17 @@ class Loop:
 
     def run(self, step_fn: Callable[[dict[str, torch.Tensor], int, int], dict[str, float]],
             validate_fn: Callable[[], dict[str, float]]) -> None:
+        try:
+            self._epochs(step_fn, validate_fn)
+        except KeyboardInterrupt:
+            # a stopped stage resumes at the step it reached, not at the last periodic checkpoint
+            self.save()
+            log.info("%s stopped at epoch %d step %d; checkpoint %s", self.stage, self.state.epoch + 1, self.state.step,
+                     self.checkpoint)
+            raise
+
+    def _epochs(self, step_fn: Callable[[dict[str, torch.Tensor], int, int], dict[str, float]],
+                validate_fn: Callable[[], dict[str, float]]) -> None:
         cfg, st = self.cfg, self.state
         while st.epoch < cfg.epochs:
             epoch = st.epoch
@@ -218,7 +250,8 @@ class Loop:
                 if self.hooks.should_cancel():
                     raise JobCancelled(f"{self.stage} cancelled at epoch {epoch} step {step}")
                 batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-                losses = step_fn(batch, epoch, step)
+                with autocast(cfg.precision, self.device):
+                    losses = step_fn(batch, epoch, step)
                 n = int(batch["image"].shape[0])
                 timed += n
                 sums["_seen"] = sums.get("_seen", 0.0) + n

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 
 def heatmap_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred, target)
+    # fp32 even under bf16 autocast: the Gaussian tails are far below bf16's resolution near 1
+    return F.mse_loss(pred.float(), target.float())
 
 
 def alpha_l1(alphas: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -26,8 +27,8 @@ def kd_loss(target_logits: torch.Tensor, student_logits: torch.Tensor, temperatu
     regime independent of T, so the lambdas keep their meaning.
     """
     n, m = student_logits.shape[:2]
-    log_q = F.log_softmax(student_logits.reshape(n, m, -1) / temperature, dim=-1)
-    log_p = F.log_softmax(target_logits.detach().reshape(n, m, -1) / temperature, dim=-1)
+    log_q = F.log_softmax(student_logits.float().reshape(n, m, -1) / temperature, dim=-1)
+    log_p = F.log_softmax(target_logits.detach().float().reshape(n, m, -1) / temperature, dim=-1)
     kl = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
     return kl.mean() * temperature ** 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from landmarks.datasets import DATASETS
@@ -30,8 +31,20 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM stop a stage the same way (checkpoint, then exit 130): a stage started in the background
+    by a shell or `setsid` inherits an ignored SIGINT, and kill / the pipeline send SIGTERM or SIGINT."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop_on_signals()
     from trainer import jobs
     from sdhrnet.train_config import parse_overrides
 
