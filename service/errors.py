@@ -78,7 +78,7 @@ def _location(loc) -> str:
 def _allowed_methods(request: Request) -> list[str]:
     from .route_table import lookup
 
-    found = lookup(request.app, request.url.path)
+    found = lookup(request.app, request.url.path, request.method)
     return sorted(found[1]) if found else []
 
 

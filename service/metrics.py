@@ -49,7 +49,7 @@ def _route_template(scope) -> str:
         return route.path
     # answered before routing (e.g. 413 from the size limit): label it with the route it was meant for
     app = scope.get("app")
-    found = lookup(app, scope.get("path", "")) if app is not None else None
+    found = lookup(app, scope.get("path", ""), scope.get("method", "GET")) if app is not None else None
     return found[0] if found else "unmatched"
 
 

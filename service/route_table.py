@@ -1,29 +1,47 @@
-"""Path templates and their methods, read from the OpenAPI paths (FastAPI nests included routers in
-private wrappers, so the schema is the stable public view). Used for 405 Allow headers and to label
-metrics of requests answered before routing (413)."""
-import re
+"""Which documented route a path belongs to, and the methods it allows: used for 405 Allow headers and to label
+metrics of requests answered before routing (413).
 
-_CACHE_ATTR = "_sdhrnet_route_table"
-
-
-def _table(app) -> list[tuple[re.Pattern, str, frozenset[str]]]:
-    table = getattr(app.state, _CACHE_ATTR, None)
-    if table is None:
-        table = []
-        for template, operations in app.openapi().get("paths", {}).items():
-            pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
-            methods = {m.upper() for m in operations if m.lower() in
-                       ("get", "post", "put", "patch", "delete", "head", "options")}
-            if "GET" in methods:
-                methods.add("HEAD")
-            table.append((pattern, template, frozenset(methods)))
-        setattr(app.state, _CACHE_ATTR, table)
-    return table
+Matching is Starlette's own (`route.matches(scope)`), over FastAPI's public `fastapi.routing.iter_route_contexts`:
+since FastAPI 0.137 `app.router.routes` holds a private `_IncludedRouter` per included router, whose child routes
+carry their paths without the include prefix; `iter_route_contexts` flattens those into one context per endpoint,
+with the full `path_format`, `methods` and a working `matches`. Only routes in the API schema count (as the
+OpenAPI paths did before): the web page, the docs and /static keep Starlette's own answers."""
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Match
 
 
-def lookup(app, path: str) -> tuple[str, frozenset[str]] | None:
-    """-> (template, allowed methods) for a concrete path, or None when no documented route has it."""
-    for pattern, template, methods in _table(app):
-        if pattern.match(path):
-            return template, methods
-    return None
+def _documented(app):
+    for route in iter_route_contexts(app.router.routes):
+        if getattr(route, "include_in_schema", False) and getattr(route, "methods", None):
+            yield route
+
+
+def _allowed(methods) -> set[str]:
+    allowed = {m.upper() for m in methods}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return allowed
+
+
+def lookup(app, path: str, method: str = "GET") -> tuple[str, frozenset[str]] | None:
+    """-> (template, allowed methods) for a concrete path, or None when no documented route has it. The template
+    is the route Starlette would pick (a full match, else the first whose path matches); the methods are those of
+    every route with that template (a path can have several routes: GET and DELETE /jobs/{job_id})."""
+    scope = {"type": "http", "path": path, "root_path": "", "method": method.upper()}
+    routes = list(_documented(app))
+    chosen = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            chosen = route
+            break
+        if match == Match.PARTIAL and chosen is None:
+            chosen = route
+    if chosen is None:
+        return None
+    template = chosen.path_format
+    methods = set()
+    for route in routes:
+        if route.path_format == template:
+            methods |= _allowed(route.methods)
+    return template, frozenset(methods)
