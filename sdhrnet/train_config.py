@@ -52,6 +52,10 @@ class TrainConfig(BaseModel):
     prune_max_macs: int | None = None
     prune_max_ms: float | None = None
     prune_latency_threads: int = 1
+    # sweep: also an INT8 copy of every network (ONNX Runtime static quantization calibrated on training crops),
+    # scored and timed next to its fp32 original; kept as a model where it loses at most int8_max_loss NME
+    sweep_int8: bool = False
+    int8_max_loss: float = 0.001
     # distillation
     lambda_peer: float = 4.0
     lambda_teacher: float = 1.0

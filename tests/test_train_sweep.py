@@ -28,7 +28,7 @@ def sweep(tracking_home, shared_data):
     assert smallest < supernet_params
     loose, tight = (int(smallest + (supernet_params - smallest) * f) for f in (0.75, 0.25))
     params = {"dataset": "300w", "data_root": root, "preset": "tiny", "run_name": "sw", "slim_run": slim.run_id,
-              "budgets": [f"params={loose}", f"params={tight}"]}
+              "budgets": [f"params={loose}", f"params={tight}"], "overrides": {"sweep_int8": True}}
     return {"params": params, "result": jobs.run_sweep(params), "loose": loose, "tight": tight,
             "supernet_params": supernet_params}
 
@@ -73,6 +73,22 @@ def test_the_run_keeps_each_network_the_table_and_the_plot(sweep, tmp_path):
     assert result.metrics["nme"] == pytest.approx(best["nme"], abs=1e-6), "the stage's model is the most accurate one"
     # each budget's fine-tune has its own curve in the one run
     assert {f"{r['label']}/val_nme" for r in rows} <= set(run.data.metrics)
+
+
+def test_every_network_has_an_int8_point_kept_only_where_it_loses_little(sweep, tmp_path):
+    result = sweep["result"]
+    files = _artifacts(result.run_id)
+    for row in result.card["sweep"]:
+        assert row["int8_ms"] > 0 and math.isfinite(row["int8_nme"]) and math.isfinite(row["onnx_nme"])
+        assert row["int8_kept"] == (row["int8_nme"] - row["onnx_nme"] <= 0.001)
+        folder = f"models/{row['label']}-int8"
+        assert (f"{folder}/model.onnx" in files) == row["int8_kept"]
+        if row["int8_kept"]:
+            card = json.loads(open(client().download_artifacts(result.run_id, f"{folder}/model_card.json",
+                                                               str(tmp_path))).read())
+            assert card["quantized"]["calibration_faces"] > 0
+    csv_header = open(client().download_artifacts(result.run_id, "sweep/frontier.csv", str(tmp_path))).readline()
+    assert {"int8_nme", "int8_ms", "int8_kept"} <= set(csv_header.strip().split(","))
 
 
 def test_rerunning_the_sweep_returns_the_finished_run_without_training(sweep):

@@ -77,12 +77,18 @@ def frontier_plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pa
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=100, sharey=True)
     for ax, (key, xlabel, scale) in zip(axes, panels):
         xs, ys = [r[key] / scale for r in rows], [r["nme"] * 100 for r in rows]
-        ax.plot(xs, ys, "o")
+        ax.plot(xs, ys, "o", label="fp32")
         for x, y, r in zip(xs, ys, rows):
             ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        int8 = [r for r in rows if "int8_nme" in r]
+        if int8:  # same parameters and MACs, their own latency
+            ax.plot([r["int8_ms" if key == "ms" else key] / scale for r in int8], [r["int8_nme"] * 100 for r in int8],
+                    "x", label="int8")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("val NME (%)")
+    if any("int8_nme" in r for r in rows):
+        axes[0].legend(fontsize=7)
     fig.suptitle(title or "Accuracy-cost frontier")
     fig.tight_layout()
     fig.savefig(path)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from sdhrnet.budgets import budget_label, parse_budgets
-from trainer.budget import Budget, measure_ms
+from trainer.budget import Budget, measure_ms, onnx_ms
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
 from trainer.stage import RunContext, StageOutput
@@ -67,6 +67,29 @@ def fine_tune(ctx: RunContext, data, net: SDHRNet, label: str) -> SDHRNet:
     return net
 
 
+def add_int8_points(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+    """An INT8 copy of each network written by log_side_models, scored through the served ONNX path next to its
+    fp32 original (both on the whole validation split, so the change is the quantization's alone) and timed the
+    same way; a copy that loses at most `int8_max_loss` NME is logged as `models/<label>-int8`."""
+    from trainer.evaluate import evaluate_split
+    from trainer.quantize import calibration_crops, quantize_model_dir
+
+    cfg = ctx.cfg
+    crops = calibration_crops(ctx.dataset, ctx.data_root, cfg.train_split, cfg.input_size)
+    for row in rows:
+        fp32 = ctx.workdir / "models" / row["label"]
+        int8 = quantize_model_dir(fp32, ctx.workdir / "models" / f"{row['label']}-int8", crops)
+        nme = {name: evaluate_split(ctx.dataset, ctx.data_root, cfg.val_split, model=str(folder))["nme"]
+               for name, folder in (("fp32", fp32), ("int8", int8))}
+        row.update(onnx_nme=nme["fp32"], int8_nme=nme["int8"],
+                   int8_ms=onnx_ms(int8 / "model.onnx", cfg.input_size, cfg.prune_latency_threads),
+                   int8_kept=nme["int8"] - nme["fp32"] <= cfg.int8_max_loss)
+        ctx.tracker.log_metrics({f"{row['label']}/{k}": float(row[k]) for k in ("onnx_nme", "int8_nme", "int8_ms")},
+                                step=cfg.epochs)
+        if row["int8_kept"]:
+            ctx.tracker.log_artifacts(int8, f"models/{row['label']}-int8")
+
+
 def sweep_stage(ctx: RunContext) -> StageOutput:
     cfg, dev = ctx.cfg, ctx.device
     budgets = parse_budgets(ctx.params["budgets"])
@@ -102,6 +125,8 @@ def sweep_stage(ctx: RunContext) -> StageOutput:
     # each network's card names its budget and the latency measured above, for the registry's cost tags
     cards = {r["label"]: {"budget": r["label"], "ms": round(r["ms"], 3), "sweep_run": ctx.tracker.run_id} for r in rows}
     log_side_models(ctx, data, nets, cards)
+    if cfg.sweep_int8:
+        add_int8_points(ctx, rows)
     out = ctx.workdir / "sweep"
     out.mkdir()
     (out / "frontier.json").write_text(json.dumps(rows, indent=1))
