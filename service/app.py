@@ -9,10 +9,9 @@ from fastapi_offline import FastAPIOffline
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from sdhrnet.settings import get_settings
+from sdhrnet.settings import ServiceSettings, get_settings
 
 from .backends import JobsBackend, RegistryBackend
-from .config import ServiceSettings, get_service_settings
 from .errors import install_error_handlers
 from .limits import RequestLimitsMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
@@ -40,7 +39,7 @@ def _ui_url(service_settings: ServiceSettings) -> str | None:
 def create_app(service_settings: ServiceSettings | None = None, *, registry=None, jobs=None,
                api_keys=None) -> FastAPI:
     """`api_keys`: name -> key, or bare keys; default SDHRNET_API_KEYS."""
-    service_settings = service_settings or get_service_settings()
+    service_settings = service_settings or get_settings().service
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -167,9 +167,9 @@ def mlflow_server_argv(port: int, backend_uri: str | None, artifacts: str | None
 
 
 def default_model_dir(given: Path | None = None) -> Path:
-    from .config import get_service_settings
+    from sdhrnet.settings import get_settings
 
-    return Path(given or get_service_settings().default_model_dir or DEFAULT_MODEL_DIR)
+    return Path(given or get_settings().service.default_model_dir or DEFAULT_MODEL_DIR)
 
 
 def register_default_model(model_dir: Path, registry=None) -> None:
@@ -202,10 +202,8 @@ def register_default_model(model_dir: Path, registry=None) -> None:
 def main(args) -> int:
     from sdhrnet.settings import get_settings
 
-    from .config import get_service_settings
-
     settings = get_settings()
-    service_settings = get_service_settings()
+    service_settings = settings.service
     home = Path(settings.home)
     env = dict(os.environ, SDHRNET_HOME=str(home.resolve()), PYTHONUNBUFFERED="1")
     if not port_free(args.host, args.port):

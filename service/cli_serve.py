@@ -22,7 +22,8 @@ def main(args) -> int:
 
     import uvicorn
 
-    from .config import get_service_settings
+    from sdhrnet.settings import get_settings
+
     from .http_protocol import HeadTimeoutH11Protocol
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,8 +33,8 @@ def main(args) -> int:
         register_default_model(default_model_dir())
     # one process: the micro-batcher only batches requests that share a process, and ONNX Runtime
     # parallelises inside a batch; scale out with more containers instead of uvicorn workers
-    settings = get_service_settings()
-    # h11 (not httptools) because it bounds the request head; slow clients meet the limits in service.config
+    settings = get_settings().service
+    # h11 (not httptools) because it bounds the request head; slow clients meet the limits in ServiceSettings
     uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
                 log_level=args.log_level, access_log=args.access_log, timeout_graceful_shutdown=10,
                 http=functools.partial(HeadTimeoutH11Protocol, head_timeout_s=settings.head_timeout_seconds),

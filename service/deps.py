@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .config import ServiceSettings
+from sdhrnet.settings import ServiceSettings
+
 from .metrics import ServiceMetrics
 from .models import ModelManager
 from .registry_client import RegistryClient

@@ -10,8 +10,9 @@ DEFAULT_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 
 def current_schema() -> dict:
+    from sdhrnet.settings import ServiceSettings
+
     from .app import create_app
-    from .config import ServiceSettings
 
     # fixed settings and no keys: the schema must not depend on the environment it is dumped in
     return create_app(ServiceSettings(), registry=object(), jobs=object(), api_keys=frozenset()).openapi()

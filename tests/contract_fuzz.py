@@ -64,7 +64,7 @@ class Contract:
 
     def __init__(self, home: Path):
         from service.app import create_app
-        from service.config import ServiceSettings
+        from sdhrnet.settings import ServiceSettings
 
         self.home = Path(home)
         self.outside_image = self.home / "outside.png"  # a real image next to, not inside, the upload folders

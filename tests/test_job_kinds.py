@@ -7,7 +7,7 @@ def test_each_kind_has_a_task_a_runner_a_route_and_a_command():
     import trainer.jobs
     from sdhrnet.cli import SUBCOMMANDS
     from service.app import create_app
-    from service.config import ServiceSettings
+    from sdhrnet.settings import ServiceSettings
     from worker.app import app
     from worker.tasks import TASKS  # noqa: F401  (registers the tasks)
 

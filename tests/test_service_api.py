@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from sdhrnet.settings import ServiceSettings
 from service.app import create_app
-from service.config import ServiceSettings
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
 
 KEY = {"X-API-Key": "secret-key"}

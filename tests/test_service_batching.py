@@ -6,9 +6,9 @@ import httpx
 import numpy as np
 import pytest
 
+from sdhrnet.settings import ServiceSettings
 from service.app import create_app
 from service.batcher import MicroBatcher
-from service.config import ServiceSettings
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
 
 BOX = [20, 10, 140, 110]

@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from sdhrnet.cli import SUBCOMMANDS
-from sdhrnet.settings import Settings
-from service.config import ServiceSettings
+from sdhrnet.settings import ServiceSettings, Settings, WorkerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -106,7 +105,8 @@ def test_worker_is_scalable_with_a_gpu_each():
 
 
 def test_environment_names_are_ones_the_code_reads():
-    known = {f"SDHRNET_{name.upper()}" for name in (*Settings.model_fields, *ServiceSettings.model_fields)}
+    known = {f"SDHRNET_{name.upper()}" for name in (*Settings.model_fields, *WorkerSettings.model_fields,
+                                                     *ServiceSettings.model_fields)}
     known |= {"MLFLOW_TRACKING_URI", "REDIS_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
               "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}  # read by MLflow 3.17 itself

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from sdhrnet.settings import ServiceSettings
 from service.app import create_app
-from service.config import ServiceSettings
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
 from tests.test_default_model import MODEL
 from tests.test_service_api import assert_problem

@@ -197,7 +197,7 @@ def test_job_statuses_and_backend_failures_name_no_server_location(registry, hom
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.config import ServiceSettings
+    from sdhrnet.settings import ServiceSettings
     from tests.service_support import FakeJobs
 
     url = "http://127.0.0.1:5999"
@@ -237,7 +237,7 @@ def test_a_value_error_from_a_bug_is_a_500_that_names_no_internals(registry, job
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.config import ServiceSettings
+    from sdhrnet.settings import ServiceSettings
 
     app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets=""), registry=registry, jobs=jobs,
                      api_keys=frozenset())
@@ -259,7 +259,7 @@ def test_promotions_record_the_key_name_and_no_key_material(registry, jobs, monk
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.config import ServiceSettings
+    from sdhrnet.settings import ServiceSettings
 
     seen = []
     promote = registry.promote

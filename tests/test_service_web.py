@@ -14,8 +14,8 @@ import urllib.parse
 import pytest
 import uvicorn
 
+from sdhrnet.settings import ServiceSettings
 from service.app import create_app
-from service.config import ServiceSettings
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
 
 
