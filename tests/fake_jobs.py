@@ -66,11 +66,11 @@ def run_slim(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult
     except JobCancelled:
         client.set_terminated(run_id, status="KILLED")
         raise
-    from tests.fake_models import write_model_dir
+    from tests.service_support import build_tiny_model
 
     model_dir = get_settings().home / "fake_models" / run_id
-    write_model_dir(model_dir, dataset=dataset, nme=float(over.get("nme", 0.1)), split=over.get("split", "dev"),
-                    input_size=int(over.get("input_size", 32)))
+    build_tiny_model(model_dir, dataset=dataset, nme=float(over.get("nme", 0.1)), split=over.get("split", "dev"),
+                     input_size=int(over.get("input_size", 32)), with_training_files=True)
     client.log_artifacts(run_id, str(model_dir), "model_files")
     client.log_metric(run_id, "nme", float(over.get("nme", 0.1)))
     client.set_terminated(run_id, status="FINISHED")

@@ -12,9 +12,12 @@ FLIP_PAIRS_68 = [[i, 16 - i] for i in range(8)]
 
 
 def build_tiny_model(folder: Path, num_landmarks: int = 68, input_size: int = 64, dataset: str = "300w",
-                     seed: int = 0) -> Path:
-    """A conv net emitting M heatmaps at 1/4 resolution, with model_card.json and spec.json beside it.
-    Built with onnx.helper so that no torch import is needed."""
+                     seed: int = 0, *, nme: float = 0.5, split: str = "test", with_training_files: bool = False) -> Path:
+    """The tests' one fake model: a conv net emitting M heatmaps at 1/4 resolution (the served contract, input
+    "image" N,3,S,S -> "heatmaps" N,M,S/4,S/4), with model_card.json and spec.json beside it; built with
+    onnx.helper so that no torch import is needed. `nme`/`split` are the card's metrics (what the registry's
+    promotion compares); `with_training_files` adds weights.pt and config.json as a training job's folder has
+    them (stand-ins: nothing in the tests loads them)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -37,11 +40,15 @@ def build_tiny_model(folder: Path, num_landmarks: int = 68, input_size: int = 64
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, folder / "model.onnx")
+    metrics = {"nme": nme, "fr": 0.05, "auc": 0.5, "split": split}
     card = {"dataset": dataset, "num_landmarks": num_landmarks, "input_size": input_size, "arch": "tiny-test",
-            "flip_pairs": FLIP_PAIRS_68 if num_landmarks == 68 else [], "metrics": {"nme": 0.5, "split": "test"},
+            "flip_pairs": FLIP_PAIRS_68 if num_landmarks == 68 else [], "metrics": metrics,
             "params": int(w1.size + w2.size), "macs": 0, "created_by": "tests/service_support.py"}
     (folder / "model_card.json").write_text(json.dumps(card, indent=1))
     (folder / "spec.json").write_text(json.dumps({"version": 1, "num_landmarks": num_landmarks, "stages": {}}))
+    if with_training_files:
+        (folder / "weights.pt").write_bytes(w1.tobytes() + w2.tobytes())
+        (folder / "config.json").write_text(json.dumps({"preset": "fake"}))
     return folder
 
 

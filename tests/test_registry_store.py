@@ -8,7 +8,8 @@ import pytest
 from registry import ModelNotFound, Registry, RegistryError
 from registry.policy import PolicyError, decide, resolve_policy
 from registry.tracking import mlflow  # imported through the registry so that telemetry is off
-from tests.fake_models import fake_result, write_model_dir
+from tests.fake_models import fake_result
+from tests.service_support import build_tiny_model
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -128,8 +129,7 @@ def test_policies(store, tmp_path):
 
 
 def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):
-    folder = write_model_dir(tmp_path / "default_model", dataset="reg-default", nme=0.07, split="full",
-                             with_training_files=False)
+    folder = build_tiny_model(tmp_path / "default_model", dataset="reg-default", nme=0.07, split="full")
     reg = Registry(tracking_uri=store["uri"], cache_dir=store["root"] / "cache",
                    artifact_root=store["root"] / "artifacts", policy="manual")
     version = reg.register_default_if_empty(folder)
@@ -141,7 +141,7 @@ def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):
     assert info["source"] == "bundled-default" and info["tags"]["promoted_by"] == "system"
 
     make(store, tmp_path, "reg-busy", "b1", 0.1)
-    other = write_model_dir(tmp_path / "default_busy", dataset="reg-busy", with_training_files=False)
+    other = build_tiny_model(tmp_path / "default_busy", dataset="reg-busy")
     assert reg.register_default_if_empty(other) is None
     assert reg.champion("reg-nobody") is None
 
@@ -149,8 +149,7 @@ def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):
 def test_the_start_banner_says_registered_now_then_already_registered_on_a_restart(store, tmp_path, capsys):
     from service.cli_run import register_default_model
 
-    folder = write_model_dir(tmp_path / "default_model", dataset="reg-banner", nme=0.07, split="full",
-                             with_training_files=False)
+    folder = build_tiny_model(tmp_path / "default_model", dataset="reg-banner", nme=0.07, split="full")
     reg = Registry(tracking_uri=store["uri"], cache_dir=store["root"] / "cache",
                    artifact_root=store["root"] / "artifacts", policy="manual")
     register_default_model(folder, registry=reg)
@@ -162,7 +161,7 @@ def test_the_start_banner_says_registered_now_then_already_registered_on_a_resta
     assert len(reg.client.search_model_versions("name = 'sdhrnet-reg-banner'")) == 1
 
     make(store, tmp_path, "reg-banner-busy", "bb1", 0.1)
-    other = write_model_dir(tmp_path / "default_busy", dataset="reg-banner-busy", with_training_files=False)
+    other = build_tiny_model(tmp_path / "default_busy", dataset="reg-banner-busy")
     register_default_model(other, registry=reg)
     busy = capsys.readouterr().out
     assert "already holds trained models" in busy and "not registered" in busy, busy
