@@ -229,14 +229,9 @@ def test_evaluate_json_items_inline(client):
     assert_problem(client.post("/evaluate", json={"items": _items(1) * 2}, headers=KEY), 422, "unique")
 
 
-def test_evaluate_large_json_set_becomes_a_job(client, jobs, tmp_path, monkeypatch):
-    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path))
-    from sdhrnet.settings import get_settings
-    get_settings.cache_clear()
-    try:
-        r = client.post("/evaluate", json={"items": _items(5)}, headers=KEY)
-    finally:
-        get_settings.cache_clear()
+def test_evaluate_large_json_set_becomes_a_job(client, jobs, tmp_path, settings_env):
+    settings_env(SDHRNET_HOME=tmp_path)
+    r = client.post("/evaluate", json={"items": _items(5)}, headers=KEY)
     assert r.status_code == 202, r.text
     params = jobs.jobs[r.json()["job_id"]]["params"]
     assert params["dataset"] == "csv" and params["model"] == "models:/sdhrnet-300w/2"
@@ -269,30 +264,25 @@ def _as_tgz(zip_bytes: bytes) -> bytes:
     return buf.getvalue()
 
 
-def test_evaluate_archive_inline_and_as_job(client, jobs, tmp_path, monkeypatch):
-    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path))
-    from sdhrnet.settings import get_settings
-    get_settings.cache_clear()
-    try:
-        r = client.post("/evaluate", files={"archive": ("set.zip", _csv_zip(3), "application/zip")},
-                        data={"layout": "csv", "split": "test"}, headers=KEY)
-        assert r.status_code == 200, r.text
-        assert r.json()["n"] == 3 and set(r.json()["per_image"]) == {"test/f0.png", "test/f1.png", "test/f2.png"}
-        big = _csv_zip(8)
-        assert len(big) > 300_000  # above the request limit, below the archive limit
-        r = client.post("/evaluate", files={"archive": ("set.zip", big, "application/zip")},
-                        data={"layout": "csv"}, headers=KEY)
-        assert r.status_code == 202, r.text
-        assert jobs.jobs[r.json()["job_id"]]["kind"] == "evaluate"
-        r = client.post("/evaluate", files={"archive": ("set.tgz", _as_tgz(_csv_zip(2)), "application/gzip")},
-                        data={"layout": "csv"}, headers=KEY)
-        assert r.status_code == 200 and r.json()["n"] == 2, r.text
-        assert_problem(client.post("/evaluate", files={"archive": ("x.zip", b"not an archive", "application/zip")},
-                                   headers=KEY), 415, "zip")
-        assert_problem(client.post("/evaluate", files={"archive": ("set.zip", _csv_zip(2), "application/zip")},
-                                   data={"layout": "300w"}, headers=KEY), 422, "layout")
-    finally:
-        get_settings.cache_clear()
+def test_evaluate_archive_inline_and_as_job(client, jobs, tmp_path, settings_env):
+    settings_env(SDHRNET_HOME=tmp_path)
+    r = client.post("/evaluate", files={"archive": ("set.zip", _csv_zip(3), "application/zip")},
+                    data={"layout": "csv", "split": "test"}, headers=KEY)
+    assert r.status_code == 200, r.text
+    assert r.json()["n"] == 3 and set(r.json()["per_image"]) == {"test/f0.png", "test/f1.png", "test/f2.png"}
+    big = _csv_zip(8)
+    assert len(big) > 300_000  # above the request limit, below the archive limit
+    r = client.post("/evaluate", files={"archive": ("set.zip", big, "application/zip")},
+                    data={"layout": "csv"}, headers=KEY)
+    assert r.status_code == 202, r.text
+    assert jobs.jobs[r.json()["job_id"]]["kind"] == "evaluate"
+    r = client.post("/evaluate", files={"archive": ("set.tgz", _as_tgz(_csv_zip(2)), "application/gzip")},
+                    data={"layout": "csv"}, headers=KEY)
+    assert r.status_code == 200 and r.json()["n"] == 2, r.text
+    assert_problem(client.post("/evaluate", files={"archive": ("x.zip", b"not an archive", "application/zip")},
+                               headers=KEY), 415, "zip")
+    assert_problem(client.post("/evaluate", files={"archive": ("set.zip", _csv_zip(2), "application/zip")},
+                               data={"layout": "300w"}, headers=KEY), 422, "layout")
 
 
 def _300w_zip(prefix: str, subsets=("afw",), n=2) -> bytes:
@@ -309,34 +299,29 @@ def _300w_zip(prefix: str, subsets=("afw",), n=2) -> bytes:
     return buf.getvalue()
 
 
-def test_evaluate_accepts_a_300w_subset_folder_or_the_dataset_root(client, tmp_path, monkeypatch):
-    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path))
-    from sdhrnet.settings import get_settings
-    get_settings.cache_clear()
+def test_evaluate_accepts_a_300w_subset_folder_or_the_dataset_root(client, tmp_path, settings_env):
+    settings_env(SDHRNET_HOME=tmp_path)
 
     def post(archive: bytes, **fields):
         return client.post("/evaluate", files={"archive": ("set.zip", archive, "application/zip")}, data=fields,
                            headers=KEY)
-    try:
-        # `zip -r afw.zip afw`: the top folder is a subset, not the dataset root; scored as split 'afw'
-        for fields in ({}, {"split": "afw"}, {"layout": "300w"}):
-            r = post(_300w_zip(""), **fields)
-            assert r.status_code == 200, r.text
-            assert r.json()["n"] == 2 and set(r.json()["per_image"]) == {"afw/f0.png", "afw/f1.png"}
-            assert r.json()["split"] == "afw"
-        r = post(_300w_zip("", subsets=("helen/trainset",)))  # a nested subset folder
-        assert r.status_code == 200 and r.json()["split"] == "helen/trainset", r.text
-        # the dataset root, with or without its own top folder: the default split 'common' when it is there
-        for prefix in ("300w/", ""):
-            r = post(_300w_zip(prefix, subsets=("afw", "helen/testset", "lfpw/testset")))
-            assert r.status_code == 200, r.text
-            assert r.json()["split"] == "common" and r.json()["n"] == 4, r.text
-        # a split the archive lacks: the error names the default split and how to zip the set, no server paths
-        body = assert_problem(post(_300w_zip(""), split="challenge"), 422, "challenge", "default", "common",
-                              "afw/", "split")
-        assert str(tmp_path) not in body["detail"]
-    finally:
-        get_settings.cache_clear()
+    # `zip -r afw.zip afw`: the top folder is a subset, not the dataset root; scored as split 'afw'
+    for fields in ({}, {"split": "afw"}, {"layout": "300w"}):
+        r = post(_300w_zip(""), **fields)
+        assert r.status_code == 200, r.text
+        assert r.json()["n"] == 2 and set(r.json()["per_image"]) == {"afw/f0.png", "afw/f1.png"}
+        assert r.json()["split"] == "afw"
+    r = post(_300w_zip("", subsets=("helen/trainset",)))  # a nested subset folder
+    assert r.status_code == 200 and r.json()["split"] == "helen/trainset", r.text
+    # the dataset root, with or without its own top folder: the default split 'common' when it is there
+    for prefix in ("300w/", ""):
+        r = post(_300w_zip(prefix, subsets=("afw", "helen/testset", "lfpw/testset")))
+        assert r.status_code == 200, r.text
+        assert r.json()["split"] == "common" and r.json()["n"] == 4, r.text
+    # a split the archive lacks: the error names the default split and how to zip the set, no server paths
+    body = assert_problem(post(_300w_zip(""), split="challenge"), 422, "challenge", "default", "common",
+                          "afw/", "split")
+    assert str(tmp_path) not in body["detail"]
 
 
 def test_web_page_and_docs_are_served(client):

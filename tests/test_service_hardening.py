@@ -42,14 +42,10 @@ def evaluate_archive(client, archive: bytes):
 
 
 @pytest.fixture()
-def home(tmp_path, monkeypatch):
+def home(tmp_path, settings_env):
     """Uploads go to a private SDHRNET_HOME; error details must not mention it."""
-    from sdhrnet.settings import get_settings
-
-    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
+    settings_env(SDHRNET_HOME=tmp_path / "home")
+    return tmp_path / "home"
 
 
 # --- item 1: image bombs are refused from their header -------------------------------------------------------
@@ -193,7 +189,7 @@ def test_archive_errors_name_files_by_their_place_in_the_archive(client, home):
     assert str(home) not in body["detail"] and str(home.resolve()) not in body["detail"] and "uploads" not in body["detail"]
 
 
-def test_job_statuses_and_backend_failures_name_no_server_location(registry, home, monkeypatch):
+def test_job_statuses_and_backend_failures_name_no_server_location(registry, home, settings_env):
     from fastapi.testclient import TestClient
 
     from service.app import create_app
@@ -201,9 +197,7 @@ def test_job_statuses_and_backend_failures_name_no_server_location(registry, hom
     from tests.service_support import FakeJobs
 
     url = "http://127.0.0.1:5999"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    from sdhrnet.settings import get_settings
-    get_settings.cache_clear()
+    settings_env(MLFLOW_TRACKING_URI=url)
     user_home = str(Path.home())
 
     class DownRegistry(type(registry)):
@@ -228,7 +222,6 @@ def test_job_statuses_and_backend_failures_name_no_server_location(registry, hom
     for detail in (down["detail"], wrong["detail"]):
         assert url not in detail and "ConnectionError" not in detail and "max_results" not in detail
         assert str(home) not in detail
-    get_settings.cache_clear()
 
 
 def test_a_value_error_from_a_bug_is_a_500_that_names_no_internals(registry, jobs):
@@ -253,7 +246,7 @@ def test_a_value_error_from_a_bug_is_a_500_that_names_no_internals(registry, job
 
 # --- item 5: who promoted is recorded by the key's name, never by key material -------------------------------------
 
-def test_promotions_record_the_key_name_and_no_key_material(registry, jobs, monkeypatch):
+def test_promotions_record_the_key_name_and_no_key_material(registry, jobs, monkeypatch, settings_env):
     import hashlib
 
     from fastapi.testclient import TestClient
@@ -266,17 +259,12 @@ def test_promotions_record_the_key_name_and_no_key_material(registry, jobs, monk
     monkeypatch.setattr(registry, "promote", lambda d, v, who=None: seen.append(who) or promote(d, v, who))
     rollback = registry.rollback
     monkeypatch.setattr(registry, "rollback", lambda d, who=None: seen.append(who) or rollback(d, who))
-    monkeypatch.setenv("SDHRNET_API_KEYS", "ci:abc123, ops:s3cret-ops")
-    from sdhrnet.settings import get_settings
-    get_settings.cache_clear()
-    try:
-        app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets=""), registry=registry, jobs=jobs)
-        with TestClient(app) as c:
-            assert_problem(c.post("/models/300w/promote", json={"version": 1}, headers={"X-API-Key": "abc"}), 401)
-            assert c.post("/models/300w/promote", json={"version": 1}, headers={"X-API-Key": "abc123"}).status_code == 200
-            assert c.post("/models/300w/rollback", headers={"X-API-Key": "s3cret-ops"}).status_code == 200
-    finally:
-        get_settings.cache_clear()
+    settings_env(SDHRNET_API_KEYS="ci:abc123, ops:s3cret-ops")
+    app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets=""), registry=registry, jobs=jobs)
+    with TestClient(app) as c:
+        assert_problem(c.post("/models/300w/promote", json={"version": 1}, headers={"X-API-Key": "abc"}), 401)
+        assert c.post("/models/300w/promote", json={"version": 1}, headers={"X-API-Key": "abc123"}).status_code == 200
+        assert c.post("/models/300w/rollback", headers={"X-API-Key": "s3cret-ops"}).status_code == 200
     assert seen == ["api-key:ci", "api-key:ops"]
     for key in ("abc123", "s3cret-ops"):
         digest = hashlib.sha256(key.encode()).hexdigest()
