@@ -11,7 +11,7 @@ import pytest
 
 from sdhrnet.train_config import make_config
 from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, PipelineError, Row, choose_served, eta_seconds, \
-    format_duration, published_arch, start_order, table_rows
+    format_duration, published_arch, share_threads, start_order, table_rows
 from trainer.results import EvalSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,10 +97,42 @@ def test_cpu_preset_trains_students_and_teacher_longer_than_slimming():
     assert max(slim.lr_steps) < slim.epochs and max(distill.lr_steps) < distill.epochs
 
 
+def test_running_stages_share_the_cores_and_the_earliest_gets_the_remainder():
+    assert share_threads(["teacher"], 2) == {"teacher": 2}, "a stage left alone takes every core"
+    assert share_threads(["teacher", "slim"], 2) == {"teacher": 1, "slim": 1}
+    assert share_threads(["teacher", "slim"], 5) == {"teacher": 3, "slim": 2}
+    assert share_threads(["a", "b", "c"], 2) == {"a": 1, "b": 1, "c": 1}, "never zero threads"
+    assert share_threads([], 4) == {}
+
+
+def test_a_training_follows_its_threads_file(tmp_path):
+    import torch
+    from trainer.engine import ThreadsFile
+
+    before = torch.get_num_threads()
+    path = tmp_path / "stage.threads"
+    follower = ThreadsFile(path)
+    try:
+        follower.follow()  # no file yet: nothing changes
+        assert torch.get_num_threads() == before
+        for n in (1, 2, 1):
+            path.write_text(f"{n}\n")
+            os.utime(path, ns=(time.time_ns() + n, time.time_ns() + n))  # a new stamp even within one clock tick
+            follower.follow()
+            assert torch.get_num_threads() == n
+        path.write_text("many\n")
+        os.utime(path, ns=(time.time_ns() + 9, time.time_ns() + 9))
+        follower.follow()
+        assert torch.get_num_threads() == 1, "an unreadable number leaves the threads as they are"
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_data):
     env = {**os.environ, "SDHRNET_HOME": str(tmp_path / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("SDHRNET_THREADS", None)  # the pipeline shares the cores among its stages
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "sdhrnet.cli", "pipeline", "--dataset", "300w", "--data-root",
            str(shared_data / "300w"), "--preset", "tiny", "--out", str(out), "--json", "--progress-every", "2",
@@ -122,6 +154,10 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     # the teacher and slimming were started before either finished: they ran side by side
     log = first.stderr
     assert max(log.index("started teacher"), log.index("started slim")) < log.index("finished teacher")
+    for row in ROWS:
+        assert 1 <= int((out / "logs" / f"{row.key}.threads").read_text()) <= (os.cpu_count() or 1)
+    if (os.cpu_count() or 1) >= 2:  # started alone with every core, the teacher gave one up when slimming started
+        assert "threads 2 -> 1" in (out / "logs" / "teacher.log").read_text()
 
     t0 = time.monotonic()
     second = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -77,6 +77,29 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+class ThreadsFile:
+    """Torch threads that follow a number in a file (SDHRNET_THREADS_FILE), looked at once per step: a stat
+    when nothing changed. A missing or unreadable file leaves the threads as they are."""
+
+    def __init__(self, path: Path | None):
+        self.path, self._seen = path, None
+
+    def follow(self) -> None:
+        if self.path is None:
+            return
+        try:
+            stamp = self.path.stat().st_mtime_ns
+            if stamp == self._seen:
+                return
+            self._seen = stamp
+            wanted = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if wanted >= 1 and wanted != torch.get_num_threads():
+            log.info("threads %d -> %d (%s)", torch.get_num_threads(), wanted, self.path.name)
+            torch.set_num_threads(wanted)
+
+
 @dataclass
 class Data:
     info: DatasetInfo
@@ -206,6 +229,7 @@ class Loop:
         self.steps = steps_per_epoch(data.train, cfg)
         self._last_save = time.monotonic()
         self._last_log = time.monotonic()
+        self._threads = ThreadsFile(get_settings().threads_file)
         log.info("%s: %s forward passes on %s", stage, resolve_precision(cfg.precision, device), device)
 
     def resume(self) -> bool:
@@ -249,6 +273,7 @@ class Loop:
             for step, batch in iterate(self.data.train, cfg, epoch, st.step):
                 if self.hooks.should_cancel():
                     raise JobCancelled(f"{self.stage} cancelled at epoch {epoch} step {step}")
+                self._threads.follow()
                 batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 with autocast(cfg.precision, self.device):
                     losses = step_fn(batch, epoch, step)

@@ -114,7 +114,7 @@ class Plan:
     device: str | None = None
     overrides: list[str] = field(default_factory=list)
     jobs: int = 2
-    threads: int = 1
+    cores: int = 1  # CPU threads shared among the running stages (share_threads)
 
     def command(self, row: Row, results: dict[str, dict[str, Any]]) -> list[str]:
         cmd = [sys.executable, "-m", "sdhrnet.cli", row.command, "--dataset", self.dataset,
@@ -130,6 +130,15 @@ class Plan:
             cmd += ["--from-slim", results["slim"]["run_id"] if row.student == "slim" else published_arch(self.dataset)]
             cmd += ["--teacher", results["teacher"]["run_id"]] if row.teacher else ["--set", "use_teacher=false"]
         return cmd
+
+
+def share_threads(running: list[str], cores: int) -> dict[str, int]:
+    """Threads per running stage, in start order: an equal share of the cores, the remainder to the earliest
+    (the teacher, on whose end the distillations wait). A stage left alone takes every core."""
+    if not running:
+        return {}
+    base, extra = divmod(max(cores, len(running)), len(running))
+    return {key: base + (i < extra) for i, key in enumerate(running)}
 
 
 @dataclass
@@ -160,10 +169,24 @@ def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: f
     prepare(plan.dataset)  # create the store once, before processes race to create it
     logs = plan.out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SDHRNET_THREADS": str(get_settings().threads or plan.threads)}
+    fixed = get_settings().threads  # SDHRNET_THREADS set by the user: every stage keeps that many
     pending = start_order(plan.rows, {row.key for row in plan.rows if _has_run(plan, row)})
     running, results, failed = {}, {}, {}
     last_progress = time.monotonic()
+
+    def threads_file(key: str) -> Path:
+        return logs / f"{key}.threads"
+
+    def rebalance(starting: str | None = None) -> dict[str, int]:
+        """Each stage follows its threads file (trainer.engine), so the cores of a finished stage go to the
+        ones still running instead of idling until the next start."""
+        order = [row.key for row in plan.rows if row.key in running or row.key == starting]
+        shares = {key: fixed for key in order} if fixed else share_threads(order, plan.cores)
+        for key, n in shares.items():
+            tmp = threads_file(key).with_suffix(".tmp")
+            tmp.write_text(f"{n}\n")
+            os.replace(tmp, threads_file(key))
+        return shares
 
     def stop_children(signum, frame):
         for r in running.values():
@@ -182,6 +205,9 @@ def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: f
                 elif row.needs <= results.keys():
                     pending.remove(row)
                     stdout, log_path = logs / f"{row.key}.json", logs / f"{row.key}.log"
+                    shares = rebalance(starting=row.key)
+                    env = {**os.environ, "SDHRNET_THREADS": str(shares[row.key]),
+                           "SDHRNET_THREADS_FILE": str(threads_file(row.key))}
                     with open(stdout, "w") as out, open(log_path, "a") as err:
                         proc = subprocess.Popen(plan.command(row, results), stdout=out, stderr=err, env=env,
                                                 stdin=subprocess.DEVNULL)
@@ -192,6 +218,7 @@ def run_stages(plan: Plan, say: Callable[[str], None] = print, progress_every: f
                 if code is None:
                     continue
                 del running[key]
+                rebalance()
                 if code == 0:
                     results[key] = json.loads(r.stdout.read_text())
                     m = results[key]["metrics"]
@@ -273,9 +300,8 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
     rows = ROWS + (ABLATION if ablation else ())
-    cores = os.cpu_count() or 1
     plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
-                threads=max(1, cores // max(1, jobs)))
+                cores=os.cpu_count() or 1)
     results = run_stages(plan, say, progress_every)
     sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split),
             EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion()), *(test_sets or [])]
