@@ -3,6 +3,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,47 @@ from landmarks.jsonsafe import to_jsonable
 from .inference import align_faces
 
 MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """A set too large to score inline: the evaluate job's params, and the upload folder it reads (removed if
+    the job cannot be queued)."""
+    params: dict
+    folder: Path
+
+
+async def evaluate_items(model, items, settings) -> dict | EvaluateJob:
+    """JSON items: the report, or above SDHRNET_EVALUATE_SYNC_LIMIT the items written as a CSV set for a job."""
+    if len(items) > settings.evaluate_sync_limit:
+        folder = await asyncio.to_thread(write_items_as_csv_set, items, settings, model.num_landmarks)
+        return EvaluateJob({"dataset": "csv", "data_root": str(folder), "split": "test",
+                            "model": f"models:/{model.name}/{model.version}"}, folder)
+    info = dataset_info(model.dataset)
+    samples = await asyncio.to_thread(samples_from_items, items, settings, model.num_landmarks)
+    report = await score(model, samples, info)
+    report["model"] = model.describe()
+    return report
+
+
+async def evaluate_archive(model, source, layout: str, split: str | None, settings) -> dict | EvaluateJob:
+    """An uploaded archive in `layout`: the report (with the split scored), or above SDHRNET_EVALUATE_SYNC_LIMIT
+    samples the unpacked set for a job."""
+    info = dataset_info(layout)
+    if info.num_landmarks != model.num_landmarks:
+        raise InputError(f"layout '{layout}' has {info.num_landmarks} landmarks but the {model.dataset} model "
+                         f"predicts {model.num_landmarks}; score it with ?dataset= of a model for that layout")
+    samples, root, split, folder = await asyncio.to_thread(samples_from_archive, source, layout, split, settings)
+    if len(samples) > settings.evaluate_sync_limit:
+        return EvaluateJob({"dataset": layout, "data_root": str(root), "split": split,
+                            "model": f"models:/{model.name}/{model.version}"}, folder)
+    try:
+        report = await score(model, samples, info)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report["model"] = model.describe()
+    report["split"] = split
+    return report
 
 
 def dataset_info(name: str):

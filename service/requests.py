@@ -1,10 +1,14 @@
-"""Reading request bodies: the /align body (JSON with base64, or multipart), decoded and checked."""
+"""Reading request bodies: the /align body (JSON with base64, or multipart), decoded and checked; the /evaluate
+body (JSON items, or a multipart archive with its layout and split)."""
+from dataclasses import dataclass
+from typing import BinaryIO
+
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from .errors import InputError, first_error
 from .images import check_boxes, decode_base64_image, decode_image, parse_boxes_field
-from .schemas import AlignRequest
+from .schemas import AlignRequest, EvaluateRequest
 
 
 def media_type(request: Request) -> str:
@@ -23,13 +27,8 @@ async def read_align_body(request: Request) -> tuple[bytes | str, object, bool]:
                              f"{first_error(exc)}") from None
         return body.image, body.boxes, True
     if content_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=1, max_fields=4)
-        except Exception as exc:  # malformed multipart is the client's mistake
-            if getattr(exc, "status_code", None) in (408, 413):  # body limits (service.limits)
-                raise
-            raise InputError(f"the multipart body could not be parsed ({exc}); send fields 'image' (file) and, "
-                             "optionally, 'boxes' (JSON)") from None
+        form = await _read_form(request, max_fields=4,
+                                hint="; send fields 'image' (file) and, optionally, 'boxes' (JSON)")
         image = form.get("image")
         boxes = form.get("boxes")
         if not isinstance(image, UploadFile):
@@ -43,6 +42,47 @@ async def read_align_body(request: Request) -> tuple[bytes | str, object, bool]:
                              "WebP or TIFF)", status=415)
         return await image.read(), None if boxes is None else parse_boxes_field(boxes), False
     raise InputError("send the request as application/json or multipart/form-data", status=415)
+
+
+@dataclass(frozen=True)
+class ArchiveUpload:
+    """A multipart /evaluate body: the set's archive (an open file), its dataset layout, the split to score
+    (None: the layout's default)."""
+    file: BinaryIO
+    layout: str
+    split: str | None
+
+
+async def read_evaluate_body(request: Request, default_layout: str) -> EvaluateRequest | ArchiveUpload:
+    """JSON items (application/json) or an archive (multipart/form-data field 'archive', optional 'layout',
+    default `default_layout`, and 'split')."""
+    content_type = media_type(request)
+    if content_type == "application/json":
+        try:
+            return EvaluateRequest.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise InputError(f'the JSON body must be {{"items": [{{"image": "<base64>", "box": [x1, y1, x2, y2], '
+                             f'"landmarks": [[x, y], ...]}}]}}: {first_error(exc)}') from None
+    if content_type != "multipart/form-data":
+        raise InputError("send JSON items (application/json) or an archive (multipart/form-data field 'archive')",
+                         status=415)
+    form = await _read_form(request, max_fields=8)
+    archive = form.get("archive")
+    if not isinstance(archive, UploadFile):
+        raise InputError("multipart field 'archive' is missing or not a file; attach a zip or tar of the set")
+    split = form.get("split")
+    return ArchiveUpload(archive.file, str(form.get("layout") or default_layout),
+                         str(split) if split and not isinstance(split, UploadFile) else None)
+
+
+async def _read_form(request: Request, max_fields: int, hint: str = "") -> FormData:
+    """The multipart form (one file at most); a malformed one is the client's mistake (422 + `hint`)."""
+    try:
+        return await request.form(max_files=1, max_fields=max_fields)
+    except Exception as exc:
+        if getattr(exc, "status_code", None) in (408, 413):  # body limits (service.limits)
+            raise
+        raise InputError(f"the multipart body could not be parsed ({exc}){hint}") from None
 
 
 def decode_and_check(payload, raw_boxes, is_base64: bool, settings):
