@@ -230,7 +230,8 @@ class Loop:
         self._last_save = time.monotonic()
         self._last_log = time.monotonic()
         self._threads = ThreadsFile(get_settings().threads_file)
-        log.info("%s: %s forward passes on %s", stage, resolve_precision(cfg.precision, device), device)
+        self._precision = resolve_precision(cfg.precision, device)  # probed once, not per step
+        log.info("%s: %s forward passes on %s", stage, self._precision, device)
 
     def resume(self) -> bool:
         saved = load_checkpoint(self.checkpoint)
@@ -275,7 +276,7 @@ class Loop:
                     raise JobCancelled(f"{self.stage} cancelled at epoch {epoch} step {step}")
                 self._threads.follow()
                 batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-                with autocast(cfg.precision, self.device):
+                with autocast(self._precision, self.device):
                     losses = step_fn(batch, epoch, step)
                 n = int(batch["image"].shape[0])
                 timed += n
