@@ -4,6 +4,7 @@
 Telemetry and the artifact progress bars are switched off before MLflow is imported (every module of ours imports
 mlflow through this one): workers and the API run unattended, and a progress bar per download only clutters their
 logs."""
+import fcntl
 import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -26,14 +27,34 @@ def is_server_uri(uri: str) -> bool:
     return uri.split(":", 1)[0].lower() in SERVER_SCHEMES
 
 
+_ready_stores: set[str] = set()
+
+
+def _ready(uri: str) -> str:
+    """`uri`, its store created and migrated. MLflow creates and upgrades a SQLite database on first use without a
+    lock, so two stages started at once on a fresh SDHRNET_HOME raced on the schema ("duplicate column name");
+    one process at a time does that first touch here, behind a lock file next to the database."""
+    if uri in _ready_stores or not uri.startswith("sqlite:///"):
+        return uri
+    database = Path(uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
+    _ready_stores.add(uri)
+    return uri
+
+
 def client(uri: str | None = None) -> MlflowClient:
     """A client of the configured store (SDHRNET_HOME's SQLite database, or MLFLOW_TRACKING_URI) that leaves the
     process-wide fluent URIs alone (training runs inside worker processes)."""
-    return MlflowClient(tracking_uri=uri or get_settings().mlflow_uri)
+    return MlflowClient(tracking_uri=_ready(uri or get_settings().mlflow_uri))
 
 
 def connect(uri: str) -> MlflowClient:
     # the fluent API (used by log_model) reads the process-wide URIs, so keep them in step with the client
+    _ready(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

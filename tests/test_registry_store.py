@@ -165,3 +165,27 @@ def test_the_start_banner_says_registered_now_then_already_registered_on_a_resta
     register_default_model(other, registry=reg)
     busy = capsys.readouterr().out
     assert "already holds trained models" in busy and "not registered" in busy, busy
+
+
+def test_stages_started_together_on_a_fresh_home_share_one_new_store(tmp_path):
+    """Teacher and slimming started at the same moment on a fresh SDHRNET_HOME both create the SQLite store: one
+    used to fail on the schema migration ("duplicate column name")."""
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    script = ("import pathlib, sys, time\n"
+              "from registry.tracking import client, dataset_experiment\n"
+              "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.005)\n"
+              "c = client(sys.argv[1])\n"
+              "print(c.create_run(dataset_experiment(c, '300w')).info.run_id)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, uri, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+             for _ in range(4)]
+    time.sleep(3)  # every process has imported mlflow and waits for the start signal
+    go.touch()
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-600:] for _, err in outcomes]
+    assert len({out.strip() for out, _ in outcomes}) == 4
