@@ -60,3 +60,21 @@ def test_ablation_without_teacher_peer_or_masks():
     losses = distill_step([s1, s2], opts, None, images, heatmaps, cfg, None)
     assert set(losses) == {"s1_mse", "s1_total", "s2_mse", "s2_total"}
     assert torch.equal(s1.seen[0], images) and torch.equal(s2.seen[0], images)
+
+
+def test_peers_of_a_published_architecture_start_apart_and_reproducibly():
+    """Two copies of one network on the same unmasked batches would stay identical and the peer term would be 0."""
+    from trainer.distill import load_students
+
+    def first_conv(students):
+        return [next(s.parameters()).detach().clone() for s in students]
+
+    torch.manual_seed(0)
+    a = first_conv(load_students("s-hrnet-300w", 68, 2)[0])
+    torch.manual_seed(0)
+    b = first_conv(load_students("s-hrnet-300w", 68, 2)[0])
+    torch.manual_seed(0)
+    (alone,) = first_conv(load_students("s-hrnet-300w", 68, 1)[0])
+    assert not torch.equal(a[0], a[1]), "each peer is initialised on its own"
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), "the same seed gives the same pair"
+    assert torch.equal(alone, a[0]), "a lone student (KD off) starts where the first peer starts"

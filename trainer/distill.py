@@ -20,12 +20,13 @@ STUDENTS = ("s1", "s2")
 
 
 def load_students(slim_ref: str, num_landmarks: int, count: int) -> tuple[list[SDHRNet], dict]:
-    """`count` identical students: the slimmed network of a slim run (weights carried from the supernet), or a
-    published architecture by name (`s-hrnet-300w`, ...), freshly initialised, to distil the paper's edges."""
+    """`count` students: the slimmed network of a slim run (each a copy of the weights carried from the supernet; their
+    masks set them apart), or a published architecture by name (`s-hrnet-300w`, ...), each initialised on its own.
+    Peers must differ from the start: two copies of one network on the same unmasked batches stay identical, their
+    ensemble is each of them, and the peer term is exactly 0 (seen in a run without masks)."""
     if slim_ref in SPEC_PRESETS and slim_ref != SUPERNET:
-        model, card = build_network(slim_ref, num_landmarks), {"arch": slim_ref}
-    else:
-        model, card = load_model(resolve_model_dir(slim_ref))
+        return [build_network(slim_ref, num_landmarks) for _ in range(count)], {"arch": slim_ref}
+    model, card = load_model(resolve_model_dir(slim_ref))
     if not isinstance(model, SDHRNet):
         raise ValueError(f"{slim_ref} is not a slimmed SD-HRNet (its card says arch={card.get('arch')}); "
                          f"pass a slim run or one of {', '.join(p for p in SPEC_PRESETS if p != SUPERNET)}")
