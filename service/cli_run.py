@@ -147,7 +147,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-class Stop(Exception):
+class Stop(BaseException):  # not an Exception: no `except Exception` on the way may swallow a stop
     pass
 
 

@@ -105,3 +105,17 @@ def test_a_child_that_keeps_dying_is_restarted_with_a_growing_pause(capsys):
     children.stop_all()
     err = capsys.readouterr().err
     assert "crasher exited with code 3; restarting it in 1 s" in err and "restarting it in 2 s" in err
+
+
+def test_a_stop_signal_during_start_up_is_not_swallowed(tmp_path):
+    """Ctrl-C or SIGTERM while the default model is registered (MLflow calls can take seconds) must stop the
+    stack: registration failures are caught and reported, a stop is not one of them."""
+    from service.cli_run import Stop, _raise_stop, register_default_model
+
+    class SignalArrives:
+        def version_for_job(self, *args):
+            _raise_stop(signal.SIGTERM, None)  # what the handler does when the signal lands here
+
+    model = build_tiny_model(tmp_path / "default_model")
+    with pytest.raises(Stop, match="SIGTERM"):
+        register_default_model(model, registry=SignalArrives())
