@@ -126,7 +126,7 @@ class Children:
 
     def stop_all(self, timeout: float = 20.0) -> None:
         for child in reversed(self.children):
-            name, proc = child.name, child.proc
+            name, proc, began = child.name, child.proc, time.monotonic()
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
                 try:
@@ -136,7 +136,7 @@ class Children:
                     _signal_group(proc, signal.SIGKILL)
                     proc.wait(5)
             _signal_group(proc, signal.SIGKILL)  # leftovers of the group (e.g. MLflow's workers)
-            print(f"  stopped {name}", flush=True)
+            print(f"  stopped {name} ({time.monotonic() - began:.1f} s)", flush=True)
         self.children.clear()
 
 
