@@ -64,6 +64,7 @@ class TrainConfig(BaseModel):
     masked_inputs: bool = True
     erase_p: float = 0.5
     kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
+    kd_rampup_epochs: float = 0.0  # KD terms ramped in over these first epochs (0: the paper, full from the start)
     # run control
     seed: int = 0
     eval_every: int = 1  # epochs

@@ -52,3 +52,28 @@ def test_kd_temperature_keeps_the_flat_regime_scale_and_sharpens_the_comparison(
     assert by_t[0.1] > 10 * by_t[1.0], "a low temperature compares the peaks, not the background"
     noise = torch.rand(1, 1, 32, 32, generator=g)
     assert kd_loss(noise, noise.clone(), 0.1).abs().item() < 1e-6
+
+
+def test_kd_rampup_rises_from_near_zero_to_one_and_is_off_by_default():
+    from trainer.losses import kd_rampup
+
+    weights = [kd_rampup(e, 10) for e in range(12)]
+    assert weights[0] < 0.01 and weights[10] == weights[11] == 1.0
+    assert all(a < b for a, b in zip(weights[:10], weights[1:11])), weights
+    assert kd_rampup(0, 0) == 1.0, "0 ramp-up epochs: the paper's full weight from the first step"
+
+
+def test_a_zero_kd_weight_leaves_only_the_heatmap_mse():
+    from sdhrnet.train_config import make_config
+    from tests.test_train_distill import Recorder, _batch
+    from trainer.distill import distill_step
+
+    cfg = make_config("tiny", "300w", {"use_teacher": False, "masked_inputs": False})
+    images, heatmaps = _batch()
+    torch.manual_seed(0)
+    students = [Recorder(), Recorder()]
+    opts = [torch.optim.Adam(s.parameters()) for s in students]
+    off = distill_step(students, opts, None, images, heatmaps, cfg, None, kd_weight=0.0)
+    on = distill_step(students, opts, None, images, heatmaps, cfg, None, kd_weight=1.0)
+    assert off["s1_total"] == off["s1_mse"] and off["s2_total"] == off["s2_mse"]
+    assert on["s1_kd_peer"] > 0 and on["s1_total"] > on["s1_mse"]

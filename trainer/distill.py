@@ -8,7 +8,7 @@ import torch
 from trainer.augment import random_erasing
 from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
-from trainer.losses import student_loss
+from trainer.losses import kd_rampup, student_loss
 from trainer.model_files import load_model
 from trainer.model_uri import resolve_model_dir
 from trainer.nets import build_network
@@ -52,9 +52,11 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int):
     return teacher.eval()
 
 
-def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: list[torch.Generator] | None):
+def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: list[torch.Generator] | None,
+                 kd_weight: float = 1.0):
     """One joint update of the students; each sees its own random-erasing mask when masks are given. The peer
-    term needs two students; without it one student is trained (the ablation rows and the KD-off control)."""
+    term needs two students; without it one student is trained (the ablation rows and the KD-off control).
+    `kd_weight` scales both KD terms (trainer.losses.kd_rampup)."""
     inputs = [random_erasing(images, p=cfg.erase_p, generator=g) for g in masks] if masks else [images] * len(students)
     with torch.no_grad():
         target_t = teacher(images) if teacher is not None else None
@@ -62,8 +64,8 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: li
     ensemble = (sum(preds) / len(preds)).detach() if cfg.use_peer else None
     losses, out = [], {}
     for name, pred in zip(STUDENTS, preds):
-        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, cfg.lambda_peer, cfg.lambda_teacher,
-                                   cfg.kd_temperature)
+        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, kd_weight * cfg.lambda_peer,
+                                   kd_weight * cfg.lambda_teacher, cfg.kd_temperature)
         losses.append(loss)
         out.update({f"{name}_{k}": v for k, v in parts.items()})
     for opt in optimizers:
@@ -93,7 +95,8 @@ def distill_stage(ctx: RunContext) -> StageOutput:
     def step(batch, epoch, i):
         images = batch["image"]
         masks = [erasing_generator(cfg, epoch, i, k) for k in range(len(students))] if cfg.masked_inputs else None
-        return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, masks)
+        return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, masks,
+                            kd_rampup(epoch, cfg.kd_rampup_epochs))
 
     def validate():
         out = {}
