@@ -72,12 +72,21 @@ def test_job_and_model_lifecycles_keep_the_contract():
         answered[f"{case.method.upper()} {case.path} {response.status_code}"] += 1
         if failure is not None:
             failures.append(f"{case.method.upper()} {case.path}: {failure}")
-    CONTRACT.state_machine(on_step=on_step).run(settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=8, deadline=None, derandomize=True, database=None,
-        suppress_health_check=list(HealthCheck)))
-    assert not failures, f"{len(failures)} findings:\n\n" + "\n\n".join(f[:3000] for f in failures)
-    if EXAMPLES >= 25:  # the links were followed: jobs the machine queued were read back, a promotion rolled back
-        assert answered["GET /jobs/{job_id} 200"] and answered["POST /models/{dataset}/rollback 200"], answered
+    def links_followed():  # jobs the machine queued were read back, a promotion was rolled back
+        return answered["GET /jobs/{job_id} 200"] and answered["POST /models/{dataset}/rollback 200"]
+
+    # Hypothesis draws from the string and number literals of every loaded module of ours, so an unrelated code
+    # change moves the derandomized walk, and one walk of this size may miss the promote -> rollback link: a walk
+    # that missed it is followed by up to two freshly seeded ones before that counts as broken links
+    for walk in range(3 if EXAMPLES >= 25 else 1):
+        CONTRACT.state_machine(on_step=on_step).run(settings=settings(
+            max_examples=EXAMPLES, stateful_step_count=8, deadline=None, derandomize=walk == 0, database=None,
+            suppress_health_check=list(HealthCheck)))
+        assert not failures, f"{len(failures)} findings:\n\n" + "\n\n".join(f[:3000] for f in failures)
+        if links_followed():
+            break
+    if EXAMPLES >= 25:
+        assert links_followed(), answered
 
 
 def test_an_app_started_again_in_the_same_process_still_aligns():
