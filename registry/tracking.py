@@ -37,8 +37,13 @@ def _ready(uri: str) -> str:
     if uri in _ready_stores or not uri.startswith("sqlite:///"):
         return uri
     database = Path(uri[len("sqlite:///"):])
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(database.with_name(database.name + ".lock"), "a")
+    except OSError:  # a read-only home: nothing here will create or migrate the store
+        _ready_stores.add(uri)
+        return uri
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
