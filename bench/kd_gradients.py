@@ -13,11 +13,13 @@ output heatmaps and to the student's weights (lambda included), and the ratio of
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import torch
 
 from sdhrnet.train_config import make_config
+from trainer.distill import STUDENTS
 from trainer.engine import iterate, load_data
 from trainer.losses import heatmap_mse, kd_loss
 from trainer.nets import build_network
@@ -51,14 +53,14 @@ def main() -> None:
     data = load_data(args.dataset, args.data_root, cfg)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     students = []
-    for name in ("s1", "s2"):
+    for name in STUDENTS:
         net = build_network(args.arch, data.info.num_landmarks)
         net.load_state_dict(state["modules"][name])
         students.append(net.train())
     print(f"checkpoint {args.checkpoint.name}: epoch {state['epoch']}, lambda_peer {cfg.lambda_peer}, "
           f"{args.batches} batches of {cfg.batch_size} training crops")
     print(f"{'T':>5} {'term':8} {'value':>10} {'|dL/dheatmap|':>14} {'|dL/dweights|':>14} {'heatmap ratio':>14} {'weights ratio':>14}")
-    batches = [b for _, b in zip(range(args.batches), (b for _, b in iterate(data.train, cfg, 0, 0)))]
+    batches = [b for _, b in itertools.islice(iterate(data.train, cfg, 0, 0), args.batches)]
     for t in args.temperatures:
         sums: dict[str, list[float]] = {}
         for batch in batches:
