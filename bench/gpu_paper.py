@@ -22,7 +22,17 @@ the shared data. So the work is split in three steps:
 
        python3 bench/gpu_paper.py run --out OUT
 
-   Copy OUT back whole (the teacher's model files alone are ~77 MB). A machine without pydantic takes it as wheels
+   `--no-ablation` leaves out the Table 6 rows. Measured on one H200 (2026-11-26, 256 px, 50 epochs, three stages
+   sharing the GPU): seconds per epoch 9.7 (teacher), 11.3 (slimming), 6.9 (one student), 15.3 (triple KD), so
+   the six main rows need about 22 minutes: teacher and slimming first, then the distillations.
+
+   Copy OUT back whole (the teacher's model files alone are ~77 MB), or where only a few files of limited size
+   come back, in parts (checkpoints stay behind; the largest models are left out first and listed):
+
+       python3 bench/gpu_paper.py bundle --from OUT --to DIR --max-mb 60 --part-mb 15
+       cat DIR/bundle.tgz.* | tar xz                       # here, in an empty folder
+
+   A machine without pydantic takes it as wheels
    for its Python (pydantic, pydantic-core, pydantic-settings, annotated-types, typing-inspection, python-dotenv;
    `pip download --only-binary=:all: --python-version 3.12 ...` where an index is reachable, then
    `pip install --no-index --target DIR *.whl` there and PYTHONPATH=DIR).
@@ -61,10 +71,10 @@ NEEDED = {"torch": "torch", "cv2": "opencv-python-headless", "onnx": "onnx", "on
           "tqdm": "tqdm", "pydantic": "pydantic", "pydantic_settings": "pydantic-settings"}
 
 
-def pipeline_args(data_root: Path, extra: list[str]) -> list[str]:
+def pipeline_args(data_root: Path, extra: list[str], ablation: bool = True) -> list[str]:
     """The `sdhrnet pipeline` arguments both machines use: the same run names, so the import finds the runs."""
-    args = ["pipeline", "--dataset", "300w", "--data-root", str(data_root), "--preset", "paper", "--ablation",
-            "--set", f"input_size={INPUT_SIZE}"]
+    args = ["pipeline", "--dataset", "300w", "--data-root", str(data_root), "--preset", "paper",
+            *(["--ablation"] if ablation else []), "--set", f"input_size={INPUT_SIZE}"]
     for item in SPLITS:
         args += ["--set", item]
     return args + extra
@@ -114,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = ["--device", "cuda", "--jobs", str(args.jobs), "--set", f"num_workers={args.workers}",
              "--out", str(out / "pipeline")] + [a for item in args.overrides for a in ("--set", item)]
     t0 = time.time()
-    code = sdhrnet(pipeline_args(args.pack.resolve(), extra), env)
+    code = sdhrnet(pipeline_args(args.pack.resolve(), extra, args.ablation), env)
     record = {"command": [sys.executable, "bench/gpu_paper.py", *sys.argv[1:]], "exit_code": code,
               "wall_seconds": round(time.time() - t0, 1), "gpu": torch.cuda.get_device_name(0),
               "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -123,18 +133,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def unfinished_stages() -> list[str]:
+def unfinished_stages(ablation: bool) -> list[str]:
     """Run names of the pipeline that MLflow here does not hold as FINISHED (the pipeline would train them)."""
     from trainer.pipeline import ABLATION, ROWS, run_name
     from trainer.tracking import FINISHED, RESUME_TAG, client
 
     c = client()
     exp = c.get_experiment_by_name("sdhrnet-300w")
-    names = [run_name("300w", "paper", row) for row in ROWS + ABLATION]
+    names = [run_name("300w", "paper", row) for row in ROWS + (ABLATION if ablation else ())]
     if exp is None:
         return names
     return [n for n in names if not c.search_runs([exp.experiment_id], max_results=1, filter_string=(
         f"tags.`{RESUME_TAG}` = '{n}' and attributes.status = '{FINISHED}'"))]
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """The run step's output in gzipped tar parts of at most --part-mb each and --max-mb together, for a channel
+    that carries only a few files of limited size. The checkpoints (home/) stay behind; the other files go in
+    ascending size until the cap, so the run records, logs, results and the small students come first and what
+    is left out is the largest models (the teacher's, the supernet's), listed in bundle.json."""
+    import tarfile
+
+    src, dest = args.source.resolve(), args.to.resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    files = sorted((p for p in src.rglob("*") if p.is_file() and p.relative_to(src).parts[0] != "home"),
+                   key=lambda p: p.stat().st_size)
+    cap, total, kept, left = args.max_mb * 1e6, 0, [], []
+    for path in files:
+        size = path.stat().st_size
+        (kept if total + size <= cap else left).append(path)
+        total += size if total + size <= cap else 0
+    whole = dest / "bundle.tgz"
+    with tarfile.open(whole, "w:gz", compresslevel=1) as tar:
+        for path in kept:
+            tar.add(path, arcname=str(path.relative_to(src)))
+    part, index = int(args.part_mb * 1e6), 0
+    with open(whole, "rb") as f:
+        while chunk := f.read(part):
+            (dest / f"bundle.tgz.{index:02d}").write_bytes(chunk)
+            index += 1
+    whole.unlink()
+    summary = {"files": len(kept), "bytes": total, "parts": index,
+               "left_out": {str(p.relative_to(src)): p.stat().st_size for p in left}}
+    (dest / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"bundle: {len(kept)} files, {total / 1e6:.1f} MB in {index} parts; {len(left)} left out "
+          f"({sum(summary['left_out'].values()) / 1e6:.1f} MB); unpack with `cat bundle.tgz.* | tar xz`")
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -143,7 +187,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     code = sdhrnet(["import-runs", str(runs)], env)
     if code:
         return code
-    missing = unfinished_stages()
+    missing = unfinished_stages(args.ablation)
     if missing:  # the pipeline would train these here, on the CPU, at the paper's schedule
         print("gpu_paper import: not finished on the GPU machine: " + ", ".join(missing) +
               "; run the `run` step there again to finish them", file=sys.stderr)
@@ -151,7 +195,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     extra = ["--test-set", TEST_SET, "--out", str(args.out)] + [a for item in args.overrides for a in ("--set", item)]
     if args.package_into:
         extra += ["--package-into", str(args.package_into)]
-    return sdhrnet(pipeline_args(args.data_root, extra), env)
+    return sdhrnet(pipeline_args(args.data_root, extra, args.ablation), env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,10 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--package-into", type=Path, default=None, help="put the chosen model here (e.g. sdhrnet/default_model)")
     i.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="the same extra overrides as the run step")
+    b = sub.add_parser("bundle", help="the run step's output in a few size-capped parts (on the GPU machine)")
+    b.add_argument("--from", dest="source", type=Path, required=True, help="the run step's output folder")
+    b.add_argument("--to", type=Path, required=True, help="folder for bundle.tgz.NN and bundle.json")
+    b.add_argument("--max-mb", type=float, default=60.0, help="at most this many MB of files (before compression)")
+    b.add_argument("--part-mb", type=float, default=15.0, help="size of each part")
+    for step in (r, i):  # the two must agree: the import looks for the rows the run trained
+        step.add_argument("--no-ablation", dest="ablation", action="store_false",
+                          help="only the main rows, not the paper's Table 6 ablation (less GPU time)")
     args = ap.parse_args(argv)
     if args.step == "import" and args.out is None:
         args.out = args.source / "results-here"
-    return {"pack": cmd_pack, "run": cmd_run, "import": cmd_import}[args.step](args)
+    return {"pack": cmd_pack, "run": cmd_run, "bundle": cmd_bundle, "import": cmd_import}[args.step](args)
 
 
 if __name__ == "__main__":
