@@ -73,7 +73,8 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: li
     torch.stack(losses).sum().backward()
     for opt in optimizers:
         opt.step()
-    return out
+    # one device-to-host copy per step, after the whole step is queued
+    return dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
 
 
 def distill_stage(ctx: RunContext) -> StageOutput:

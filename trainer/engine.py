@@ -149,10 +149,12 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [perm[i:i + bs] for i in range(0, n - bs + 1, bs)]
 
 
-def iterate(ds: LandmarkDataset, cfg: TrainConfig, epoch: int, start_step: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+def iterate(ds: LandmarkDataset, cfg: TrainConfig, epoch: int, start_step: int,
+            pin_memory: bool = False) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     ds.set_epoch(epoch)
     batches = epoch_batches(len(ds), cfg.batch_size, cfg.seed, epoch)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[start_step:], num_workers=cfg.num_workers)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[start_step:], num_workers=cfg.num_workers,
+                                         pin_memory=pin_memory)
     yield from enumerate(loader, start=start_step)
 
 
@@ -274,7 +276,8 @@ class Loop:
             sums: dict[str, float] = st.extra.setdefault("epoch_sums", {})
             t0, timed = time.perf_counter(), 0
             bar = tqdm(total=self.steps, initial=st.step, desc=f"{self.stage} {epoch + 1}/{cfg.epochs}", disable=quiet(), leave=False)
-            for step, batch in iterate(self.data.train, cfg, epoch, st.step):
+            # pinned batches make the copy to a GPU asynchronous (the non_blocking below)
+            for step, batch in iterate(self.data.train, cfg, epoch, st.step, pin_memory=self.device.type == "cuda"):
                 if self.hooks.should_cancel():
                     raise JobCancelled(f"{self.stage} cancelled at epoch {epoch} step {step}")
                 self._threads.follow()

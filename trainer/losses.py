@@ -46,18 +46,19 @@ def kd_rampup(epoch: int, rampup_epochs: float) -> float:
 
 
 def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
-                 lambda_peer: float, lambda_teacher: float, temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped."""
+                 lambda_peer: float, lambda_teacher: float, temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped. The parts
+    stay detached tensors: reading them here would make a GPU wait between the forward and the backward pass."""
     mse = heatmap_mse(pred, gt)
-    parts = {"mse": mse.item()}
+    parts = {"mse": mse.detach()}
     total = mse
     if ensemble is not None and lambda_peer:
         kd_e = kd_loss(ensemble, pred, temperature)
         total = total + lambda_peer * kd_e
-        parts["kd_peer"] = kd_e.item()
+        parts["kd_peer"] = kd_e.detach()
     if teacher is not None and lambda_teacher:
         kd_t = kd_loss(teacher, pred, temperature)
         total = total + lambda_teacher * kd_t
-        parts["kd_teacher"] = kd_t.item()
-    parts["total"] = total.item()
+        parts["kd_teacher"] = kd_t.detach()
+    parts["total"] = total.detach()
     return total, parts
