@@ -22,14 +22,13 @@ the shared data. So the work is split in three steps:
 
        python3 bench/gpu_paper.py run --out OUT
 
-   `--no-ablation` leaves out the Table 6 rows. Measured on one H200 (2026-11-26, 256 px, 50 epochs, three stages
-   sharing the GPU): seconds per epoch 9.7 (teacher), 11.3 (slimming), 6.9 (one student), 15.3 (triple KD), so
-   the six main rows need about 22 minutes: teacher and slimming first, then the distillations.
+   `--no-ablation` leaves out the Table 6 rows (the README's "Training on a GPU" has the measured GPU times); the
+   run's options are kept in OUT/run_options.json, so the import looks for the same rows.
 
    Copy OUT back whole (the teacher's model files alone are ~77 MB), or where only a few files of limited size
-   come back, in parts (checkpoints stay behind; the largest models are left out first and listed):
+   come back, in parts (checkpoints stay behind; whole model folders are left out, largest first, and listed):
 
-       python3 bench/gpu_paper.py bundle --from OUT --to DIR --max-mb 60 --part-mb 15
+       python3 bench/gpu_paper.py bundle --from OUT --to DIR
        cat DIR/bundle.tgz.* | tar xz                       # here, in an empty folder
 
    A machine without pydantic takes it as wheels
@@ -65,6 +64,9 @@ INPUT_SIZE = 256
 # the paper preset's 300W splits are not in the shared data (see the docstring)
 SPLITS = ["train_split=train-dev", "val_split=dev"]
 TEST_SET = f"p1-ytf68 test=csv:{DATA / 'p1-ytf68'}:test"
+RUN_OPTIONS = "run_options.json"  # what `run` was given, for `import`
+# a model folder travels whole or not at all (its model_card.json marks it)
+MODEL_CARD = "model_card.json"
 # import name -> what provides it, for the message when the GPU machine lacks one
 NEEDED = {"torch": "torch", "cv2": "opencv-python-headless", "onnx": "onnx", "onnxruntime": "onnxruntime",
           "onnxscript": "onnxscript", "numpy": "numpy", "scipy": "scipy", "h5py": "h5py", "matplotlib": "matplotlib",
@@ -119,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_OPTIONS).write_text(json.dumps({"ablation": args.ablation, "overrides": args.overrides}) + "\n")
     env = {**os.environ, "SDHRNET_OFFLINE_RUNS": str(out / "runs"), "SDHRNET_HOME": str(out / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
     extra = ["--device", "cuda", "--jobs", str(args.jobs), "--set", f"num_workers={args.workers}",
@@ -147,41 +150,73 @@ def unfinished_stages(ablation: bool) -> list[str]:
         f"tags.`{RESUME_TAG}` = '{n}' and attributes.status = '{FINISHED}'"))]
 
 
+def _bundle_units(src: Path, skip: Path) -> list[tuple[list[tuple[Path, int]], int]]:
+    """The run step's files as units with their sizes, smallest first: each model folder is one unit, every other
+    file its own. Checkpoints (home/), files mid-write and files that vanish while listed are skipped: the run may
+    still be writing."""
+    files: dict[Path, int] = {}
+    for path in src.rglob("*"):
+        rel = path.relative_to(src)
+        if rel.parts[0] == "home" or path.name.startswith(".") or path.is_relative_to(skip):
+            continue
+        try:
+            if path.is_file():
+                files[path] = path.stat().st_size
+        except OSError:
+            continue
+    folders = {p.parent for p in files if p.name == MODEL_CARD}
+    units: dict[Path, list[tuple[Path, int]]] = {}
+    for path, size in files.items():
+        units.setdefault(path.parent if path.parent in folders else path, []).append((path, size))
+    return sorted(((members, sum(size for _, size in members)) for members in units.values()), key=lambda u: u[1])
+
+
 def cmd_bundle(args: argparse.Namespace) -> int:
-    """The run step's output in gzipped tar parts of at most --part-mb each and --max-mb together, for a channel
-    that carries only a few files of limited size. The checkpoints (home/) stay behind; the other files go in
-    ascending size until the cap, so the run records, logs, results and the small students come first and what
-    is left out is the largest models (the teacher's, the supernet's), listed in bundle.json."""
+    """The run step's output in gzipped tar parts, for a channel that carries only a few files of limited size.
+    Files go in by ascending size until --max-mb (before compression), so the run records, logs, results and the
+    small students come first; what is left out (the largest model folders, e.g. the teacher's) is listed in
+    bundle.json. A file that changes while it is read is skipped and listed too (the run may still be going)."""
     import tarfile
 
+    if args.part_mb <= 0 or args.max_mb <= 0:
+        print("gpu_paper bundle: --part-mb and --max-mb must be positive", file=sys.stderr)
+        return 2
     src, dest = args.source.resolve(), args.to.resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    files = sorted((p for p in src.rglob("*") if p.is_file() and p.relative_to(src).parts[0] != "home"),
-                   key=lambda p: p.stat().st_size)
-    cap, total, kept, left = args.max_mb * 1e6, 0, [], []
-    for path in files:
-        size = path.stat().st_size
-        (kept if total + size <= cap else left).append(path)
-        total += size if total + size <= cap else 0
+    for old in dest.glob("bundle.tgz*"):
+        old.unlink()
+    cap, total, left, skipped = args.max_mb * 1e6, 0, {}, []
     whole = dest / "bundle.tgz"
     with tarfile.open(whole, "w:gz", compresslevel=1) as tar:
-        for path in kept:
-            tar.add(path, arcname=str(path.relative_to(src)))
+        for members, size in _bundle_units(src, dest):
+            if total + size > cap:
+                left.update({str(p.relative_to(src)): n for p, n in members})
+                continue
+            total += size
+            for path, _ in members:
+                try:
+                    tar.add(path, arcname=str(path.relative_to(src)))
+                except (OSError, tarfile.TarError):
+                    skipped.append(str(path.relative_to(src)))
     part, index = int(args.part_mb * 1e6), 0
     with open(whole, "rb") as f:
         while chunk := f.read(part):
             (dest / f"bundle.tgz.{index:02d}").write_bytes(chunk)
             index += 1
     whole.unlink()
-    summary = {"files": len(kept), "bytes": total, "parts": index,
-               "left_out": {str(p.relative_to(src)): p.stat().st_size for p in left}}
+    summary = {"bytes": total, "parts": index, "left_out": left, "skipped": skipped}
     (dest / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"bundle: {len(kept)} files, {total / 1e6:.1f} MB in {index} parts; {len(left)} left out "
-          f"({sum(summary['left_out'].values()) / 1e6:.1f} MB); unpack with `cat bundle.tgz.* | tar xz`")
+    print(f"bundle: {total / 1e6:.1f} MB of files in {index} parts; left out {len(left)} files "
+          f"({sum(left.values()) / 1e6:.1f} MB), skipped {len(skipped)}; unpack with `cat bundle.tgz.* | tar xz`")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    options = args.source / RUN_OPTIONS
+    if options.exists():  # the same rows and overrides as the run, unless given here
+        ran = json.loads(options.read_text())
+        args.ablation = args.ablation and ran["ablation"]
+        args.overrides = args.overrides or ran["overrides"]
     runs = args.source / "runs"
     env = {k: v for k, v in os.environ.items() if k != "SDHRNET_OFFLINE_RUNS"}
     code = sdhrnet(["import-runs", str(runs)], env)
@@ -223,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bundle", help="the run step's output in a few size-capped parts (on the GPU machine)")
     b.add_argument("--from", dest="source", type=Path, required=True, help="the run step's output folder")
     b.add_argument("--to", type=Path, required=True, help="folder for bundle.tgz.NN and bundle.json")
-    b.add_argument("--max-mb", type=float, default=60.0, help="at most this many MB of files (before compression)")
+    # the defaults fit a return channel of 8 files of 16 MiB, 64 MiB in all, with room for a log and bundle.json
+    b.add_argument("--max-mb", type=float, default=60.0, help="at most this many MB of files, before compression")
     b.add_argument("--part-mb", type=float, default=15.0, help="size of each part")
     for step in (r, i):  # the two must agree: the import looks for the rows the run trained
         step.add_argument("--no-ablation", dest="ablation", action="store_false",
-                          help="only the main rows, not the paper's Table 6 ablation (less GPU time)")
+                          help="only the main rows, not the paper's Table 6 ablation (less GPU time); the import "
+                               "takes it from the run's options")
     args = ap.parse_args(argv)
     if args.step == "import" and args.out is None:
         args.out = args.source / "results-here"

@@ -1,5 +1,5 @@
 """bench/gpu_paper.py bundle: a GPU machine's output folder comes back as a few size-capped parts, the run records
-first and the largest models left out (and listed), the checkpoints never."""
+first, model folders whole or not at all (the largest left out and listed), the checkpoints never."""
 import importlib.util
 import io
 import json
@@ -25,21 +25,45 @@ def _write(path: Path, size: int, seed: int) -> bytes:
     return data
 
 
-def test_bundle_caps_parts_keeps_the_small_files_and_lists_what_it_left(tmp_path):
+def _unpack(dest: Path) -> dict[str, bytes]:
+    parts = sorted(dest.glob("bundle.tgz.*"))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_bundle_caps_parts_keeps_model_folders_whole_and_lists_what_it_left(tmp_path):
     src, dest = tmp_path / "out", tmp_path / "back"
-    small = {f"runs/r{i}/run.json": _write(src / f"runs/r{i}/run.json", 2_000, i) for i in range(3)}
-    student = _write(src / "runs/r1/artifacts/model_files/model.onnx", 600_000, 10)
-    _write(src / "runs/r0/artifacts/model_files/model.onnx", 1_500_000, 11)  # the teacher: over the cap
+    kept = {f"runs/r{i}/run.json": _write(src / f"runs/r{i}/run.json", 2_000, i) for i in range(3)}
+    # a student's model folder: 2 x 300 kB, fits
+    for name, seed in (("model_card.json", 20), ("model.onnx", 21), ("weights.pt", 22)):
+        rel = f"runs/r1/artifacts/model_files/{name}"
+        kept[rel] = _write(src / rel, 1_000 if name == "model_card.json" else 300_000, seed)
+    # a larger model folder, each of whose files would still fit beside the first: left out whole
+    _write(src / "runs/r2/artifacts/model_files/model_card.json", 1_000, 30)
+    _write(src / "runs/r2/artifacts/model_files/model.onnx", 350_000, 31)
+    _write(src / "runs/r2/artifacts/model_files/weights.pt", 350_000, 32)
     _write(src / "home/checkpoints/r1.ckpt", 5_000, 12)  # small, but checkpoints never travel
+    _write(src / "runs/r0/.run.json.123.tmp", 100, 13)  # a record mid-write
+    (tmp_path / "back").mkdir()
+    (dest / "bundle.tgz.07").write_bytes(b"a part of an earlier bundle")
 
     assert _gpu_paper().main(["bundle", "--from", str(src), "--to", str(dest), "--max-mb", "1.0",
                               "--part-mb", "0.25"]) == 0
 
     parts = sorted(dest.glob("bundle.tgz.*"))
-    assert len(parts) >= 2 and all(p.stat().st_size <= 250_000 for p in parts)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-    assert {**small, "runs/r1/artifacts/model_files/model.onnx": student} == members
+    assert len(parts) >= 3 and all(p.stat().st_size <= 250_000 for p in parts)
+    assert _unpack(dest) == kept
     summary = json.loads((dest / "bundle.json").read_text())
-    assert summary["left_out"] == {"runs/r0/artifacts/model_files/model.onnx": 1_500_000}
-    assert summary["parts"] == len(parts) and summary["files"] == 4
+    assert set(summary["left_out"]) == {f"runs/r2/artifacts/model_files/{n}"
+                                        for n in ("model_card.json", "model.onnx", "weights.pt")}
+    assert summary["bytes"] == sum(len(v) for v in kept.values()) and summary["parts"] == len(parts)
+    assert summary["skipped"] == []
+
+
+def test_bundle_inside_the_output_folder_does_not_pack_itself(tmp_path):
+    src = tmp_path / "out"
+    record = _write(src / "runs/r0/run.json", 2_000, 0)
+    gpu_paper = _gpu_paper()
+    for _ in range(2):  # the second bundle would hold the first if it looked inside its own folder
+        assert gpu_paper.main(["bundle", "--from", str(src), "--to", str(src / "back")]) == 0
+    assert _unpack(src / "back") == {"runs/r0/run.json": record}

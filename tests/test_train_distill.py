@@ -38,6 +38,7 @@ def test_students_see_different_masks_and_the_teacher_sees_the_clean_image():
     assert torch.equal(xt, images), "the teacher sees the unmasked input"
     assert all(torch.equal(a, b) for a, b in zip(t_before, teacher.parameters())), "the teacher stays frozen"
     assert {"s1_mse", "s1_kd_peer", "s1_kd_teacher", "s2_total"} <= set(losses)
+    assert all(type(v) is float for v in losses.values()), "plain numbers for the logs, read once per step"
 
 
 def test_same_step_seeds_reproduce_the_same_masks():

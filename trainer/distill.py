@@ -73,7 +73,7 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: li
     torch.stack(losses).sum().backward()
     for opt in optimizers:
         opt.step()
-    # one device-to-host copy per step, after the whole step is queued
+    # read once, after the whole step is queued, so a GPU never waits on the host in mid-step
     return dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
 
 

@@ -56,7 +56,8 @@ def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
     if dev.type == "cuda":
-        # every batch has the same shape, so cuDNN's one-off search for the fastest convolution pays for itself
+        # training batches all have one shape, so cuDNN's one-off search for the fastest convolution pays for
+        # itself; the algorithms it picks may differ between runs, so a GPU run is not bit-reproducible anyway
         torch.backends.cudnn.benchmark = True
     return dev
 

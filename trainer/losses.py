@@ -48,7 +48,8 @@ def kd_rampup(epoch: int, rampup_epochs: float) -> float:
 def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
                  lambda_peer: float, lambda_teacher: float, temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_Si = MSE(P_Si, G) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si); absent terms are skipped. The parts
-    stay detached tensors: reading them here would make a GPU wait between the forward and the backward pass."""
+    stay detached tensors: `.item()` here would block the host until the forward pass is done, leaving a GPU idle
+    until the backward pass is queued."""
     mse = heatmap_mse(pred, gt)
     parts = {"mse": mse.detach()}
     total = mse
