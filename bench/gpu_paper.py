@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -175,7 +176,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     """The run step's output in gzipped tar parts, for a channel that carries only a few files of limited size.
     Files go in by ascending size until --max-mb (before compression), so the run records, logs, results and the
     small students come first; what is left out (the largest model folders, e.g. the teacher's) is listed in
-    bundle.json. A file that changes while it is read is skipped and listed too (the run may still be going)."""
+    bundle.json. A file that vanishes before it is read is skipped and listed too (the run may still be going)."""
     import tarfile
 
     if args.part_mb <= 0 or args.max_mb <= 0:
@@ -194,10 +195,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
                 continue
             total += size
             for path, _ in members:
-                try:
-                    tar.add(path, arcname=str(path.relative_to(src)))
-                except (OSError, tarfile.TarError):
-                    skipped.append(str(path.relative_to(src)))
+                name = str(path.relative_to(src))
+                try:  # read whole first: a read that fails half-way through tar.add would leave a broken member
+                    data = path.read_bytes()
+                except OSError:
+                    skipped.append(name)
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), int(time.time())
+                tar.addfile(info, io.BytesIO(data))
     part, index = int(args.part_mb * 1e6), 0
     with open(whole, "rb") as f:
         while chunk := f.read(part):
