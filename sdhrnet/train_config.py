@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 Preset = Literal["paper", "cpu", "tiny"]
+HeatmapLoss = Literal["mse", "awing"]  # implemented in trainer.losses.HEATMAP_LOSSES
 PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
 
 
@@ -35,6 +36,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = 4e-5
     lr_steps: tuple[int, ...] = (40, 50)
     lr_factor: float = 0.1
+    # the supervised term of every stage: "mse" (the paper) or "awing" (Adaptive Wing, trainer.losses.adaptive_wing)
+    heatmap_loss: HeatmapLoss = "mse"
     # slimming
     lr_alpha: float = 1.8e-4
     l1_lambda: float = 5e-5

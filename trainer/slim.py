@@ -11,7 +11,7 @@ from trainer.budget import Budget
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
 from trainer.stage import RunContext, StageOutput
-from trainer.losses import heatmap_mse
+from trainer.losses import heatmap_loss
 from trainer.nets.prune import build, prune, threshold_for_budget
 from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import supernet_spec
@@ -26,10 +26,11 @@ def make_optimizers(model: SDHRNet, cfg) -> tuple[torch.optim.Optimizer, torch.o
 
 
 def slimming_step(model: SDHRNet, images: torch.Tensor, heatmaps: torch.Tensor, opt_w, opt_a, update_alpha: bool,
-                  l1_lambda: float) -> dict[str, float]:
-    """One alternating update: the alphas (MSE + lambda * L1) or the weights (MSE), never both at once."""
+                  l1_lambda: float, loss_kind: str = "mse") -> dict[str, float]:
+    """One alternating update: the alphas (heatmap loss + lambda * L1) or the weights (heatmap loss), never both at
+    once."""
     pred = model(images)
-    mse = heatmap_mse(pred, heatmaps)
+    mse = heatmap_loss(pred, heatmaps, loss_kind)
     opt_w.zero_grad(set_to_none=True)
     opt_a.zero_grad(set_to_none=True)
     if update_alpha:
@@ -75,7 +76,8 @@ def slim_stage(ctx: RunContext) -> StageOutput:
     def step(batch, epoch, i):
         images = batch["image"]
         return slimming_step(model, images, batch["heatmaps"], opt_w, opt_a,
-                             update_alpha=i % cfg.alpha_every == cfg.alpha_every - 1, l1_lambda=cfg.l1_lambda)
+                             update_alpha=i % cfg.alpha_every == cfg.alpha_every - 1, l1_lambda=cfg.l1_lambda,
+                             loss_kind=cfg.heatmap_loss)
 
     def validate():
         r = evaluate_model(model, data, dev)

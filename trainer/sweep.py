@@ -57,7 +57,7 @@ def fine_tune(ctx: RunContext, data, net: SDHRNet, label: str) -> SDHRNet:
     loop.resume()
 
     def step(batch, epoch, i):
-        return supervised_step(net, batch["image"], batch["heatmaps"], opt)
+        return supervised_step(net, batch["image"], batch["heatmaps"], opt, cfg.heatmap_loss)
 
     def validate():
         r = evaluate_model(net, data, ctx.device)

@@ -7,18 +7,18 @@ import torch
 
 from trainer.engine import Loop, TrainState, evaluate_model, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
-from trainer.losses import heatmap_mse
+from trainer.losses import heatmap_loss
 from trainer.model_files import TEACHER_ARCH
 from trainer.nets import build_network
 from trainer.reporting import finish_stage
 
 
-def supervised_step(model, images, heatmaps, opt) -> dict[str, float]:
-    loss = heatmap_mse(model(images), heatmaps)
+def supervised_step(model, images, heatmaps, opt, loss_kind: str = "mse") -> dict[str, float]:
+    loss = heatmap_loss(model(images), heatmaps, loss_kind)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {"mse": loss.item()}
+    return {loss_kind: loss.item()}
 
 
 def teacher_stage(ctx: RunContext) -> StageOutput:
@@ -34,7 +34,7 @@ def teacher_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        return supervised_step(model, images, batch["heatmaps"], opt)
+        return supervised_step(model, images, batch["heatmaps"], opt, cfg.heatmap_loss)
 
     def validate():
         r = evaluate_model(model, data, dev)
