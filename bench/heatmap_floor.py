@@ -3,7 +3,7 @@ targets and decoding it with the served decoder, per input size (heatmaps at 1/4
 
 If a 32x32 heatmap (128 px input) were what limits precision, this floor would be a sizeable fraction of the
 models' NME; it is what a perfect network would score at that size. The paper's quarter-pixel rule is shown
-beside the served Gaussian fit.
+beside the served DARK decoder.
 
     .venv/bin/python bench/heatmap_floor.py [--sizes 128 192 256] [--split dev]
 """
@@ -45,7 +45,7 @@ def main() -> None:
     for size in args.sizes:
         for refine in (None, "quarter"):
             r = floor(size, args.split, args.data_root, refine)
-            print(f"| {r['input']} | {r['heatmap']}x{r['heatmap']} | {refine or 'Gaussian fit (served)'} | {r['n']} "
+            print(f"| {r['input']} | {r['heatmap']}x{r['heatmap']} | {refine or 'DARK (served)'} | {r['n']} "
                   f"| {r['nme']:.2e} | {r['max']:.2e} |", flush=True)
 
 
