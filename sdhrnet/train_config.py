@@ -66,6 +66,9 @@ class TrainConfig(BaseModel):
     use_peer: bool = True
     masked_inputs: bool = True
     erase_p: float = 0.5
+    # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
+    # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
+    teacher_loss: Literal["kl", "heatmap"] = "kl"
     kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
     kd_rampup_epochs: float = 0.0  # KD terms ramped in over these first epochs (0: the paper, full from the start)
     # run control

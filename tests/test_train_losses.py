@@ -130,3 +130,16 @@ def test_every_configurable_heatmap_loss_is_implemented_and_trains():
     for _ in range(30):
         last = supervised_step(net, x, y, opt, "awing")["awing"]
     assert last < 0.5 * first
+
+
+def test_heatmap_distillation_pulls_toward_the_teacher_at_the_supervised_scale():
+    from trainer.losses import adaptive_wing, kd_loss
+
+    gt, teacher = _peak(10.0, 12.0), 0.7 * _peak(11.0, 12.0)
+    pred = _peak(10.5, 12.0)
+    _, kl = student_loss(pred, gt, None, teacher, 0.0, 1.0, loss_kind="awing")
+    _, hm = student_loss(pred, gt, None, teacher, 0.0, 1.0, loss_kind="awing", teacher_kind="heatmap")
+    assert abs(kl["kd_teacher"] - kd_loss(teacher, pred)) < 1e-7
+    assert abs(hm["kd_teacher"] - adaptive_wing(pred, teacher)) < 1e-6
+    # the reason the option exists: next to Adaptive Wing the paper's KL is negligible, heatmap distillation is not
+    assert kl["kd_teacher"] < 1e-2 * kl["awing"] and hm["kd_teacher"] > 0.3 * hm["awing"]
