@@ -68,7 +68,10 @@ def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
 
 def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dict[str, Any],
             test_sets: list[EvalSet]) -> Path:
-    """Copy the `served` row's model files into `into`; its card gains every row's figures and `extra`."""
+    """Copy the `served` row's model files into `into`; its card gains every row's figures and `extra`. The card's
+    headline `metrics` become the served row's score on the first clean set (the validation split) through the
+    served path, so they match what `sdhrnet evaluate` reproduces with today's decoder rather than what the
+    training run measured with the decoder of its day."""
     onnx, _ = resolve_model(rows[served]["model"])
     into.mkdir(parents=True, exist_ok=True)
     for name in PACKAGED:
@@ -77,5 +80,7 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     card.update(extra)
     card["evaluation"] = {name: {t.name: r[t.name] for t in test_sets} for name, r in rows.items()}
     card["served_row"] = served
+    headline = next(t for t in test_sets if t.occlusion is None)
+    card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     return into

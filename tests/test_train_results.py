@@ -1,0 +1,27 @@
+import json
+from pathlib import Path
+
+from landmarks.occlusion import Occlusion
+from trainer.results import EvalSet, package
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model"
+
+
+def test_a_packaged_card_heads_with_the_served_rows_validation_score(tmp_path):
+    sets = [EvalSet("dev occluded", "300w", tmp_path, "dev", Occlusion()), EvalSet("dev", "300w", tmp_path, "dev"),
+            EvalSet("p1-ytf68 test", "csv", tmp_path, "test")]
+
+    def figures(nme):
+        return {"nme": nme, "fr": 0.0, "auc": 0.6, "n": 107, "split": "dev", "dataset": "300w"}
+
+    rows = {"served": {"model": str(DEFAULT_MODEL), "dev": figures(0.0311), "dev occluded": figures(0.12),
+                       "p1-ytf68 test": figures(0.06)},
+            "other": {"model": "elsewhere", "dev": figures(0.05), "dev occluded": figures(0.2),
+                      "p1-ytf68 test": figures(0.07)}}
+    into = package(rows, "served", tmp_path / "pkg", {"seed": 7}, sets)
+    card = json.loads((into / "model_card.json").read_text())
+    assert (into / "model.onnx").read_bytes() == (DEFAULT_MODEL / "model.onnx").read_bytes()
+    # the first set without occlusion, not the first set, and not the training run's own figure
+    assert card["metrics"] == {"nme": 0.0311, "fr": 0.0, "auc": 0.6, "split": "dev", "n": 107}
+    assert card["served_row"] == "served" and card["seed"] == 7
+    assert card["evaluation"]["other"]["p1-ytf68 test"]["nme"] == 0.07
