@@ -143,3 +143,14 @@ def test_heatmap_distillation_pulls_toward_the_teacher_at_the_supervised_scale()
     assert abs(hm["kd_teacher"] - adaptive_wing(pred, teacher)) < 1e-6
     # the reason the option exists: next to Adaptive Wing the paper's KL is negligible, heatmap distillation is not
     assert kl["kd_teacher"] < 1e-2 * kl["awing"] and hm["kd_teacher"] > 0.3 * hm["awing"]
+
+
+def test_the_cpu_preset_trains_with_adaptive_wing_and_slims_with_mse():
+    from sdhrnet.train_config import make_config
+
+    for kind in ("teacher", "distill", "sweep"):
+        cfg = make_config("cpu", "300w", kind=kind)
+        assert (cfg.heatmap_loss, cfg.teacher_loss) == ("awing", "heatmap")
+    assert make_config("cpu", "300w", kind="slim").heatmap_loss == "mse"
+    assert make_config("paper", "300w", kind="distill").heatmap_loss == "mse"
+    assert make_config("paper", "300w").teacher_loss == "kl"
