@@ -85,7 +85,7 @@ def decode(heatmaps, refine: str | None = None) -> tuple[np.ndarray, np.ndarray]
         dy = _log_parabola_offset(at(hm, -1, 0), maxvals, at(hm, 1, 0))
         if refine == "dark":
             # the blur treats the outside of the map as zero, which pulls a peak within DARK_BORDER px of the edge
-            # inward (0.7 input px at worst in tests/test_data_geometry.py); those keep the raw fit
+            # inward (by up to 0.7 input px in tests/test_data_geometry.py without this rule); those keep the raw fit
             away = ((px >= DARK_BORDER) & (px < w - DARK_BORDER) & (py >= DARK_BORDER) & (py < h - DARK_BORDER))
             nx, ny = _newton_offset(_smoothed_log_around_peak(hm, px, py), fallback=(dx, dy))
             dx, dy = np.where(away, nx, dx), np.where(away, ny, dy)
