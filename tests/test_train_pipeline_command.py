@@ -93,7 +93,7 @@ def test_test_sets_parse_and_refuse_what_they_cannot_read():
 
 def test_cpu_preset_trains_students_and_teacher_longer_than_slimming():
     distill, slim = make_config("cpu", "300w", kind="distill"), make_config("cpu", "300w", kind="slim")
-    assert distill.epochs == make_config("cpu", "300w", kind="teacher").epochs > slim.epochs
+    assert distill.epochs >= make_config("cpu", "300w", kind="teacher").epochs > slim.epochs
     assert max(slim.lr_steps) < slim.epochs and max(distill.lr_steps) < distill.epochs
 
 
