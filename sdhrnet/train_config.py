@@ -130,16 +130,17 @@ _PAPER = {
 
 # CPU preset: what produces the shipped 300W model on a 2-core machine. 128x128 inputs (32x32 heatmaps), the
 # 300W train-dev / dev split of the shared data, Adam 1e-3. The teacher trains 60 epochs with x0.1 steps at 42 and
-# 54 (students 120, _CPU_STAGES): the published S-HRNet-300W trained so from scratch reached 3.77% dev NME (4.93% at epoch 40, so
-# shorter schedules leave it undertrained), HRNetV2-W18 3.47%. Measured at one thread: S-HRNet ~33 samples/s,
-# the teacher ~16, so ~30 and ~70 minutes per 1100-face run. Slimming only has to rank the fusion edges (its
+# 54 (students 120, _CPU_STAGES): the published S-HRNet-300W trained so from scratch reached 3.77% dev NME
+# (4.93% at epoch 40, so shorter schedules leave it undertrained), HRNetV2-W18 3.47%. Measured at one thread:
+# S-HRNet ~33 samples/s, the teacher ~16, so ~30 and ~70 minutes per 1100-face run. Slimming only has to rank the fusion edges (its
 # weights are retrained by distillation), so it keeps 24 epochs (~110 s each). With ~50x fewer alpha updates than
 # the paper, alpha learns 10x faster under a 4x stronger L1, and pruning is relative (edges under 10% of the
 # largest |alpha|): with lr 5e-3 and L1 5e-4 all alphas collapsed together in 8 epochs. The 1 M parameter budget
 # (the size of the published S-HRNet-300W) makes it prune even when the alphas have not separated. bf16 autocast
 # where the CPU has it: a training step 1.6x (teacher) and 1.5x (S-HRNet) faster at one thread on AVX-512 (Zen 4).
 # Adaptive Wing instead of the paper's MSE (the published S-HRNet-300W, 60 epochs, seeds 0 and 1: dev NME 0.0349 and
-# 0.0348 against 0.0372 and 0.0382 for MSE, DARK decoding), with the teacher term in the same loss (teacher_loss, see TrainConfig).
+# 0.0348 against 0.0372 and 0.0382 for MSE, DARK decoding), with the teacher term in the same loss (teacher_loss,
+# see TrainConfig).
 # Slimming keeps MSE: its L1 strength was tuned against the MSE's scale, and it only ranks the edges.
 _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54), num_workers=0,
             lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0,

@@ -1,4 +1,4 @@
-"""Losses of the paper (heatmap MSE, L1 on the fusion factors, spatial-softmax KD) and the Adaptive Wing heatmap loss."""
+"""Losses of the paper (heatmap MSE, L1 on the fusion factors, spatial-softmax KD) and Adaptive Wing."""
 from __future__ import annotations
 
 import math
@@ -78,8 +78,9 @@ def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | 
                  lambda_peer: float, lambda_teacher: float, temperature: float = 1.0,
                  loss_kind: str = "mse", teacher_kind: str = "kl") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_Si = MSE(P_Si, G) (or the `loss_kind` heatmap loss) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si);
-    absent terms are skipped. teacher_kind "heatmap" replaces KD(P_T || P_Si) by the `loss_kind` heatmap loss against the teacher's heatmaps
-    (heatmap distillation), whose scale matches the supervised term's whatever that loss is. The parts
+    absent terms are skipped. teacher_kind "heatmap" replaces KD(P_T || P_Si) by the `loss_kind` heatmap loss
+    against the teacher's heatmaps (heatmap distillation), whose scale matches the supervised term's whatever that
+    loss is. The parts
     stay detached tensors: `.item()` here would block the host until the forward pass is done, leaving a GPU idle
     until the backward pass is queued."""
     supervised = heatmap_loss(pred, gt, loss_kind)
