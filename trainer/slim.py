@@ -30,17 +30,17 @@ def slimming_step(model: SDHRNet, images: torch.Tensor, heatmaps: torch.Tensor, 
     """One alternating update: the alphas (heatmap loss + lambda * L1) or the weights (heatmap loss), never both at
     once."""
     pred = model(images)
-    mse = heatmap_loss(pred, heatmaps, loss_kind)
+    loss = heatmap_loss(pred, heatmaps, loss_kind)
     opt_w.zero_grad(set_to_none=True)
     opt_a.zero_grad(set_to_none=True)
     if update_alpha:
         l1 = model.alpha_l1()
-        (mse + l1_lambda * l1).backward()
+        (loss + l1_lambda * l1).backward()
         opt_a.step()
-        return {"mse": mse.item(), "alpha_l1": l1.item()}
-    mse.backward()
+        return {loss_kind: loss.item(), "alpha_l1": l1.item()}
+    loss.backward()
     opt_w.step()
-    return {"mse": mse.item()}
+    return {loss_kind: loss.item()}
 
 
 def alpha_rows(model: SDHRNet) -> list[dict]:
