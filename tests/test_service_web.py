@@ -231,7 +231,9 @@ def test_touch_drag_served_datasets_find_all_faces_and_errors_clear_the_model(li
         assert tools.js("document.getElementById('faces').textContent") == "0"
         # an error leaves no stale model line behind
         tools.js("document.getElementById('flip').click()")  # a successful request first: the model line is set
-        tools.wait_js("document.getElementById('model').textContent.startsWith('sdhrnet-300w')")
+        # the click marks the page busy at once; wait for this answer, or it may land after the next one's error
+        tools.wait_js("document.getElementById('status').dataset.state !== 'busy'")
+        assert tools.js("document.getElementById('model').textContent").startswith("sdhrnet-300w")
         tools.js("(() => { const s = document.getElementById('dataset'); s.add(new Option('COFW', 'cofw'));"
                  " s.value = 'cofw'; s.dispatchEvent(new Event('change')); })()")
         tools.wait_js("document.getElementById('status').dataset.state === 'error'")

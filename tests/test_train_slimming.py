@@ -153,28 +153,38 @@ def test_a_mac_budget_prunes_to_the_lowest_threshold_that_fits():
     assert complexity(build(prune(net, smaller)), 128)["macs"] > full // 2
 
 
-@pytest.mark.slow
-def test_a_latency_budget_is_met_when_measured_again():
-    from trainer.budget import measure_ms
+def test_a_latency_budget_prunes_to_the_lowest_threshold_whose_measured_latency_fits(monkeypatch):
+    """The search over thresholds against a latency limit. Wall-clock time is replaced by a deterministic stand-in
+    (proportional to MACs at the input size): real timings of these nets differ by only 1.4x on an idle machine
+    and by 2.9x on a loaded one, so no limit between them held on every machine (a CI run failed so). Real
+    latency is measured in bench/ and by the sweep."""
+    import trainer.budget
+    from trainer.complexity import complexity
     from sdhrnet.train_config import make_config
     from trainer.nets.prune import build, prune, threshold_for_budget
     from trainer.slim import effective_threshold
 
-    # At 128 px compute dominates (the smallest network timed ~3x faster than the full one; at 32 px per-call
-    # overhead dominates, and one CI run re-measured the chosen network at 0.94x the full one), and the limit sits
-    # at their geometric mean, so timing noise of up to ~1.7x either way cannot turn the answer.
-    size = 128
+    size = 64
+    measured = []
+
+    def fake_ms(net, input_size, threads=1, calls=20):
+        measured.append(input_size)
+        return complexity(net, input_size)["macs"] / 1e7
+
+    monkeypatch.setattr(trainer.budget, "measure_ms", fake_ms)
     net = _unseparated_supernet(3)
-    full_ms = measure_ms(build(prune(net, 0.0)), size)
-    smallest_ms = measure_ms(build(prune(net, threshold_for_budget(net, 1))), size)
-    assert smallest_ms < full_ms / 1.5, "the premise: pruning can reach the limit"
+    full_ms = fake_ms(build(prune(net, 0.0)), size)
+    smallest_ms = fake_ms(build(prune(net, threshold_for_budget(net, 1))), size)
     limit = (full_ms * smallest_ms) ** 0.5
     cfg = make_config("tiny", "300w", {"prune_threshold": 0.0, "prune_max_ms": limit, "input_size": size})
+    measured.clear()
     t = effective_threshold(net, cfg)
-    assert t > 0, "the budget made it prune"
-    slim = build(prune(net, t))
-    assert min(measure_ms(slim, size) for _ in range(3)) <= limit * 1.25  # best of three, a shared machine
-    assert effective_threshold(net, cfg, measure_latency=False) == 0.0
+    assert measured and set(measured) == {size}, "the limit is checked by measuring at the training input size"
+    assert t > 0 and fake_ms(build(prune(net, t)), size) <= limit
+    smaller = max(abs(float(p.detach())) for p in net.alpha_parameters() if abs(float(p.detach())) < t)
+    assert fake_ms(build(prune(net, smaller)), size) > limit, "the lowest threshold that fits, not any"
+    measured.clear()
+    assert effective_threshold(net, cfg, measure_latency=False) == 0.0 and not measured
 
 
 def test_budgets_must_be_positive():
