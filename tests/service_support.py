@@ -82,13 +82,17 @@ class FakeRegistry:
     """In-memory stand-in for registry.champion/list_models/promote/rollback."""
 
     def __init__(self, model_dirs: dict[str, list[Path]]):
+        # imported here, not on the first lookup: a cold MLflow import can outlast the service's 3 s registry
+        # timeout on a busy machine, and the preload then finds "no model" (seen running a web test alone)
+        import registry.served  # noqa: F401
+
         self.versions = {d: list(dirs) for d, dirs in model_dirs.items()}
         self.champions = {d: len(dirs) for d, dirs in model_dirs.items()}
         self.history: dict[str, list[int]] = {d: [] for d in model_dirs}
         self.lock = threading.Lock()
 
     def champion(self, dataset):
-        from registry.served import ServedModel  # the registry package imports MLflow: only when a test needs it
+        from registry.served import ServedModel
 
         with self.lock:
             version = self.champions.get(dataset)

@@ -11,11 +11,13 @@ import threading
 import time
 import urllib.parse
 
+import httpx
 import pytest
 import uvicorn
 
 from sdhrnet.settings import ServiceSettings
 from service.app import create_app
+from tests.services import wait_until
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
 
 
@@ -58,10 +60,15 @@ def live_url(tmp_path_factory):
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:  # the model preloads in the background; a page opened before it finds no model
+        try:
+            return server.started and httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(ready, 30, "the web test's API to load its model", interval=0.05)
+    yield base
     server.should_exit = True
     thread.join(10)
 

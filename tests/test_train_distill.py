@@ -79,3 +79,34 @@ def test_peers_of_a_published_architecture_start_apart_and_reproducibly():
     assert not torch.equal(a[0], a[1]), "each peer is initialised on its own"
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), "the same seed gives the same pair"
     assert torch.equal(alone, a[0]), "a lone student (KD off) starts where the first peer starts"
+
+
+def test_a_teacher_shipped_as_onnx_alone_gives_the_heatmaps_of_its_network(tmp_path):
+    """The served default model has no weights.pt; it can still teach, through ONNX Runtime."""
+    import pytest
+
+    from landmarks.datasets import get_info
+    from trainer.distill import load_teacher
+    from trainer.model_files import write_model_files
+    from trainer.nets import build_network
+    from trainer.onnx_teacher import OnnxTeacher
+
+    torch.manual_seed(0)
+    net = build_network("s-hrnet-300w", 68).eval()
+    write_model_files(tmp_path, net, dataset="300w", info=get_info("300w"), input_size=64, config={},
+                      metrics={"nme": 0.1}, kind="test", run_id=None)
+    (tmp_path / "weights.pt").unlink()
+    cfg = make_config("tiny", "300w")
+    teacher = load_teacher(str(tmp_path), cfg, 68)
+    assert isinstance(teacher, OnnxTeacher)
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(images)
+    got = teacher(images)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    with pytest.raises(ValueError, match="input"):
+        load_teacher(str(tmp_path), make_config("tiny", "300w", {"input_size": 96}), 68)
+    (tmp_path / "model.onnx").unlink()
+    with pytest.raises(ValueError, match="neither weights.pt nor model.onnx"):
+        load_teacher(str(tmp_path), cfg, 68)

@@ -9,7 +9,8 @@ from trainer.augment import random_erasing
 from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
 from trainer.losses import kd_rampup, student_loss
-from trainer.model_files import load_model
+from trainer.model_files import load_model, read_card
+from trainer.onnx_teacher import OnnxTeacher
 from trainer.model_uri import resolve_model_dir
 from trainer.nets import build_network
 from trainer.nets.sdhrnet import SDHRNet
@@ -41,7 +42,14 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int):
     if not ref:
         raise ValueError("distillation with a teacher needs teacher_run (a teacher run id or model URI); "
                          "or set use_teacher=false for the ablation without one")
-    teacher, card = load_model(resolve_model_dir(ref))
+    folder = resolve_model_dir(ref)
+    card = read_card(folder)
+    if (folder / "weights.pt").exists():
+        teacher, _ = load_model(folder)
+    elif (folder / "model.onnx").exists():  # an ONNX-only folder, e.g. the served default model
+        teacher = OnnxTeacher(folder / "model.onnx", card["input_size"])
+    else:
+        raise ValueError(f"teacher {ref} has neither weights.pt nor model.onnx")
     if card["num_landmarks"] != num_landmarks:
         raise ValueError(f"teacher {ref} predicts {card['num_landmarks']} landmarks, the dataset has {num_landmarks}")
     if card["input_size"] != cfg.input_size:
