@@ -1,5 +1,6 @@
-"""bench/gpu_paper.py bundle: a GPU machine's output folder comes back as a few size-capped parts, the run records
-first, model folders whole or not at all (the largest left out and listed), the checkpoints never."""
+"""bench/gpu_paper.py: the import asks for the preset and rows the GPU run trained; the bundle brings a GPU
+machine's output folder back as a few size-capped parts, the run records first, model folders whole or not at
+all (the largest left out and listed), the checkpoints never."""
 import importlib.util
 import io
 import json
@@ -67,3 +68,22 @@ def test_bundle_inside_the_output_folder_does_not_pack_itself(tmp_path):
     for _ in range(2):  # the second bundle would hold the first if it looked inside its own folder
         assert gpu_paper.main(["bundle", "--from", str(src), "--to", str(src / "back")]) == 0
     assert _unpack(src / "back") == {"runs/r0/run.json": record}
+
+
+def test_the_import_asks_the_pipeline_for_the_preset_and_rows_the_gpu_run_trained(tmp_path, monkeypatch):
+    """Run names carry the preset: an import that scored `paper` rows after a `cpu` run would train them here."""
+    gpu_paper = _gpu_paper()
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / gpu_paper.RUN_OPTIONS).write_text(json.dumps({"ablation": False, "overrides": ["epochs=3"],
+                                                          "preset": "cpu"}))
+    calls, asked = [], []
+    monkeypatch.setattr(gpu_paper, "sdhrnet", lambda args, env: calls.append(args) or 0)
+    monkeypatch.setattr(gpu_paper, "unfinished_stages", lambda ablation, preset: asked.append((ablation, preset)) or [])
+    assert gpu_paper.main(["import", "--from", str(out), "--data-root", str(tmp_path)]) == 0
+    assert asked == [(False, "cpu")]
+    pipeline = calls[-1]
+    assert pipeline[pipeline.index("--preset") + 1] == "cpu" and "--ablation" not in pipeline
+    assert "input_size=256" not in pipeline and "epochs=3" in pipeline
+    paper = gpu_paper.pipeline_args(tmp_path, [], ablation=True)
+    assert paper[paper.index("--preset") + 1] == "paper" and "input_size=256" in paper and "--ablation" in paper
