@@ -154,3 +154,17 @@ def test_the_cpu_preset_trains_with_adaptive_wing_and_slims_with_mse():
     assert make_config("cpu", "300w", kind="slim").heatmap_loss == "mse"
     assert make_config("paper", "300w", kind="distill").heatmap_loss == "mse"
     assert make_config("paper", "300w").teacher_loss == "kl"
+
+
+def test_the_peer_term_can_be_a_heatmap_loss_too():
+    """Next to Adaptive Wing the paper's peer KL is as negligible as its teacher KL; peer_kind="heatmap" is not."""
+    from trainer.losses import adaptive_wing, kd_loss
+
+    gt, ensemble = _peak(10.0, 12.0), 0.7 * _peak(11.0, 12.0)
+    pred = _peak(10.5, 12.0)
+    _, kl = student_loss(pred, gt, ensemble, None, 1.0, 0.0, loss_kind="awing")
+    total, hm = student_loss(pred, gt, ensemble, None, 1.0, 0.0, loss_kind="awing", peer_kind="heatmap")
+    assert abs(kl["kd_peer"] - kd_loss(ensemble, pred)) < 1e-7
+    assert abs(hm["kd_peer"] - adaptive_wing(pred, ensemble)) < 1e-6
+    assert kl["kd_peer"] < 1e-2 * kl["awing"] and hm["kd_peer"] > 0.3 * hm["awing"]
+    assert abs(total - (hm["awing"] + hm["kd_peer"])) < 1e-6 and "kd_teacher" not in hm

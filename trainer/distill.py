@@ -74,7 +74,7 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: li
     for name, pred in zip(STUDENTS, preds):
         loss, parts = student_loss(pred, heatmaps, ensemble, target_t, kd_weight * cfg.lambda_peer,
                                    kd_weight * cfg.lambda_teacher, cfg.kd_temperature, cfg.heatmap_loss,
-                                   cfg.teacher_loss)
+                                   cfg.teacher_loss, cfg.peer_loss)
         losses.append(loss)
         out.update({f"{name}_{k}": v for k, v in parts.items()})
     for opt in optimizers:

@@ -76,23 +76,27 @@ def kd_rampup(epoch: int, rampup_epochs: float) -> float:
 
 def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
                  lambda_peer: float, lambda_teacher: float, temperature: float = 1.0,
-                 loss_kind: str = "mse", teacher_kind: str = "kl") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 loss_kind: str = "mse", teacher_kind: str = "kl",
+                 peer_kind: str = "kl") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_Si = MSE(P_Si, G) (or the `loss_kind` heatmap loss) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si);
-    absent terms are skipped. teacher_kind "heatmap" replaces KD(P_T || P_Si) by the `loss_kind` heatmap loss
-    against the teacher's heatmaps (heatmap distillation), whose scale matches the supervised term's whatever that
-    loss is. The parts
+    absent terms are skipped. A kind "heatmap" (teacher_kind, peer_kind) replaces that KD term by the `loss_kind`
+    heatmap loss against the teacher's / the ensemble's heatmaps (heatmap distillation), whose scale matches the
+    supervised term's whatever that loss is. The parts
     stay detached tensors: `.item()` here would block the host until the forward pass is done, leaving a GPU idle
     until the backward pass is queued."""
+    def distilled(target: torch.Tensor, kind: str) -> torch.Tensor:
+        return (heatmap_loss(pred, target.detach(), loss_kind) if kind == "heatmap"
+                else kd_loss(target, pred, temperature))
+
     supervised = heatmap_loss(pred, gt, loss_kind)
     parts = {loss_kind: supervised.detach()}
     total = supervised
     if ensemble is not None and lambda_peer:
-        kd_e = kd_loss(ensemble, pred, temperature)
+        kd_e = distilled(ensemble, peer_kind)
         total = total + lambda_peer * kd_e
         parts["kd_peer"] = kd_e.detach()
     if teacher is not None and lambda_teacher:
-        kd_t = (heatmap_loss(pred, teacher.detach(), loss_kind) if teacher_kind == "heatmap"
-                else kd_loss(teacher, pred, temperature))
+        kd_t = distilled(teacher, teacher_kind)
         total = total + lambda_teacher * kd_t
         parts["kd_teacher"] = kd_t.detach()
     parts["total"] = total.detach()
