@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from trainer.losses import kd_loss, student_loss
@@ -132,17 +133,22 @@ def test_every_configurable_heatmap_loss_is_implemented_and_trains():
     assert last < 0.5 * first
 
 
-def test_heatmap_distillation_pulls_toward_the_teacher_at_the_supervised_scale():
-    from trainer.losses import adaptive_wing, kd_loss
+@pytest.mark.parametrize("term", ["teacher", "peer"])
+def test_heatmap_distillation_pulls_toward_its_target_at_the_supervised_scale(term):
+    from trainer.losses import adaptive_wing
 
-    gt, teacher = _peak(10.0, 12.0), 0.7 * _peak(11.0, 12.0)
+    gt, target = _peak(10.0, 12.0), 0.7 * _peak(11.0, 12.0)
     pred = _peak(10.5, 12.0)
-    _, kl = student_loss(pred, gt, None, teacher, 0.0, 1.0, loss_kind="awing")
-    _, hm = student_loss(pred, gt, None, teacher, 0.0, 1.0, loss_kind="awing", teacher_kind="heatmap")
-    assert abs(kl["kd_teacher"] - kd_loss(teacher, pred)) < 1e-7
-    assert abs(hm["kd_teacher"] - adaptive_wing(pred, teacher)) < 1e-6
-    # the reason the option exists: next to Adaptive Wing the paper's KL is negligible, heatmap distillation is not
-    assert kl["kd_teacher"] < 1e-2 * kl["awing"] and hm["kd_teacher"] > 0.3 * hm["awing"]
+    # the peer term's target is the students' mean, the teacher term's the teacher's heatmaps
+    ensemble, teacher, lambdas = (target, None, (1.0, 0.0)) if term == "peer" else (None, target, (0.0, 1.0))
+    _, kl = student_loss(pred, gt, ensemble, teacher, *lambdas, loss_kind="awing")
+    total, hm = student_loss(pred, gt, ensemble, teacher, *lambdas, loss_kind="awing", **{f"{term}_kind": "heatmap"})
+    key = f"kd_{term}"
+    assert abs(kl[key] - kd_loss(target, pred)) < 1e-7
+    assert abs(hm[key] - adaptive_wing(pred, target)) < 1e-6
+    # the reason the options exist: next to Adaptive Wing the paper's KL is negligible, heatmap distillation is not
+    assert kl[key] < 1e-2 * kl["awing"] and hm[key] > 0.3 * hm["awing"]
+    assert abs(total - (hm["awing"] + hm[key])) < 1e-6 and set(hm) == {"awing", key, "total"}
 
 
 def test_the_cpu_preset_trains_with_adaptive_wing_and_slims_with_mse():
@@ -155,16 +161,3 @@ def test_the_cpu_preset_trains_with_adaptive_wing_and_slims_with_mse():
     assert make_config("paper", "300w", kind="distill").heatmap_loss == "mse"
     assert make_config("paper", "300w").teacher_loss == "kl"
 
-
-def test_the_peer_term_can_be_a_heatmap_loss_too():
-    """Next to Adaptive Wing the paper's peer KL is as negligible as its teacher KL; peer_kind="heatmap" is not."""
-    from trainer.losses import adaptive_wing, kd_loss
-
-    gt, ensemble = _peak(10.0, 12.0), 0.7 * _peak(11.0, 12.0)
-    pred = _peak(10.5, 12.0)
-    _, kl = student_loss(pred, gt, ensemble, None, 1.0, 0.0, loss_kind="awing")
-    total, hm = student_loss(pred, gt, ensemble, None, 1.0, 0.0, loss_kind="awing", peer_kind="heatmap")
-    assert abs(kl["kd_peer"] - kd_loss(ensemble, pred)) < 1e-7
-    assert abs(hm["kd_peer"] - adaptive_wing(pred, ensemble)) < 1e-6
-    assert kl["kd_peer"] < 1e-2 * kl["awing"] and hm["kd_peer"] > 0.3 * hm["awing"]
-    assert abs(total - (hm["awing"] + hm["kd_peer"])) < 1e-6 and "kd_teacher" not in hm
