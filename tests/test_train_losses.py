@@ -115,6 +115,20 @@ def test_adaptive_wing_pulls_harder_than_mse_where_the_peak_is():
     assert shares["awing"] > shares["mse"]
 
 
+def test_adaptive_wing_has_finite_gradients_against_a_heatmap_that_overshoots_one():
+    """A teacher's or the peers' heatmaps can exceed 1.1, and a bf16 prediction can equal its target exactly: the
+    exponent alpha - y below 1 then made the gradient 0 * inf (a triple-KD run went NaN in its first epoch)."""
+    from trainer.losses import adaptive_wing
+
+    target = 1.5 * _peak(10.0, 12.0)
+    pred = target.clone().requires_grad_(True)
+    adaptive_wing(pred, target).backward()
+    assert torch.isfinite(pred.grad).all()
+    pred = (0.5 * target).requires_grad_(True)
+    adaptive_wing(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
 def test_every_configurable_heatmap_loss_is_implemented_and_trains():
     import typing
 

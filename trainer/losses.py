@@ -20,8 +20,12 @@ def adaptive_wing(pred: torch.Tensor, target: torch.Tensor, omega: float = 14.0,
     Why: MSE on Gaussian heatmaps is dominated by the ~97% background pixels and barely penalises a peak that is
     slightly off or too low, so the network learns blurred, under-height peaks; the exponent alpha - y makes the
     loss behave like L1 near the peak (y = 1) and like MSE on the background, and the loss map weighs the 3x3-dilated
-    foreground (target > 0.2) `foreground_weight` + 1 times."""
-    pred, target = pred.float(), target.float()
+    foreground (target > 0.2) `foreground_weight` + 1 times.
+
+    The target is clamped to [0, 1], the loss's domain: a teacher's or the peers' heatmaps can overshoot 1.1, where
+    the exponent drops below 1 and the gradient at pred == target is 0 * inf = NaN (bf16 predictions often equal
+    their peers' mean exactly, so a triple-KD run went NaN in its first epoch)."""
+    pred, target = pred.float(), target.float().clamp(0.0, 1.0)
     diff = (pred - target).abs()
     power = alpha - target
     ratio = theta / epsilon
