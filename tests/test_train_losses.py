@@ -174,4 +174,3 @@ def test_the_cpu_preset_trains_with_adaptive_wing_and_slims_with_mse():
     assert make_config("cpu", "300w", kind="slim").heatmap_loss == "mse"
     assert make_config("paper", "300w", kind="distill").heatmap_loss == "mse"
     assert make_config("paper", "300w").teacher_loss == "kl"
-

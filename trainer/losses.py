@@ -85,9 +85,8 @@ def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | 
     """L_Si = MSE(P_Si, G) (or the `loss_kind` heatmap loss) + lambda1 KD(P_E || P_Si) + lambda2 KD(P_T || P_Si);
     absent terms are skipped. A kind "heatmap" (teacher_kind, peer_kind) replaces that KD term by the `loss_kind`
     heatmap loss against the teacher's / the ensemble's heatmaps (heatmap distillation), whose scale matches the
-    supervised term's whatever that loss is. The parts
-    stay detached tensors: `.item()` here would block the host until the forward pass is done, leaving a GPU idle
-    until the backward pass is queued."""
+    supervised term's whatever that loss is. The parts stay detached tensors: `.item()` here would block the host
+    until the forward pass is done, leaving a GPU idle until the backward pass is queued."""
     def distilled(target: torch.Tensor, kind: str) -> torch.Tensor:
         return (heatmap_loss(pred, target.detach(), loss_kind) if kind == "heatmap"
                 else kd_loss(target, pred, temperature))
