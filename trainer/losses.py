@@ -78,6 +78,13 @@ def kd_rampup(epoch: int, rampup_epochs: float) -> float:
     return math.exp(-5.0 * (1.0 - epoch / rampup_epochs) ** 2)
 
 
+def kd_term(pred: torch.Tensor, target: torch.Tensor, kind: str, loss_kind: str = "mse",
+            temperature: float = 1.0) -> torch.Tensor:
+    """One distillation term against a detached target: the spatial-softmax KL (kind "kl") or the `loss_kind`
+    heatmap loss against the target's heatmaps (kind "heatmap")."""
+    return heatmap_loss(pred, target.detach(), loss_kind) if kind == "heatmap" else kd_loss(target, pred, temperature)
+
+
 def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | None, teacher: torch.Tensor | None,
                  lambda_peer: float, lambda_teacher: float, temperature: float = 1.0,
                  loss_kind: str = "mse", teacher_kind: str = "kl",
@@ -87,19 +94,15 @@ def student_loss(pred: torch.Tensor, gt: torch.Tensor, ensemble: torch.Tensor | 
     heatmap loss against the teacher's / the ensemble's heatmaps (heatmap distillation), whose scale matches the
     supervised term's whatever that loss is. The parts stay detached tensors: `.item()` here would block the host
     until the forward pass is done, leaving a GPU idle until the backward pass is queued."""
-    def distilled(target: torch.Tensor, kind: str) -> torch.Tensor:
-        return (heatmap_loss(pred, target.detach(), loss_kind) if kind == "heatmap"
-                else kd_loss(target, pred, temperature))
-
     supervised = heatmap_loss(pred, gt, loss_kind)
     parts = {loss_kind: supervised.detach()}
     total = supervised
     if ensemble is not None and lambda_peer:
-        kd_e = distilled(ensemble, peer_kind)
+        kd_e = kd_term(pred, ensemble, peer_kind, loss_kind, temperature)
         total = total + lambda_peer * kd_e
         parts["kd_peer"] = kd_e.detach()
     if teacher is not None and lambda_teacher:
-        kd_t = distilled(teacher, teacher_kind)
+        kd_t = kd_term(pred, teacher, teacher_kind, loss_kind, temperature)
         total = total + lambda_teacher * kd_t
         parts["kd_teacher"] = kd_t.detach()
     parts["total"] = total.detach()
