@@ -23,7 +23,7 @@ WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
 SEED=${SEED:-0}
 EXTRA=${EXTRA:-}
-GRACE=${GRACE:-120}
+GRACE=${GRACE:-60}
 OUT=${OUT:-/tmp/gpu_kd_rows_out}
 G=${G:-/tmp/gpu_kd_rows}
 declare -A ROWS=(
@@ -55,7 +55,7 @@ for row in "$@"; do
   # shellcheck disable=SC2086  # the row's options are words
   python3 -m sdhrnet.cli distill --dataset 300w --data-root gpu_pack/300w --preset cpu --from-slim s-hrnet-300w \
     ${ROWS[$row]} --set epochs="$EPOCHS" --set lr_steps="$STEPS" --set seed="$SEED" --set num_workers="$WORKERS" \
-    $EXTRA --device "$DEVICE" --run-name "$name" --json > "$G/logs/$row.json" 2> "$G/logs/$row.log" &
+    $EXTRA --device "$DEVICE" --run-name "$name" --json >> "$G/logs/$row.json" 2>> "$G/logs/$row.log" &
   pids+=($!)
 done
 end=$((SECONDS + DEADLINE))
@@ -66,21 +66,25 @@ while [ $SECONDS -lt $end ]; do
   sleep 5
 done
 # a row past its last epoch is exporting and logging its model: stopping it then loses the model (on 2026-11-26 the
-# KD-off row, 110 s into that step beside four training rows), so it gets GRACE more seconds
+# KD-off row, stopped 4 s after its last epoch beside four training rows), so the rows still training are stopped
+# first and the rest share GRACE more seconds (logs are appended to, so a resumed row counts its earlier epochs)
 trained() { grep -q "epoch $EPOCHS/$EPOCHS done" "$G/logs/$1.log"; }
 i=0
+finishing=()
 for row in "$@"; do
   p=${pids[$i]}; i=$((i + 1))
   kill -0 "$p" 2>/dev/null || continue
-  if trained "$row"; then
-    for _ in $(seq "$((GRACE / 5))"); do kill -0 "$p" 2>/dev/null || break; sleep 5; done
-  fi
+  if trained "$row"; then finishing+=("$p"); else kill "$p" 2>/dev/null; fi
+done
+grace_end=$((SECONDS + GRACE))
+for p in "${finishing[@]}"; do
+  while [ $SECONDS -lt $grace_end ] && kill -0 "$p" 2>/dev/null; do sleep 2; done
   kill "$p" 2>/dev/null
 done
 sleep 3
 kill "$smi" 2>/dev/null
 for row in "$@"; do
-  echo "$row: $(grep -c 'done:' "$G/logs/$row.log") epochs; $(grep 'done:' "$G/logs/$row.log" | tail -1 | \
+  echo "$row: $(grep 'done:' "$G/logs/$row.log" | grep -c -v 'step') epochs logged; $(grep 'done:' "$G/logs/$row.log" | tail -1 | \
     grep -o -E 'epoch [0-9]+/[0-9]+|epoch_seconds=[0-9.]+|val_nme=[0-9.]+' | paste -s -d ' ')"
   grep -h -m3 -E "Error|Traceback" "$G/logs/$row.log"
 done

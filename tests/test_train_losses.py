@@ -180,7 +180,7 @@ def _lowered_peak(offset: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A target heatmap with one peak of 1 and a prediction `offset` below it everywhere on the peak."""
     target = torch.zeros(1, 1, 8, 8)
     target[..., 3:5, 3:5] = 1.0
-    return (target - offset * (target > 0)).requires_grad_(), target
+    return (target - offset * (target > 0)).requires_grad_(), target.requires_grad_()
 
 
 def test_an_adaptive_wing_kd_term_keeps_pulling_as_its_value_vanishes():
