@@ -70,7 +70,8 @@ class TrainConfig(BaseModel):
     # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
-    # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" try about 1)
+    # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" use about 0.25; at 1 it
+    # slowed the students, README ninth round)
     peer_loss: KdLoss = "kl"
     kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
     kd_rampup_epochs: float = 0.0  # KD terms ramped in over these first epochs (0: the paper, full from the start)
