@@ -84,7 +84,7 @@ done
 sleep 3
 kill "$smi" 2>/dev/null
 for row in "$@"; do
-  echo "$row: $(grep 'done:' "$G/logs/$row.log" | grep -c -v 'step') epochs logged; $(grep 'done:' "$G/logs/$row.log" | tail -1 | \
+  echo "$row: $(grep -c 'done:' "$G/logs/$row.log") epochs logged; $(grep 'done:' "$G/logs/$row.log" | tail -1 | \
     grep -o -E 'epoch [0-9]+/[0-9]+|epoch_seconds=[0-9.]+|val_nme=[0-9.]+' | paste -s -d ' ')"
   grep -h -m3 -E "Error|Traceback" "$G/logs/$row.log"
 done

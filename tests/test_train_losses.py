@@ -185,7 +185,7 @@ def _lowered_peak(offset: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_an_adaptive_wing_kd_term_keeps_pulling_as_its_value_vanishes():
     # why a peer term at 2% of the loss still slows training (bench/kd_gradients.py): near a peak Adaptive Wing is
-    # ~|error|^1.1, so a 10x smaller disagreement gives a ~12x smaller value but a gradient only ~1.3x smaller;
+    # ~|error|^1.1, so a 10x smaller disagreement gives a ~12x smaller value but a gradient only ~1.2x smaller;
     # under MSE both shrink with the error
     shrink = {}
     for kind in ("awing", "mse"):
