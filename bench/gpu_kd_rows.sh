@@ -10,7 +10,7 @@
 # leaves its epoch metrics and a checkpoint, and the same command on the same machine resumes it. Here, afterwards:
 #   cat DIR/bundle.tgz.* | tar xz -C X && sdhrnet import-runs X/runs     # then bench/results_table.py --row ...
 # Carry gpu_pack/ and .whl/ (pydantic and pydantic-settings as wheels for the GPU machine's Python).
-# Rows (NAME: distill options); EPOCHS / STEPS / TEACHER / WORKERS / THREADS / SEED / GRACE from the environment, and EXTRA:
+# Rows (NAME: distill options); EPOCHS / STEPS / TEACHER / FROM / WORKERS / THREADS / SEED / GRACE from the environment, and EXTRA:
 # more distill options for every row (e.g. "--set max_train_samples=32" for a smoke test on the CPU).
 set -u
 DEADLINE=${1:?usage: bench/gpu_kd_rows.sh DEADLINE_S DEVICE [ROW...]}
@@ -19,6 +19,7 @@ shift 2
 EPOCHS=${EPOCHS:-40}
 STEPS=${STEPS:-[28,36]}
 TEACHER=${TEACHER:-sdhrnet/default_model}
+FROM=${FROM:-s-hrnet-300w}  # what the students start from (sdhrnet/default_model: the served model, trained on)
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
 SEED=${SEED:-0}
@@ -33,6 +34,7 @@ declare -A ROWS=(
   [teacher-masks]="--teacher $TEACHER --set use_peer=false"
   [peer-masks]="--set use_teacher=false --set peer_loss=heatmap --set lambda_peer=1"
   [triple]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=1"
+  [triple-peer0.25]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=0.25"
 )
 [ $# -gt 0 ] || set -- kd-off teacher teacher-peer teacher-masks triple
 for row in "$@"; do
@@ -53,7 +55,7 @@ pids=()
 for row in "$@"; do
   name="300w-cpu-published-awing-${EPOCHS}ep-${row}-seed${SEED}-${DEVICE%%:*}"
   # shellcheck disable=SC2086  # the row's options are words
-  python3 -m sdhrnet.cli distill --dataset 300w --data-root gpu_pack/300w --preset cpu --from-slim s-hrnet-300w \
+  python3 -m sdhrnet.cli distill --dataset 300w --data-root gpu_pack/300w --preset cpu --from-slim "$FROM" \
     ${ROWS[$row]} --set epochs="$EPOCHS" --set lr_steps="$STEPS" --set seed="$SEED" --set num_workers="$WORKERS" \
     $EXTRA --device "$DEVICE" --run-name "$name" --json >> "$G/logs/$row.json" 2>> "$G/logs/$row.log" &
   pids+=($!)

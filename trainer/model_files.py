@@ -76,8 +76,18 @@ def read_card(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def has_torch_weights(folder: Path) -> bool:
+    """False for a folder that ships only ONNX (the served default model): load_model then rebuilds the network
+    from model.onnx, whose BN layers are folded away (trainer.onnx_import.calibrate_batchnorm before training it)."""
+    return (Path(folder) / "weights.pt").exists()
+
+
 def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     folder = Path(folder)
+    if not has_torch_weights(folder) and (folder / "model.onnx").exists():
+        from trainer.onnx_import import load_onnx_sdhrnet  # onnx is needed on this path alone
+
+        return load_onnx_sdhrnet(folder).to(device).eval(), read_card(folder)
     arch = json.loads((folder / "spec.json").read_text())
     model = build_from_arch(arch)
     model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
