@@ -55,6 +55,9 @@ def _onnx_convs(graph: onnx.GraphProto) -> tuple[list[tuple[np.ndarray, np.ndarr
     convs = []
     for node in graph.node:
         if node.op_type == "Conv":
+            if any(name and name not in init for name in node.input[1:]):
+                raise ValueError("model.onnx computes its convolution weights (a quantized model?): only float "
+                                 "exports can be loaded back into PyTorch")
             bias = init[node.input[2]] if len(node.input) > 2 and node.input[2] else None
             convs.append((init[node.input[1]], bias))
     return convs, init
