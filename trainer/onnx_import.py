@@ -88,7 +88,8 @@ def load_onnx_sdhrnet(folder: Path) -> nn.Module:
             bn = bn_of.get(conv)
             shift = torch.from_numpy(bias.copy()) if bias is not None else torch.zeros(weight.shape[0])
             if bn is None:
-                conv.bias.copy_(shift)
+                if conv.bias is not None:  # else the graph has no bias either; the ONNX check below says if not
+                    conv.bias.copy_(shift)
                 continue
             if conv.bias is not None:  # the head's first conv keeps a bias before its BN: folded into the shift too
                 conv.bias.zero_()
