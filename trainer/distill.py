@@ -48,8 +48,9 @@ def load_students(slim_ref: str, num_landmarks: int, count: int,
 
 def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device = torch.device("cpu")):
     """The frozen teacher. An ONNX-only folder teaches through ONNX Runtime on a CPU (1.7x faster there than the
-    same network in PyTorch) and as the PyTorch network rebuilt from its ONNX on an accelerator, where a CPU-side
-    teacher would set the pace of every step (20 s per epoch on an H100 with 16 cores, GPU 5-20% busy)."""
+    same network in PyTorch) and as the PyTorch network rebuilt from its ONNX on an accelerator, so that the teacher
+    is not a CPU step inside every GPU step (the first suspect for the 20 s per epoch measured on an H100 with the
+    GPU 5-20% busy; this path is not measured on a GPU yet)."""
     if not cfg.use_teacher:
         return None
     if not ref:

@@ -18,6 +18,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from trainer.model_files import read_card
 from trainer.nets import build_network
 from trainer.nets.spec import ArchSpec
 
@@ -70,8 +71,7 @@ def load_onnx_sdhrnet(folder: Path) -> nn.Module:
     if arch.get("format") != "sdhrnet-archspec":
         raise ValueError(f"{folder.name}: only SD-HRNet model folders can be loaded from ONNX (spec.json says "
                          f"arch={arch.get('arch')}); this one needs its weights.pt")
-    card = json.loads((folder / "model_card.json").read_text())
-    size = int(card["input_size"])
+    size = int(read_card(folder)["input_size"])
     model = build_network(ArchSpec.from_dict(arch))
     graph = onnx.load(str(folder / "model.onnx")).graph
     convs, init = _onnx_convs(graph)

@@ -26,9 +26,10 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                        help="one network per budget (repeatable): params=800000, macs=150000000 or ms=6 (ONNX Runtime, "
                             "batch 1, prune_latency_threads threads)")
     if command == "distill":
-        p.add_argument("--from-slim", dest="slim_run", required=True, help="what the students start from: a slim run id, runs:/ID, models:/NAME@ALIAS, a model "
-                       "folder (sdhrnet/default_model: the served model, trained on) or a published "
-                       "architecture (s-hrnet-300w, ...)")
+        p.add_argument("--from-slim", dest="slim_run", required=True,
+                       help="what the students start from: a slim run id, runs:/ID, models:/NAME@ALIAS, a model "
+                            "folder (sdhrnet/default_model: the served model, trained on) or a published "
+                            "architecture (s-hrnet-300w, ...)")
         p.add_argument("--teacher", dest="teacher_run", default=None, help="teacher run id or model URI (omit with --set use_teacher=false)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
