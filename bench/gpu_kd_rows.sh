@@ -10,7 +10,7 @@
 # leaves its epoch metrics and a checkpoint, and the same command on the same machine resumes it. Here, afterwards:
 #   cat DIR/bundle.tgz.* | tar xz -C X && sdhrnet import-runs X/runs     # then bench/results_table.py --row ...
 # Carry gpu_pack/ and .whl/ (pydantic and pydantic-settings as wheels for the GPU machine's Python).
-# Rows (NAME: distill options); EPOCHS / STEPS / TEACHER / FROM / WORKERS / THREADS / SEED / GRACE from the environment, and EXTRA:
+# Rows (NAME: distill options); EPOCHS / STEPS / TEACHER / FROM / PREFIX / WORKERS / THREADS / SEED / GRACE from the environment, and EXTRA:
 # more distill options for every row (e.g. "--set max_train_samples=32" for a smoke test on the CPU).
 set -u
 DEADLINE=${1:?usage: bench/gpu_kd_rows.sh DEADLINE_S DEVICE [ROW...]}
@@ -20,6 +20,7 @@ EPOCHS=${EPOCHS:-40}
 STEPS=${STEPS:-[28,36]}
 TEACHER=${TEACHER:-sdhrnet/default_model}
 FROM=${FROM:-s-hrnet-300w}  # what the students start from (sdhrnet/default_model: the served model, trained on)
+PREFIX=${PREFIX:-300w-cpu-published-awing}  # run names: PREFIX-EPOCHSep-ROW-seedSEED-DEVICE
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
 SEED=${SEED:-0}
@@ -53,7 +54,7 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 
 smi=$!
 pids=()
 for row in "$@"; do
-  name="300w-cpu-published-awing-${EPOCHS}ep-${row}-seed${SEED}-${DEVICE%%:*}"
+  name="${PREFIX}-${EPOCHS}ep-${row}-seed${SEED}-${DEVICE%%:*}"
   # shellcheck disable=SC2086  # the row's options are words
   python3 -m sdhrnet.cli distill --dataset 300w --data-root gpu_pack/300w --preset cpu --from-slim "$FROM" \
     ${ROWS[$row]} --set epochs="$EPOCHS" --set lr_steps="$STEPS" --set seed="$SEED" --set num_workers="$WORKERS" \

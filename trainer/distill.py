@@ -49,8 +49,7 @@ def load_students(slim_ref: str, num_landmarks: int, count: int,
 def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device = torch.device("cpu")):
     """The frozen teacher. An ONNX-only folder teaches through ONNX Runtime on a CPU (1.7x faster there than the
     same network in PyTorch) and as the PyTorch network rebuilt from its ONNX on an accelerator, so that the teacher
-    is not a CPU step inside every GPU step (the first suspect for the 20 s per epoch measured on an H100 with the
-    GPU 5-20% busy; this path is not measured on a GPU yet)."""
+    is not a CPU step inside every GPU step. An ensemble (trainer.ensemble) always runs through ONNX Runtime."""
     if not cfg.use_teacher:
         return None
     if not ref:
@@ -58,7 +57,8 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device 
                          "or set use_teacher=false for the ablation without one")
     folder = resolve_model_dir(ref)
     card = read_card(folder)
-    if has_torch_weights(folder) or (device.type != "cpu" and (folder / "model.onnx").exists()):
+    rebuildable = card.get("arch") == "sdhrnet" and (folder / "model.onnx").exists()  # not an ensemble's graph
+    if has_torch_weights(folder) or (device.type != "cpu" and rebuildable):
         teacher, _ = load_model(folder)
     elif (folder / "model.onnx").exists():
         teacher = OnnxTeacher(folder / "model.onnx", card["input_size"])
