@@ -1,0 +1,68 @@
+"""Is model B better than model A face by face, or only on average? Paired per-face NME on the results table's
+test sets (bench/results_table.py), for one or more pairs of the same kind (e.g. a control and a candidate
+trained from the same start with different seeds).
+
+A difference of 1% in a split's mean NME is within the noise of 107 faces; what says more is whether the same
+faces get better across replicate pairs. For each face the per-pair differences (B - A) are averaged over the
+pairs, and the table gives the mean NME of A and B, the share of faces that B improves, the mean relative change
+and a Wilcoxon signed-rank p-value over those per-face differences (the face is the unit, not face x seed).
+
+    SDHRNET_HOME=... .venv/bin/python bench/paired_nme.py --pair "seed 1=<KD-off run>,<triple run>" \\
+        --pair "seed 2=<KD-off run>,<triple run>" [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from results_table import TEST_SETS
+from trainer.evaluate import evaluate_split
+
+
+def per_face(uri: str, test_set) -> dict[str, float]:
+    report = evaluate_split(test_set.dataset, test_set.root, test_set.split, model=uri, occlusion=test_set.occlusion)
+    return report["per_image"]
+
+
+def compare(pairs: list[tuple[str, str]], test_set) -> dict[str, float]:
+    a_runs = [per_face(a, test_set) for a, _ in pairs]
+    b_runs = [per_face(b, test_set) for _, b in pairs]
+    faces = sorted(set.intersection(*(set(r) for r in a_runs + b_runs)))
+    a = np.array([[r[f] for f in faces] for r in a_runs]).mean(axis=0)
+    b = np.array([[r[f] for f in faces] for r in b_runs]).mean(axis=0)
+    diff = b - a
+    return {"faces": len(faces), "pairs": len(pairs), "nme_a": float(a.mean()), "nme_b": float(b.mean()),
+            "b_better_share": float((diff < 0).mean()), "relative_change": float(diff.mean() / a.mean()),
+            "wilcoxon_p": float(wilcoxon(diff).pvalue)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pair", action="append", required=True, help="NAME=A,B: two models (anything evaluate takes)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    pairs = []
+    for text in args.pair:
+        name, sep, models = text.partition("=")
+        a, comma, b = models.partition(",")
+        if not (sep and comma and name and a and b):
+            ap.error(f"--pair takes NAME=A,B, got {text!r}")
+        pairs.append((a, b))
+    print(f"pairs: {', '.join(p.partition('=')[0] for p in args.pair)} (A, then B)")
+    print("| set | faces | NME A | NME B | faces B improves | mean change | Wilcoxon p |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    out = {}
+    for t in TEST_SETS:
+        r = out[t.name] = compare(pairs, t)
+        print(f"| {t.name} | {r['faces']} | {r['nme_a']:.4f} | {r['nme_b']:.4f} | {r['b_better_share']:.0%} | "
+              f"{r['relative_change']:+.1%} | {r['wilcoxon_p']:.2g} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
