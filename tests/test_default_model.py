@@ -21,7 +21,7 @@ def test_card_describes_a_68_point_300w_model(card):
     assert card["dataset"] == "300w" and card["num_landmarks"] == 68 and card["input_size"] % 32 == 0
     assert card["metrics"]["split"] == "dev", "the registry compares champions on the same split"
     assert (MODEL / "spec.json").exists() and MODEL.joinpath("model.onnx").stat().st_size < 6_000_000, "a few MB"
-    assert card["commands"] and card["seed"] == 0 and card["data"]
+    assert card["commands"] and isinstance(card["seed"], int) and card["data"]
 
 
 def test_card_metrics_are_reproduced_by_evaluate(card, shared_data):
