@@ -11,7 +11,7 @@ from trainer.augment import random_erasing
 from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, iterate, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
 from trainer.losses import kd_rampup, student_loss
-from trainer.model_files import has_torch_weights, load_model, read_card
+from trainer.model_files import SDHRNET_ARCH, has_torch_weights, load_model, read_card
 from trainer.onnx_import import calibrate_batchnorm
 from trainer.onnx_teacher import OnnxTeacher
 from trainer.model_uri import resolve_model_dir
@@ -57,7 +57,7 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device 
                          "or set use_teacher=false for the ablation without one")
     folder = resolve_model_dir(ref)
     card = read_card(folder)
-    rebuildable = card.get("arch") == "sdhrnet" and (folder / "model.onnx").exists()  # not an ensemble's graph
+    rebuildable = card.get("arch") == SDHRNET_ARCH and (folder / "model.onnx").exists()  # not an ensemble's graph
     if has_torch_weights(folder) or (device.type != "cpu" and rebuildable):
         teacher, _ = load_model(folder)
     elif (folder / "model.onnx").exists():

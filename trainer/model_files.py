@@ -25,6 +25,7 @@ from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import ArchSpec
 
 TEACHER_ARCH = "hrnetv2-w18"
+SDHRNET_ARCH = "sdhrnet"  # the card's "arch" of every SD-HRNet (student, slimmed or supervised)
 
 
 def arch_of(model: nn.Module) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_
         "format": "sdhrnet-model", "version": 1,
         "dataset": dataset, "num_landmarks": info.num_landmarks, "input_size": input_size,
         "heatmap_size": input_size // 4,
-        "arch": TEACHER_ARCH if arch.get("arch") == TEACHER_ARCH else "sdhrnet",
+        "arch": TEACHER_ARCH if arch.get("arch") == TEACHER_ARCH else SDHRNET_ARCH,
         "flip_pairs": [list(p) for p in info.flip_pairs],
         "metrics": metrics, "params": cx["params"], "macs": cx["macs"], "macs_head": cx["macs_head"],
         "ms": round(ms, 3), "ms_threads": threads,
