@@ -2,11 +2,10 @@
 import json
 
 import numpy as np
-import onnxruntime as ort
-import pytest
 import torch
 
 from landmarks.datasets import get_info
+from landmarks.landmarker import OnnxLandmarker
 from sdhrnet.cli import main as cli
 from sdhrnet.train_config import make_config
 from trainer.distill import load_teacher
@@ -27,8 +26,7 @@ def _member(folder, seed, dataset="300w"):
 
 
 def _heatmaps(folder, x):
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    return OnnxLandmarker(folder / "model.onnx", input_size=SIZE).run(x)
 
 
 def test_the_ensemble_computes_the_mean_of_its_members_heatmaps(tmp_path):
