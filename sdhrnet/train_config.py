@@ -146,16 +146,24 @@ _PAPER = {
 # 0.0348 against 0.0372 and 0.0382 for MSE, DARK decoding), with the teacher term in the same loss (teacher_loss,
 # see TrainConfig).
 # Slimming keeps MSE: its L1 strength was tuned against the MSE's scale, and it only ranks the edges.
+# The peer term in the same loss at lambda 0.25: the paper's KL peer term at T 1 moves nothing next to Adaptive Wing,
+# and in heatmap form lambda 1 slowed the students (README, ninth round) while 0.25 costs nothing on clean faces.
 _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54), num_workers=0,
             lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0,
-            prune_max_params=1_000_000, precision="auto", heatmap_loss="awing", teacher_loss="heatmap")
+            prune_max_params=1_000_000, precision="auto", heatmap_loss="awing", teacher_loss="heatmap",
+            peer_loss="heatmap", lambda_peer=0.25)
 # a sweep only fine-tunes each pruned network briefly from the supernet's weights (the frontier's shape, not each
 # network's best): not yet measured against longer schedules
 # Students train twice as long as the teacher: with Adaptive Wing the published S-HRNet-300W reached dev NME 0.0349
 # at 60 epochs, 0.0332 at 90 (x0.1 at 63, 81) and 0.0324 at 120 (x0.1 at 84, 108), the served model; the teacher
 # stays at 60 (50 s per epoch at one thread, against 23 s for the student).
+# Self-distillation rounds (trainer.pipeline): triple KD that starts from a trained student and has it as the
+# teacher, at Adam 1e-4; the served model is the KD-off student after two such rounds (README, eleventh round).
+_SELF_KD_STAGES = {"self-kd-1": dict(epochs=16, lr=1e-4, lr_steps=(12,)),
+                   "self-kd-2": dict(epochs=12, lr=1e-4, lr_steps=(9,))}
 _CPU_STAGES = {"slim": dict(epochs=24, lr_steps=(16, 21), heatmap_loss="mse"), "sweep": dict(epochs=6, lr_steps=(4,)),
-               "distill": dict(epochs=120, lr_steps=(84, 108))}
+               "distill": dict(epochs=120, lr_steps=(84, 108)), **_SELF_KD_STAGES}
+_STAGES = {"cpu": _CPU_STAGES, "paper": _SELF_KD_STAGES}  # tiny: one schedule for every stage
 _CPU_SPLITS = {"300w": dict(train_split="train-dev", val_split="dev")}
 
 _TINY = dict(input_size=64, epochs=2, batch_size=8, lr=1e-3, lr_alpha=5e-3, lr_steps=(1,), max_train_samples=32,
@@ -176,10 +184,17 @@ def preset_values(preset: str, dataset: str, kind: str | None = None) -> dict[st
     values: dict[str, Any] = {**_PAPER.get(dataset, _PAPER["300w"]), "train_split": info.train_split,
                               "val_split": info.test_split}
     if preset == "cpu":
-        values.update(_CPU, **_CPU_SPLITS.get(dataset, {}), **_CPU_STAGES.get(kind or "", {}))
+        values.update(_CPU, **_CPU_SPLITS.get(dataset, {}))
     elif preset == "tiny":
         values.update(_TINY, **_TINY_SPLITS.get(dataset, {}))
+    values.update(stage_values(preset, kind))
     return values
+
+
+def stage_values(preset: str, stage: str | None) -> dict[str, Any]:
+    """A preset's own schedule for one stage (a job kind, or a pipeline stage such as self-kd-1), on top of the
+    preset's common values."""
+    return dict(_STAGES.get(preset, {}).get(stage or "", {}))
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -36,12 +36,32 @@ def test_distillations_get_their_students_and_teacher_from_the_finished_stages()
     assert "use_teacher=false" in peer_only and "use_peer=false" not in peer_only
 
 
+def test_self_distillation_rounds_train_on_the_previous_student_with_it_as_teacher():
+    by_key = {r.key: r for r in ROWS}
+    results = {"published-kd-off": {"run_id": "k" * 32}, "published-self-kd-1": {"run_id": "r" * 32}}
+    first = _plan().command(by_key["published-self-kd-1"], results)
+    assert first[first.index("--from-slim") + 1] == f"runs:/{'k' * 32}/model_files"
+    assert first[first.index("--teacher") + 1] == "k" * 32
+    second = _plan().command(by_key["published-self-kd-2"], results)
+    assert second[second.index("--from-slim") + 1] == f"runs:/{'r' * 32}/model_files"
+    # the cpu preset's schedule for the round, then the user's overrides, which win
+    cfg = make_config("cpu", "300w", kind="distill")
+    schedule = [second[i + 1] for i, arg in enumerate(second) if arg == "--set"]
+    assert schedule.index("lr=0.0001") < schedule.index("epochs=3")
+    assert "epochs=12" in schedule and cfg.lr != 1e-4 and cfg.epochs != 12
+    assert cfg.use_teacher and cfg.use_peer and cfg.masked_inputs, "the rounds are triple KD"
+    tiny = Plan("300w", Path("/d"), "tiny", ROWS, Path("/o")).command(by_key["published-self-kd-2"], results)
+    assert "epochs=12" not in tiny, "the tiny preset keeps its own schedule"
+
+
 def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
     by_key = {r.key: r for r in ROWS}
     assert by_key["teacher"].needs == by_key["slim"].needs == frozenset()
     assert by_key["published-kd-off"].needs == frozenset()
     assert by_key["slimmed-triple-kd"].needs == {"slim", "teacher"}
     assert by_key["published-triple-kd"].needs == {"teacher"}
+    assert by_key["published-self-kd-1"].needs == {"published-kd-off"}
+    assert by_key["published-self-kd-2"].needs == {"published-self-kd-1"}
     assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
     assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
 
