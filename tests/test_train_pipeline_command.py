@@ -149,6 +149,7 @@ def test_a_training_follows_its_threads_file(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two pipeline runs of eight stages, each run bounded by its own 900 s below
 def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_data):
     env = {**os.environ, "SDHRNET_HOME": str(tmp_path / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
