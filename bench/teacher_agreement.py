@@ -28,6 +28,7 @@ def predictions(uri: str, test_set, info, samples) -> np.ndarray:
 
 
 def distance(a: np.ndarray, b: np.ndarray, gt: np.ndarray, info) -> float:
+    """Mean point distance between two predictions, normalised by the labels' (not b's) reference points."""
     return float((np.linalg.norm(a - b, axis=-1).mean(axis=1) / metrics.normalizer(gt, info)).mean())
 
 
@@ -49,7 +50,8 @@ def main() -> None:
         rows = {"reference": reference} | {name: predictions(uri, t, info, samples) for name, uri in models.items()}
         out[t.name] = {}
         for name, pred in rows.items():
-            figures = {"nme": distance(pred, gt, gt, info), "to_reference": distance(pred, reference, gt, info)}
+            figures = {"nme": float(metrics.nme_per_image(pred, gt, info).mean()),
+                       "to_reference": distance(pred, reference, gt, info)}
             out[t.name][name] = figures
             print(f"| {t.name} | {name} | {figures['nme']:.4f} | {figures['to_reference']:.4f} |", flush=True)
     if args.json:
