@@ -49,6 +49,8 @@ def test_self_distillation_rounds_train_on_the_previous_student_with_it_as_teach
     schedule = [second[i + 1] for i, arg in enumerate(second) if arg == "--set"]
     assert schedule.index("lr=0.0001") < schedule.index("epochs=3")
     assert "epochs=12" in schedule and cfg.lr != 1e-4 and cfg.epochs != 12
+    # the rounds keep the teacher weight they were measured with, not the heavier one for a teacher from scratch
+    assert "lambda_teacher=1.0" in schedule and cfg.lambda_teacher != 1.0
     assert cfg.use_teacher and cfg.use_peer and cfg.masked_inputs, "the rounds are triple KD"
     tiny = Plan("300w", Path("/d"), "tiny", ROWS, Path("/o")).command(by_key["published-self-kd-2"], results)
     assert "epochs=12" not in tiny, "the tiny preset keeps its own schedule"
