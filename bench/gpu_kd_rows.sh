@@ -28,14 +28,18 @@ EXTRA=${EXTRA:-}
 GRACE=${GRACE:-60}
 OUT=${OUT:-/tmp/gpu_kd_rows_out}
 G=${G:-/tmp/gpu_kd_rows}
+# the rows as the eighth to eleventh rounds measured them, teacher term at lambda 1 (the cpu preset's is now 4, the
+# thirteenth round's triple-teacher4)
+T1="--teacher $TEACHER --set lambda_teacher=1"
 declare -A ROWS=(
   [kd-off]="--set use_teacher=false --set use_peer=false --set masked_inputs=false"
-  [teacher]="--teacher $TEACHER --set use_peer=false --set masked_inputs=false"
-  [teacher-peer]="--teacher $TEACHER --set masked_inputs=false --set peer_loss=heatmap --set lambda_peer=1"
-  [teacher-masks]="--teacher $TEACHER --set use_peer=false"
+  [teacher]="$T1 --set use_peer=false --set masked_inputs=false"
+  [teacher-peer]="$T1 --set masked_inputs=false --set peer_loss=heatmap --set lambda_peer=1"
+  [teacher-masks]="$T1 --set use_peer=false"
   [peer-masks]="--set use_teacher=false --set peer_loss=heatmap --set lambda_peer=1"
-  [triple]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=1"
-  [triple-peer0.25]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=0.25"
+  [triple]="$T1 --set peer_loss=heatmap --set lambda_peer=1"
+  [triple-peer0.25]="$T1 --set peer_loss=heatmap --set lambda_peer=0.25"
+  [triple-teacher4]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=0.25 --set lambda_teacher=4"
 )
 [ $# -gt 0 ] || set -- kd-off teacher teacher-peer teacher-masks triple
 for row in "$@"; do
