@@ -64,10 +64,13 @@ def flip_batch(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch[..., ::-1])
 
 
-def merge_flipped(heatmaps: np.ndarray, flip_heatmaps: np.ndarray, flip_pairs) -> np.ndarray:
-    """Average heatmaps with those of the mirrored input, mirrored back with left/right swapped."""
+def merge_flipped(heatmaps, flip_heatmaps, flip_pairs):
+    """Average heatmaps with those of the mirrored input, mirrored back with left/right swapped. NumPy arrays (the
+    service) or torch tensors (a distillation teacher's flip test, trainer.distill)."""
     perm = geometry.flip_permutation(flip_pairs, heatmaps.shape[1])
-    back = flip_heatmaps[:, perm, :, ::-1]
+    back = flip_heatmaps[:, perm]
+    # torch has no negative-step slices; NumPy arrays have no .flip method
+    back = back.flip(-1) if hasattr(back, "flip") else back[..., ::-1]
     return (heatmaps + back) * 0.5
 
 

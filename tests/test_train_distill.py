@@ -1,4 +1,5 @@
 """One distillation step: independent masks per student, a frozen teacher, the ablation switches."""
+import pytest
 import torch
 from torch import nn
 
@@ -110,3 +111,40 @@ def test_a_teacher_shipped_as_onnx_alone_gives_the_heatmaps_of_its_network(tmp_p
     (tmp_path / "model.onnx").unlink()
     with pytest.raises(ValueError, match="neither weights.pt nor model.onnx"):
         load_teacher(str(tmp_path), cfg, 68)
+
+
+def test_a_flip_test_teacher_teaches_its_flip_tests_heatmaps_which_mirror_with_the_face(tmp_path):
+    """teacher_flip: the teacher's heatmaps averaged with those of the mirrored crop, turned back (columns reversed,
+    left/right landmarks swapped) as written out here. Such heatmaps of a mirrored crop are exactly the mirrored
+    heatmaps of the crop, which the network's own are not."""
+    from landmarks.datasets import get_info
+    from trainer.distill import load_teacher
+    from trainer.model_files import write_model_files
+    from trainer.nets import build_network
+
+    info = get_info("300w")
+    torch.manual_seed(0)
+    net = build_network("s-hrnet-300w", 68).eval()
+    write_model_files(tmp_path, net, dataset="300w", info=info, input_size=64, config={},
+                      metrics={"nme": 0.1}, kind="test", run_id=None)
+    (tmp_path / "weights.pt").unlink()  # the served model's case: ONNX only
+    swap = list(range(68))
+    for a, b in info.flip_pairs:
+        swap[a], swap[b] = b, a
+
+    def mirrored(heatmaps):
+        return heatmaps[:, swap].flip(-1)
+
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        by_hand = (net(images) + mirrored(net(images.flip(-1)))) / 2
+    teacher = load_teacher(str(tmp_path), make_config("tiny", "300w", {"teacher_flip": True}), 68,
+                           flip_pairs=info.flip_pairs)
+    got = teacher(images)
+    assert got.shape == (3, 68, 16, 16)
+    assert torch.allclose(got, by_hand, atol=1e-4), (got - by_hand).abs().max()
+    assert torch.allclose(teacher(images.flip(-1)), mirrored(got), atol=1e-4)
+    plain = load_teacher(str(tmp_path), make_config("tiny", "300w"), 68)
+    assert not torch.allclose(plain(images.flip(-1)), mirrored(plain(images)), atol=1e-3)
+    with pytest.raises(ValueError, match="flip_pairs"):
+        load_teacher(str(tmp_path), make_config("tiny", "300w", {"teacher_flip": True}), 68)

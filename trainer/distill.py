@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from landmarks.landmarker import merge_flipped
 from trainer.augment import random_erasing
 from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, iterate, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
@@ -46,10 +47,25 @@ def load_students(slim_ref: str, num_landmarks: int, count: int,
     return [model] + [copy.deepcopy(model) for _ in range(count - 1)], card
 
 
-def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device = torch.device("cpu")):
+class FlipTestTeacher(torch.nn.Module):
+    """A teacher whose heatmaps are its flip test's (cfg.teacher_flip): one pass over the images and their mirrors."""
+
+    def __init__(self, teacher: torch.nn.Module, flip_pairs):
+        super().__init__()
+        self.teacher = teacher
+        self.flip_pairs = [tuple(p) for p in flip_pairs]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        direct, mirrored = self.teacher(torch.cat([images, images.flip(-1)])).chunk(2)
+        return merge_flipped(direct, mirrored, self.flip_pairs)
+
+
+def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device = torch.device("cpu"),
+                 flip_pairs=None):
     """The frozen teacher. An ONNX-only folder teaches through ONNX Runtime on a CPU (1.7x faster there than the
     same network in PyTorch) and as the PyTorch network rebuilt from its ONNX on an accelerator, so that the teacher
-    is not a CPU step inside every GPU step. An ensemble (trainer.ensemble) always runs through ONNX Runtime."""
+    is not a CPU step inside every GPU step. An ensemble (trainer.ensemble) always runs through ONNX Runtime.
+    With cfg.teacher_flip it teaches by its flip test, mirroring with the dataset's `flip_pairs`."""
     if not cfg.use_teacher:
         return None
     if not ref:
@@ -71,6 +87,10 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device 
                          f"set input_size={card['input_size']}")
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if cfg.teacher_flip:
+        if flip_pairs is None:
+            raise ValueError("teacher_flip needs the dataset's flip_pairs")
+        teacher = FlipTestTeacher(teacher, flip_pairs)
     return teacher.eval()
 
 
@@ -110,7 +130,7 @@ def distill_stage(ctx: RunContext) -> StageOutput:
     students, _ = load_students(ctx.params["slim_run"], data.info.num_landmarks, 2 if cfg.use_peer else 1,
                                 calibration)
     names = STUDENTS[:len(students)]
-    teacher = load_teacher(ctx.params.get("teacher_run"), cfg, data.info.num_landmarks, dev)
+    teacher = load_teacher(ctx.params.get("teacher_run"), cfg, data.info.num_landmarks, dev, data.info.flip_pairs)
     students = [s.to(dev) for s in students]
     if teacher is not None:
         teacher = teacher.to(dev)
