@@ -40,6 +40,7 @@ declare -A ROWS=(
   [triple]="$T1 --set peer_loss=heatmap --set lambda_peer=1"
   [triple-peer0.25]="$T1 --set peer_loss=heatmap --set lambda_peer=0.25"
   [triple-teacher4]="--teacher $TEACHER --set peer_loss=heatmap --set lambda_peer=0.25 --set lambda_teacher=4"
+  [triple-teacher4-flip]="--teacher $TEACHER --set teacher_flip=true --set peer_loss=heatmap --set lambda_peer=0.25 --set lambda_teacher=4"
 )
 [ $# -gt 0 ] || set -- kd-off teacher teacher-peer teacher-masks triple
 for row in "$@"; do
