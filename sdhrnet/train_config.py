@@ -72,7 +72,9 @@ class TrainConfig(BaseModel):
     teacher_loss: KdLoss = "kl"
     # the teacher's heatmaps from the flip test (averaged with those of the mirrored image, mirrored back), as
     # `?flip=true` serves them: the served model scores 0.0313 dev that way against 0.0316, so in a
-    # self-distillation round the teacher is better than the student it starts; two teacher passes per batch
+    # self-distillation round the teacher is better than the student it starts; two teacher passes per batch.
+    # Off in every preset: it gained nothing on dev, in a third self-distillation round or from scratch (README,
+    # fourteenth round)
     teacher_flip: bool = False
     # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" use about 0.25; at 1 it
     # slowed the students, README ninth round)
@@ -165,7 +167,7 @@ _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54)
 # stays at 60 (50 s per epoch at one thread, against 23 s for the student).
 # Self-distillation rounds (trainer.pipeline): triple KD that starts from a trained student and has it as the
 # teacher, at Adam 1e-4; the served model is the KD-off student after two such rounds (README, eleventh round), which
-# had the teacher term at lambda 1 (a heavier one is not measured there: the teacher is the student itself).
+# had the teacher term at lambda 1. A third round, at lambda 1 or 4, left dev level (README, fourteenth round).
 _SELF_KD_STAGES = {"self-kd-1": dict(epochs=16, lr=1e-4, lr_steps=(12,), lambda_teacher=1.0),
                    "self-kd-2": dict(epochs=12, lr=1e-4, lr_steps=(9,), lambda_teacher=1.0)}
 _CPU_STAGES = {"slim": dict(epochs=24, lr_steps=(16, 21), heatmap_loss="mse"), "sweep": dict(epochs=6, lr_steps=(4,)),
