@@ -70,15 +70,15 @@ class TrainConfig(BaseModel):
     # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
+    # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" use about 0.25; at 1 it
+    # slowed the students, README ninth round)
+    peer_loss: KdLoss = "kl"
     # the teacher's heatmaps from the flip test (averaged with those of the mirrored image, mirrored back), as
     # `?flip=true` serves them: the served model scores 0.0313 dev that way against 0.0316, so in a
     # self-distillation round the teacher is better than the student it starts; two teacher passes per batch.
     # Off in every preset: it gained nothing on dev, in a third self-distillation round or from scratch (README,
     # fourteenth round)
     teacher_flip: bool = False
-    # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" use about 0.25; at 1 it
-    # slowed the students, README ninth round)
-    peer_loss: KdLoss = "kl"
     kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
     kd_rampup_epochs: float = 0.0  # KD terms ramped in over these first epochs (0: the paper, full from the start)
     # run control
