@@ -38,17 +38,24 @@ def merged_graph(models: list[onnx.ModelProto], input_name: str, output_name: st
     return merged
 
 
-def write_ensemble(members: list[str], out: Path) -> dict:
-    """Writes out/model.onnx, model_card.json and spec.json for the members (anything resolve_model_dir takes)."""
+def agreeing_models(members: list[str], what: str) -> tuple[list[Path], list[dict]]:
+    """The model folders and cards of `members` (anything resolve_model_dir takes), which must agree on every
+    SHARED field: what an ensemble or a soup (`what`) of them is scored and served through."""
     if len(members) < 2:
-        raise ValueError("an ensemble needs at least two models")
+        raise ValueError(f"{what} needs at least two models")
     folders = [resolve_model_dir(m) for m in members]
     cards = [read_card(f) for f in folders]
     for field in SHARED:
         values = {json.dumps(c.get(field)) for c in cards}
         if len(values) > 1:
-            raise ValueError(f"the members disagree on {field}; an ensemble averages heatmaps of one dataset, "
+            raise ValueError(f"the models disagree on {field}; {what} combines models of one dataset, "
                              f"input size and heatmap size")
+    return folders, cards
+
+
+def write_ensemble(members: list[str], out: Path) -> dict:
+    """Writes out/model.onnx, model_card.json and spec.json for the members (anything resolve_model_dir takes)."""
+    folders, cards = agreeing_models(members, "an ensemble")
     models = [onnx.load(f / "model.onnx") for f in folders]
     names = {(m.graph.input[0].name, m.graph.output[0].name) for m in models}
     if len(names) > 1 or len(models[0].graph.input) != 1 or len(models[0].graph.output) != 1:

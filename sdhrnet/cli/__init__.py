@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "export": ("sdhrnet.cli.export", "export a network or checkpoint to ONNX"),
     "quantize": ("sdhrnet.cli.quantize", "an INT8 copy of a model folder (ONNX Runtime static quantization)"),
     "ensemble": ("sdhrnet.cli.ensemble", "a teacher that averages the heatmaps of several trained models"),
+    "soup": ("sdhrnet.cli.soup", "one network whose weights average several fine-tuned from one start"),
     "evaluate": ("sdhrnet.cli.evaluate", "score predictions or a model with NME/FR/AUC"),
     "show": ("sdhrnet.cli.show", "draw samples with their landmarks"),
     **{k.command: ("sdhrnet.cli.train", k.summary[0].lower() + k.summary[1:]) for k in TRAINING_KINDS},
