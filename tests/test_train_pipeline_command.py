@@ -54,6 +54,12 @@ def test_self_distillation_rounds_train_on_the_previous_student_with_it_as_teach
     assert cfg.use_teacher and cfg.use_peer and cfg.masked_inputs, "the rounds are triple KD"
     tiny = Plan("300w", Path("/d"), "tiny", ROWS, Path("/o")).command(by_key["published-self-kd-2"], results)
     assert "epochs=12" not in tiny, "the tiny preset keeps its own schedule"
+    # the third round restarts at the from-scratch learning rate, with the heavier teacher term it was measured with
+    third = _plan().command(by_key["published-self-kd-3"], {**results, "published-self-kd-2": {"run_id": "t" * 32}})
+    assert third[third.index("--from-slim") + 1] == f"runs:/{'t' * 32}/model_files"
+    assert third[third.index("--teacher") + 1] == "t" * 32
+    schedule = [third[i + 1] for i, arg in enumerate(third) if arg == "--set"]
+    assert {"lr=0.001", "epochs=24", "lambda_teacher=4.0"} <= set(schedule)
 
 
 def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
@@ -64,6 +70,7 @@ def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
     assert by_key["published-triple-kd"].needs == {"teacher"}
     assert by_key["published-self-kd-1"].needs == {"published-kd-off"}
     assert by_key["published-self-kd-2"].needs == {"published-self-kd-1"}
+    assert by_key["published-self-kd-3"].needs == {"published-self-kd-2"}
     assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
     assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
 
