@@ -22,6 +22,10 @@ from trainer.ensemble import SHARED, agreeing_models
 SOUP_KIND = "soup"
 
 
+def _not_one_network(why: str) -> ValueError:
+    return ValueError(f"the models are not one architecture ({why}); a soup averages the weights of one network")
+
+
 def _weights_in_use_order(model: onnx.ModelProto) -> list[str]:
     """Initializer names in the order the nodes first use them: the same for two exports of one architecture even
     where the exporter numbered its tensors differently."""
@@ -45,22 +49,19 @@ def average_weights(models: list[onnx.ModelProto]) -> onnx.ModelProto:
     first = models[0]
     orders = [_weights_in_use_order(m) for m in models]
     if any(not _same_graph(first, m) or len(o) != len(orders[0]) for m, o in zip(models[1:], orders[1:])):
-        raise ValueError("the models are not one architecture (their ONNX graphs differ); a soup averages the "
-                         "weights of one network")
+        raise _not_one_network("their ONNX graphs differ")
     tensors = [{t.name: t for t in m.graph.initializer} for m in models]
     averaged: dict[str, onnx.TensorProto] = {}
     for position, name in enumerate(orders[0]):
         values = [numpy_helper.to_array(t[o[position]]) for t, o in zip(tensors, orders)]
         if any(v.shape != values[0].shape or v.dtype != values[0].dtype for v in values):
-            raise ValueError("the models are not one architecture (a weight's shape differs); a soup averages the "
-                             "weights of one network")
+            raise _not_one_network("a weight's shape differs")
         if np.issubdtype(values[0].dtype, np.floating):
             mean = np.mean(np.stack(values).astype(np.float64), axis=0).astype(values[0].dtype)
         elif all(np.array_equal(v, values[0]) for v in values):
             mean = values[0]
         else:
-            raise ValueError("the models differ in a non-float constant of their graphs; a soup averages the weights "
-                             "of one network")
+            raise _not_one_network("a non-float constant of their graphs differs")
         averaged[name] = numpy_helper.from_array(mean, name)
     soup = onnx.ModelProto()
     soup.CopyFrom(first)
@@ -81,8 +82,7 @@ def average_specs(specs: list[Any]) -> Any:
         return float(np.float32(np.mean(specs)))  # rounded as the graph's float32 copies are
     if all(s == first for s in specs):
         return first
-    raise ValueError("the models are not one architecture (their spec.json differ); a soup averages the weights "
-                     "of one network")
+    raise _not_one_network("their spec.json differ")
 
 
 def write_soup(ingredients: list[str], out: Path) -> dict:
