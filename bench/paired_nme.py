@@ -16,11 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import wilcoxon
-
 from results_table import TEST_SETS
 from trainer.evaluate import evaluate_split
+from trainer.selection import paired
 
 
 def per_face(uri: str, test_set) -> dict[str, float]:
@@ -29,15 +27,7 @@ def per_face(uri: str, test_set) -> dict[str, float]:
 
 
 def compare(pairs: list[tuple[str, str]], test_set) -> dict[str, float]:
-    a_runs = [per_face(a, test_set) for a, _ in pairs]
-    b_runs = [per_face(b, test_set) for _, b in pairs]
-    faces = sorted(set.intersection(*(set(r) for r in a_runs + b_runs)))
-    a = np.array([[r[f] for f in faces] for r in a_runs]).mean(axis=0)
-    b = np.array([[r[f] for f in faces] for r in b_runs]).mean(axis=0)
-    diff = b - a
-    return {"faces": len(faces), "pairs": len(pairs), "nme_a": float(a.mean()), "nme_b": float(b.mean()),
-            "b_better_share": float((diff < 0).mean()), "relative_change": float(diff.mean() / a.mean()),
-            "wilcoxon_p": float(wilcoxon(diff).pvalue)}
+    return paired([per_face(a, test_set) for a, _ in pairs], [per_face(b, test_set) for _, b in pairs])
 
 
 def main() -> None:

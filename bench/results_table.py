@@ -2,13 +2,15 @@
 and on p1-ytf68 test, with its parameters and MACs at its own input size.
 
 A row is NAME=MODEL where MODEL is anything `sdhrnet evaluate --model` takes (folder, run id, runs:/ID/PATH,
-models:/NAME@ALIAS). --json writes every figure (and the per-split reports' summaries) for the model card;
---package-into copies one row's model into a folder (model.onnx, spec.json, model_card.json) and merges the
-results and --card-extra (commands, data, seed: a JSON object) into its card.
+models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scoring them again. --json writes every
+figure (with each face's NME) for the model card; --package-into copies one row's model into a folder (model.onnx,
+spec.json, model_card.json) and merges the results and --card-extra (commands, data, seed: a JSON object) into its
+card. `--served auto` picks that row by trainer.selection's rule among the rows within 1 M parameters: lowest dev
+NME, and among the rows not worse than it face by face, the lowest dev occluded NME.
 
     SDHRNET_HOME=/work/train-home .venv/bin/python bench/results_table.py \\
         --row "S-HRNet=runs:/<slim run>/model_files" --row "SD-HRNet student 1=runs:/<distill run>/models/s1" \\
-        --json results.json --package-into sdhrnet/default_model --served "SD-HRNet student 1" --card-extra extra.json
+        --json results.json --package-into sdhrnet/default_model --served auto --card-extra extra.json
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import json
 from pathlib import Path
 
 from landmarks.occlusion import Occlusion
+from sdhrnet.budgets import SERVED_MAX_PARAMS
 from trainer.results import EvalSet, markdown, package, score
+from trainer.selection import choose_served
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -28,27 +32,43 @@ TEST_SETS = [EvalSet("dev", "300w", DATA / "300w", "dev"),
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--row", action="append", required=True, help="NAME=MODEL (repeatable, in table order)")
+    ap.add_argument("--row", action="append", default=[], help="NAME=MODEL (repeatable, in table order)")
+    ap.add_argument("--rows-from", action="append", default=[], type=Path,
+                    help="a --json of an earlier run: its rows come first, as they were scored")
     ap.add_argument("--json", type=Path, help="write all figures here")
     ap.add_argument("--package-into", type=Path, help="copy the --served row's model here with the results in its card")
-    ap.add_argument("--served", help="the row to package")
+    ap.add_argument("--served", help="the row to package, or 'auto' for the selection rule's pick")
     ap.add_argument("--card-extra", type=Path, help="JSON object merged into the packaged card")
     args = ap.parse_args()
     specs = [r.split("=", 1) for r in args.row]
     if any(len(s) != 2 for s in specs):
         ap.error("each --row is NAME=MODEL")
-    if args.package_into and args.served not in dict(specs):
-        ap.error("--package-into needs --served naming one of the rows")
     rows = {}
+    for path in args.rows_from:
+        rows.update(json.loads(path.read_text()))
+    names = [*rows, *(name for name, _ in specs)]
+    if not names:
+        ap.error("give at least one --row or --rows-from")
+    if args.package_into and args.served != "auto" and args.served not in names:
+        ap.error("--package-into needs --served naming one of the rows, or auto")
     for name, uri in specs:
         rows[name] = score(uri, TEST_SETS)
-        print(f"{name}: " + " ".join(f"{t.name} {rows[name][t.name]}" for t in TEST_SETS), flush=True)
+        print(f"{name}: " + ", ".join(f"{t.name} NME {rows[name][t.name]['nme']:.5f} FR {rows[name][t.name]['fr']:.3f}"
+                                      for t in TEST_SETS), flush=True)
     print(markdown(rows, TEST_SETS))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
+    served = args.served
+    if served == "auto":
+        choice = choose_served(rows, list(rows), TEST_SETS[0].name, tie_break=TEST_SETS[1].name,
+                               max_params=SERVED_MAX_PARAMS)
+        print(f"selection rule picks {choice.why}")
+        served = choice.served
+        extra.setdefault("selection", f"by trainer.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "
+                                      f"(ensembles are larger): {choice.why}")
     if args.package_into:
-        extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
-        package(rows, args.served, args.package_into, extra, TEST_SETS)
+        package(rows, served, args.package_into, extra, TEST_SETS)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sdhrnet.train_config import make_config
-from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, PipelineError, Row, choose_served, eta_seconds, \
+from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, Row, eta_seconds, \
     format_duration, published_arch, share_threads, start_order, table_rows
 from trainer.results import EvalSet
 
@@ -90,15 +90,6 @@ def test_eta_is_the_recent_epoch_time_times_the_epochs_left():
     assert eta_seconds(12, 10, [5.0]) == 0
     assert format_duration(None).startswith("ETA after")
     assert format_duration(125 * 60) == "ETA 2 h 05 min" and format_duration(59) == "ETA 1 min"
-
-
-def test_the_served_student_is_the_best_on_validation_within_the_budget():
-    scored = {"a": {"params": 900_000, "dev": {"nme": 0.040}}, "b": {"params": 1_200_000, "dev": {"nme": 0.030}},
-              "c": {"params": 950_000, "dev": {"nme": 0.035}}}
-    assert choose_served(scored, {"a": "x", "b": "y", "c": "z"}, "dev", 1_000_000) == "c"
-    assert choose_served(scored, {"a": "x", "b": "y"}, "dev", None) == "b"
-    with pytest.raises(PipelineError):
-        choose_served(scored, {"b": "y"}, "dev", 1_000_000)
 
 
 def test_table_rows_list_side_models_and_mark_only_students_as_candidates():

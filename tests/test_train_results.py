@@ -12,7 +12,8 @@ def test_a_packaged_card_heads_with_the_served_rows_validation_score(tmp_path):
             EvalSet("p1-ytf68 test", "csv", tmp_path, "test")]
 
     def figures(nme):
-        return {"nme": nme, "fr": 0.0, "auc": 0.6, "n": 107, "split": "dev", "dataset": "300w"}
+        return {"nme": nme, "fr": 0.0, "auc": 0.6, "n": 107, "split": "dev", "dataset": "300w",
+                "per_face": {"a": nme, "b": nme}}
 
     rows = {"served": {"model": str(DEFAULT_MODEL), "dev": figures(0.0311), "dev occluded": figures(0.12),
                        "p1-ytf68 test": figures(0.06)},
@@ -25,3 +26,5 @@ def test_a_packaged_card_heads_with_the_served_rows_validation_score(tmp_path):
     assert card["metrics"] == {"nme": 0.0311, "fr": 0.0, "auc": 0.6, "split": "dev", "n": 107}
     assert card["served_row"] == "served" and card["seed"] == 7
     assert card["evaluation"]["other"]["p1-ytf68 test"]["nme"] == 0.07
+    # each face's NME is for choosing among the rows, not for the card
+    assert all("per_face" not in s for r in card["evaluation"].values() for s in r.values())

@@ -4,8 +4,9 @@ Each stage is its own process (`sdhrnet train-teacher | slim | distill --run-nam
 on the free cores: the teacher and slimming need nothing and run side by side, a distillation starts once what it
 needs has finished. Every stage is an MLflow run found again by its name, so running the pipeline again resumes an
 unfinished stage from its checkpoint and returns a finished one without training. At the end every row is scored
-on the validation split and the extra test sets through the served ONNX path, the best student is packaged as a
-model folder, and the results table is printed.
+on the validation split and the extra test sets through the served ONNX path, the student that trainer.selection
+picks (lowest validation NME; the occluded validation faces decide among those within its noise) is packaged as
+a model folder, and the results table is printed.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sdhrnet.budgets import SERVED_MAX_PARAMS
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
 from trainer.nets.spec import PRESET_DATASETS
 from landmarks.occlusion import Occlusion
 from trainer.results import EvalSet, markdown, package, score
+from trainer.selection import SelectionError, choose_served
 
 log = logging.getLogger(__name__)
 
@@ -307,40 +310,36 @@ def table_rows(rows: tuple[Row, ...], results: dict[str, dict[str, Any]]) -> dic
     return out
 
 
-def choose_served(scored: dict[str, dict[str, Any]], candidates: dict[str, str], split: str, max_params: int | None) -> str:
-    """The candidate with the lowest NME on the validation split among those within the parameter budget."""
-    fits = [label for label in candidates if max_params is None or scored[label]["params"] <= max_params]
-    if not fits:
-        raise PipelineError(f"no distilled student has at most {max_params} parameters")
-    return min(fits, key=lambda label: scored[label][split]["nme"])
-
-
 def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, ablation: bool = False,
                  device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
                  test_sets: list[EvalSet] | None = None, package_into: Path | None = None,
-                 max_params: int | None = 1_000_000, say: Callable[[str], None] = print,
+                 max_params: int | None = SERVED_MAX_PARAMS, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
     rows = ROWS + (ABLATION if ablation else ())
     plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
                 cores=os.cpu_count() or 1)
     results = run_stages(plan, say, progress_every)
-    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split),
-            EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion()), *(test_sets or [])]
+    occluded = EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion())
+    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split), occluded, *(test_sets or [])]
     labelled = table_rows(rows, results)
     scored = {}
     for label, (uri, _) in labelled.items():
         scored[label] = score(uri, sets)
         say(f"pipeline: scored {label}: " + ", ".join(f"{t.name} NME {scored[label][t.name]['nme']:.4f}" for t in sets))
-    candidates = {label: key for label, (_, key) in labelled.items() if key}
-    served = choose_served(scored, candidates, cfg.val_split, max_params)
+    candidates = [label for label, (_, key) in labelled.items() if key]
+    try:
+        choice = choose_served(scored, candidates, cfg.val_split, tie_break=occluded.name, max_params=max_params)
+    except SelectionError as e:
+        raise PipelineError(str(e)) from None
+    served = choice.served
     table = markdown(scored, sets)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served}, indent=1) + "\n")
     (out_dir / "results.md").write_text(table + "\n")
     budget = f" with at most {max_params:,} parameters" if max_params else ""
     extra = {"pipeline": {"command": command, "runs": {r.key: results[r.key]["run_id"] for r in rows},
-                          "selection": f"lowest {cfg.val_split} NME among the distilled students{budget}"}}
+                          "selection": f"among the distilled students{budget}, by trainer.selection: {choice.why}"}}
     folder = package(scored, served, package_into or out_dir / "model", extra, sets)
     say(table)
     say(f"pipeline: served {served!r} -> {folder}")

@@ -43,13 +43,15 @@ class EvalSet:
 
 
 def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
-    """One row: the model's size from its card and NME / FR / AUC on each test set."""
+    """One row: the model's size from its card and NME / FR / AUC on each test set, with each face's NME
+    (`per_face`, what trainer.selection tests models on)."""
     _, card = resolve_model(uri)
     row: dict[str, Any] = {"model": uri, "params": card.get("params"), "macs": card.get("macs"),
                            "input_size": card.get("input_size"), "run_id": card.get("run_id")}
     for t in test_sets:
         r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion)
-        row[t.name] = {k: round(float(r[k]), 5) for k in SCORES} | {"n": r["n"], "split": t.split, "dataset": t.dataset}
+        row[t.name] = {k: round(float(r[k]), 5) for k in SCORES} | {"n": r["n"], "split": t.split, "dataset": t.dataset,
+                                                                     "per_face": r["per_image"]}
     return row
 
 
@@ -78,9 +80,13 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
         shutil.copyfile(onnx.parent / name, into / name)
     card = json.loads((into / "model_card.json").read_text())
     card.update(extra)
-    card["evaluation"] = {name: {t.name: r[t.name] for t in test_sets} for name, r in rows.items()}
+    card["evaluation"] = {name: {t.name: _summary(r[t.name]) for t in test_sets} for name, r in rows.items()}
     card["served_row"] = served
     headline = next(t for t in test_sets if t.occlusion is None)
     card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     return into
+
+
+def _summary(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in figures.items() if k != "per_face"}

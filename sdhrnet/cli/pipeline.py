@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from landmarks.datasets import DATASETS
+from sdhrnet.budgets import SERVED_MAX_PARAMS
 from sdhrnet.train_config import PRESETS
 
 
@@ -25,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    "peer without masks, peer + masks without teacher)")
     p.add_argument("--test-set", action="append", default=[], metavar="NAME=DATASET:ROOT:SPLIT",
                    help="an extra column of the results table, e.g. 'p1-ytf68 test=csv:../shared/data/p1-ytf68:test'")
-    p.add_argument("--max-params", type=int, default=1_000_000, help="parameter budget of the served student")
+    p.add_argument("--max-params", type=int, default=SERVED_MAX_PARAMS,
+                   help="parameter budget of the served student")
     p.add_argument("--out", type=Path, default=None,
                    help="logs, results.json, results.md and the chosen model (default SDHRNET_HOME/pipeline/DATASET-PRESET)")
     p.add_argument("--package-into", type=Path, default=None,

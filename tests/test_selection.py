@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from trainer.selection import SelectionError, choose_served, paired
+
+FACES = [f"face{i}" for i in range(60)]
+
+
+def _faces(rng, scale, noise=0.002):
+    return {f: float(scale + rng.normal(0, noise)) for f in FACES}
+
+
+def _row(params, dev, occluded):
+    return {"params": params, "dev": {"nme": float(np.mean(list(dev.values()))), "per_face": dev},
+            "dev occluded": {"nme": float(np.mean(list(occluded.values()))), "per_face": occluded}}
+
+
+def test_paired_figures_and_identical_models():
+    rng = np.random.default_rng(0)
+    a = _faces(rng, 0.05)
+    same = paired([a], [dict(a)])
+    assert same["wilcoxon_p"] == 1.0 and same["b_better_share"] == 0.0 and same["relative_change"] == 0.0
+    better = paired([a], [{f: v * 0.9 for f, v in a.items()}])
+    assert better["b_better_share"] == 1.0 and better["relative_change"] == pytest.approx(-0.1)
+    assert better["wilcoxon_p"] < 1e-6 and better["faces"] == len(FACES)
+    # one-sided: "B scores higher" is the question the selection rule asks
+    assert paired([a], [{f: v * 0.9 for f, v in a.items()}], alternative="greater")["wilcoxon_p"] > 0.99
+    assert paired([a], [{f: v * 1.1 for f, v in a.items()}], alternative="greater")["wilcoxon_p"] < 1e-6
+    # replicate seeds are averaged per face before the test; faces one side lacks are left out
+    two = paired([a, a], [{f: v * 0.9 for f, v in a.items()}, {f: v * 1.1 for f, v in a.items() if f != "face0"}])
+    assert two["faces"] == len(FACES) - 1 and two["pairs"] == 2 and two["relative_change"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(SelectionError, match="no scored face"):
+        paired([{"x": 1.0}], [{"y": 1.0}])
+
+
+def test_a_model_within_the_dev_noise_wins_on_occluded_faces_and_a_worse_one_does_not():
+    rng = np.random.default_rng(1)
+    base = _faces(rng, 0.0315)
+    # higher on average, but better on every other face by nearly as much: within the noise
+    tied_dev = {f: v + (0.0005 + 0.00005 * (i // 2)) * (1 if i % 2 else -1) + 1e-5 for i, (f, v) in enumerate(base.items())}
+    worse_dev = {f: v * 1.08 for f, v in base.items()}  # 8% worse on every face
+    rows = {"lowest": _row(900_000, base, _faces(rng, 0.088)),
+            "tied": _row(900_000, tied_dev, _faces(rng, 0.078)),
+            "worse": _row(900_000, worse_dev, _faces(rng, 0.070)),
+            "large": _row(3_800_000, tied_dev, _faces(rng, 0.060))}
+    assert rows["tied"]["dev"]["nme"] > rows["lowest"]["dev"]["nme"]
+    choice = choose_served(rows, list(rows), "dev", tie_break="dev occluded", max_params=1_000_000)
+    assert choice.served == "tied" and "within the noise" in choice.why and "'lowest'" in choice.why
+    # without a tie-break set, or when the occluded faces favour the lowest, the lowest mean wins
+    assert choose_served(rows, list(rows), "dev", max_params=1_000_000).served == "lowest"
+    assert choose_served(rows, ["lowest", "worse"], "dev", tie_break="dev occluded").served == "lowest"
+    # over the budget a row is no candidate, however good
+    assert choose_served(rows, list(rows), "dev", tie_break="dev occluded").served == "large"
+
+
+def test_selection_errors_say_what_is_missing():
+    rng = np.random.default_rng(2)
+    rows = {"a": _row(2_000_000, _faces(rng, 0.03), _faces(rng, 0.08)),
+            "b": {"params": 900_000, "dev": {"nme": 0.03}, "dev occluded": {"nme": 0.07}},
+            "c": {"params": 900_000, "dev": {"nme": 0.031}, "dev occluded": {"nme": 0.06}}}
+    with pytest.raises(SelectionError, match="at most 1,000,000 parameters"):
+        choose_served(rows, ["a"], "dev", tie_break="dev occluded", max_params=1_000_000)
+    with pytest.raises(SelectionError, match="no per-face dev NMEs"):
+        choose_served(rows, ["b", "c"], "dev", tie_break="dev occluded")

@@ -1,0 +1,77 @@
+"""Which model to serve, and whether one model beats another face by face.
+
+A validation split of about a hundred faces cannot tell apart two models whose mean NME differs by a few tenths
+of a percent, so the lowest mean alone picks by chance among equals. The rule: among the candidates within the
+parameter budget, take the lowest validation NME; every candidate that is not shown worse than it face by face ties
+with it (a paired Wilcoxon signed-rank test that the candidate's faces score higher, one-sided, p >= ALPHA), and
+the tie-break set (the occluded validation faces) decides among those. The one-sided test is the stricter of the two
+for a candidate with the higher mean, which keeps a chain of rounds from drifting upward in steps each within noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+ALPHA = 0.05
+
+
+class SelectionError(ValueError):
+    pass
+
+
+def paired(a_runs: list[Mapping[str, float]], b_runs: list[Mapping[str, float]],
+           alternative: str = "two-sided") -> dict[str, float]:
+    """A against B on the faces every run scored: each face's NME is averaged over its runs (replicate seeds),
+    so the face, not face x seed, is the unit of the test. `wilcoxon_p` is 1 where B equals A on every face;
+    alternative="greater" tests whether B's faces score higher (worse) than A's."""
+    faces = sorted(set.intersection(*(set(r) for r in [*a_runs, *b_runs])))
+    if not faces:
+        raise SelectionError("the two sides share no scored face")
+    a = np.array([[r[f] for f in faces] for r in a_runs]).mean(axis=0)
+    b = np.array([[r[f] for f in faces] for r in b_runs]).mean(axis=0)
+    diff = b - a
+    p = float(wilcoxon(diff, alternative=alternative).pvalue) if np.any(diff != 0) else 1.0
+    return {"faces": len(faces), "pairs": min(len(a_runs), len(b_runs)), "nme_a": float(a.mean()),
+            "nme_b": float(b.mean()), "b_better_share": float((diff < 0).mean()),
+            "relative_change": float(diff.mean() / a.mean()), "wilcoxon_p": p}
+
+
+@dataclass(frozen=True)
+class Choice:
+    served: str
+    why: str
+
+
+def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], split: str, *,
+                  tie_break: str | None = None, max_params: int | None = None, alpha: float = ALPHA) -> Choice:
+    """`rows` are results-table rows (trainer.results.score): each set's figures with its `per_face` NMEs.
+    Without `tie_break` the lowest mean NME on `split` wins."""
+    fits = [c for c in candidates if max_params is None or rows[c]["params"] <= max_params]
+    if not fits:
+        raise SelectionError(f"no candidate has at most {max_params:,} parameters")
+    best = min(fits, key=lambda c: rows[c][split]["nme"])
+    lowest = f"lowest {split} NME ({rows[best][split]['nme']:.5f})"
+    if tie_break is None:
+        return Choice(best, f"{best!r}: {lowest}")
+    tests = {c: paired([_faces(rows, best, split)], [_faces(rows, c, split)], alternative="greater")
+             for c in fits if c != best}
+    tied = [best] + [c for c, t in tests.items() if t["wilcoxon_p"] >= alpha]
+    served = min(tied, key=lambda c: rows[c][tie_break]["nme"])
+    if served == best:
+        others = f"; {len(tied) - 1} within its noise score higher on {tie_break}" if len(tied) > 1 else ""
+        return Choice(best, f"{best!r}: {lowest}{others}")
+    t = tests[served]
+    return Choice(served, f"{served!r}: {split} NME {rows[served][split]['nme']:.5f}, within the noise of the "
+                          f"{lowest}, {best!r} (one-sided paired Wilcoxon p {t['wilcoxon_p']:.2g} >= {alpha}), and the lowest "
+                          f"{tie_break} NME among the {len(tied)} so tied ({rows[served][tie_break]['nme']:.5f} against "
+                          f"{rows[best][tie_break]['nme']:.5f})")
+
+
+def _faces(rows: Mapping[str, Mapping[str, Any]], name: str, split: str) -> Mapping[str, float]:
+    try:
+        return rows[name][split]["per_face"]
+    except KeyError:
+        raise SelectionError(f"row {name!r} has no per-face {split} NMEs to test; score it again") from None
