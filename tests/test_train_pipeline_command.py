@@ -162,11 +162,16 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout)
     assert set(result["runs"]) == {r.key for r in ROWS}
-    served = result["rows"][result["served"]]
-    candidates = {label: r for label, r in result["rows"].items() if label.endswith("(best student)")}
+    rows = result["rows"]
+    candidates = [label for label, r in rows.items() if label.endswith("(best student)") and r["params"] <= 2_000_000]
     assert result["served"] in candidates
-    assert served["dev"]["nme"] == min(r["dev"]["nme"] for r in candidates.values() if r["params"] <= 2_000_000)
+    lowest = min(candidates, key=lambda label: rows[label]["dev"]["nme"])
     card = json.loads((Path(result["model_dir"]) / "model_card.json").read_text())
+    # the lowest dev NME, or one within its noise that does better on the occluded faces
+    if result["served"] != lowest:
+        assert rows[result["served"]]["dev occluded"]["nme"] < rows[lowest]["dev occluded"]["nme"]
+        assert "within the noise" in card["pipeline"]["selection"]
+    assert all(len(rows[label]["dev"]["per_face"]) == rows[label]["dev"]["n"] for label in candidates)
     assert card["served_row"] == result["served"] and card["pipeline"]["runs"] == result["runs"]
     assert set(card["evaluation"]) == set(result["rows"])
     assert (Path(result["model_dir"]) / "model.onnx").stat().st_size > 0
