@@ -342,5 +342,5 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                           "selection": f"among the distilled students{budget}, by trainer.selection: {choice.why}"}}
     folder = package(scored, served, package_into or out_dir / "model", extra, sets)
     say(table)
-    say(f"pipeline: served {served!r} -> {folder}")
+    say(f"pipeline: served {choice.why} -> {folder}")
     return {"rows": scored, "served": served, "model_dir": str(folder), "runs": extra["pipeline"]["runs"]}

@@ -4,8 +4,8 @@ A validation split of about a hundred faces cannot tell apart two models whose m
 of a percent, so the lowest mean alone picks by chance among equals. The rule: among the candidates within the
 parameter budget, take the lowest validation NME; every candidate that is not shown worse than it face by face ties
 with it (a paired Wilcoxon signed-rank test that the candidate's faces score higher, one-sided, p >= ALPHA), and
-the tie-break set (the occluded validation faces) decides among those. The one-sided test is the stricter of the two
-for a candidate with the higher mean, which keeps a chain of rounds from drifting upward in steps each within noise.
+the tie-break set (the occluded validation faces) decides among those. For a candidate with the higher mean the one-sided
+test is the stricter of the two, which narrows how far a chain of rounds can drift upward in steps each within noise.
 """
 from __future__ import annotations
 
