@@ -21,7 +21,7 @@ from pathlib import Path
 from landmarks.occlusion import Occlusion
 from sdhrnet.budgets import SERVED_MAX_PARAMS
 from trainer.results import EvalSet, markdown, package, score
-from trainer.selection import choose_served
+from trainer.selection import SelectionError, choose_served
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -45,7 +45,10 @@ def main() -> None:
         ap.error("each --row is NAME=MODEL")
     rows = {}
     for path in args.rows_from:
-        rows.update(json.loads(path.read_text()))
+        try:
+            rows.update(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            ap.error(f"--rows-from {path}: not a table written by --json ({e})")
     names = [*rows, *(name for name, _ in specs)]
     if not names:
         ap.error("give at least one --row or --rows-from")
@@ -61,8 +64,11 @@ def main() -> None:
     extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
     served = args.served
     if served == "auto":
-        choice = choose_served(rows, list(rows), TEST_SETS[0].name, tie_break=TEST_SETS[1].name,
-                               max_params=SERVED_MAX_PARAMS)
+        try:
+            choice = choose_served(rows, list(rows), TEST_SETS[0].name, tie_break=TEST_SETS[1].name,
+                                   max_params=SERVED_MAX_PARAMS)
+        except SelectionError as e:
+            ap.error(f"--served auto: {e}")
         print(f"selection rule picks {choice.why}")
         served = choice.served
         extra.setdefault("selection", f"by trainer.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "

@@ -43,3 +43,10 @@ def test_served_auto_packages_the_rules_pick_from_earlier_tables(tmp_path):
                           "--package-into", str(tmp_path / "pkg2")], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "--served" in bad.stderr
+    # a table from before rows carried each face's NME cannot be tested face by face: it says to score again
+    for row in rows.values():
+        del row["dev"]["per_face"]
+    table.write_text(json.dumps(rows))
+    old = subprocess.run([sys.executable, "bench/results_table.py", "--rows-from", str(table), "--served", "auto"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert old.returncode == 2 and "no per-face dev NMEs" in old.stderr and "score it again" in old.stderr
