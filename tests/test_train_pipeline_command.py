@@ -163,7 +163,13 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     result = json.loads(first.stdout)
     assert set(result["runs"]) == {r.key for r in ROWS}
     rows = result["rows"]
-    candidates = [label for label, r in rows.items() if label.endswith("(best student)") and r["params"] <= 2_000_000]
+    soups = [label for label in rows if label.endswith("soup of its two students")]
+    # one soup per self-distillation round, whose two students share their start
+    assert len(soups) == sum(r.stage is not None and r.stage.startswith("self-kd") for r in ROWS) == 3
+    assert all(Path(rows[label]["model"]).parent == out / "soups" and (Path(rows[label]["model"]) / "model.onnx").exists()
+               for label in soups)
+    candidates = [label for label, r in rows.items()
+                  if (label.endswith("(best student)") or label in soups) and r["params"] <= 2_000_000]
     assert result["served"] in candidates
     lowest = min(candidates, key=lambda label: rows[label]["dev"]["nme"])
     card = json.loads((Path(result["model_dir"]) / "model_card.json").read_text())

@@ -310,6 +310,23 @@ def table_rows(rows: tuple[Row, ...], results: dict[str, dict[str, Any]]) -> dic
     return out
 
 
+def soup_rows(rows: tuple[Row, ...], results: dict[str, dict[str, Any]], into: Path) -> dict[str, tuple[str, str]]:
+    """A soup of the two peer students of each self-distillation row (both fine-tuned from one distilled start, the
+    condition for averaging weights): results-table label -> (model folder written under `into`, row key). It runs
+    at one network's cost, so it is a candidate to serve like the row's best student."""
+    from trainer.soup import write_soup
+
+    keys = {r.key: r for r in rows}
+    out: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        start = keys.get(row.student)
+        if row.command == "distill" and row.peer and start is not None and start.command == "distill":
+            run = results[row.key]["run_id"]
+            write_soup([f"runs:/{run}/models/s1", f"runs:/{run}/models/s2"], into / row.key)
+            out[f"{row.label}, soup of its two students"] = (str(into / row.key), row.key)
+    return out
+
+
 def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, ablation: bool = False,
                  device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
                  test_sets: list[EvalSet] | None = None, package_into: Path | None = None,
@@ -322,7 +339,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     results = run_stages(plan, say, progress_every)
     occluded = EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion())
     sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split), occluded, *(test_sets or [])]
-    labelled = table_rows(rows, results)
+    labelled = table_rows(rows, results) | soup_rows(rows, results, out_dir / "soups")
     scored = {}
     for label, (uri, _) in labelled.items():
         scored[label] = score(uri, sets)
