@@ -60,6 +60,11 @@ def test_self_distillation_rounds_train_on_the_previous_student_with_it_as_teach
     assert third[third.index("--teacher") + 1] == "t" * 32
     schedule = [third[i + 1] for i, arg in enumerate(third) if arg == "--set"]
     assert {"lr=0.001", "epochs=24", "lambda_teacher=4.0"} <= set(schedule)
+    # and the fourth restarts the same way on the third
+    fourth = _plan().command(by_key["published-self-kd-4"], {**results, "published-self-kd-3": {"run_id": "f" * 32}})
+    assert fourth[fourth.index("--from-slim") + 1] == f"runs:/{'f' * 32}/model_files"
+    assert fourth[fourth.index("--teacher") + 1] == "f" * 32
+    assert [fourth[i + 1] for i, arg in enumerate(fourth) if arg == "--set"] == schedule
 
 
 def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
@@ -71,6 +76,7 @@ def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
     assert by_key["published-self-kd-1"].needs == {"published-kd-off"}
     assert by_key["published-self-kd-2"].needs == {"published-self-kd-1"}
     assert by_key["published-self-kd-3"].needs == {"published-self-kd-2"}
+    assert by_key["published-self-kd-4"].needs == {"published-self-kd-3"}
     assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
     assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
 
@@ -149,7 +155,7 @@ def test_a_training_follows_its_threads_file(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # two pipeline runs of eight stages, each run bounded by its own 900 s below
+@pytest.mark.timeout(1800)  # two pipeline runs of every stage, each run bounded by its own 900 s below
 def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_data):
     env = {**os.environ, "SDHRNET_HOME": str(tmp_path / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -165,7 +171,7 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     rows = result["rows"]
     soups = [label for label in rows if label.endswith("soup of its two students")]
     # one soup per self-distillation round, whose two students share their start
-    assert len(soups) == sum(r.stage is not None and r.stage.startswith("self-kd") for r in ROWS) == 3
+    assert len(soups) == sum(r.stage is not None and r.stage.startswith("self-kd") for r in ROWS) == 4
     assert all(Path(rows[label]["model"]).parent == out / "soups" and (Path(rows[label]["model"]) / "model.onnx").exists()
                for label in soups)
     candidates = [label for label, r in rows.items()
