@@ -4,8 +4,9 @@ A validation split of about a hundred faces cannot tell apart two models whose m
 of a percent, so the lowest mean alone picks by chance among equals. The rule: among the candidates within the
 parameter budget, take the lowest validation NME; every candidate that is not shown worse than it face by face ties
 with it (a paired Wilcoxon signed-rank test that the candidate's faces score higher, one-sided, p >= ALPHA), and
-the tie-break set (the occluded validation faces) decides among those. For a candidate with the higher mean the one-sided
-test is the stricter of the two, which narrows how far a chain of rounds can drift upward in steps each within noise.
+the tie-break set (the occluded validation faces) decides among those. For a candidate with the higher mean the
+one-sided test is the stricter of the two, which narrows how far a chain of rounds can drift upward in steps each
+within noise.
 """
 from __future__ import annotations
 
@@ -63,11 +64,11 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
     if served == best:
         others = f"; {len(tied) - 1} within its noise score higher on {tie_break}" if len(tied) > 1 else ""
         return Choice(best, f"{best!r}: {lowest}{others}")
-    t = tests[served]
+    p = tests[served]["wilcoxon_p"]
     return Choice(served, f"{served!r}: {split} NME {rows[served][split]['nme']:.5f}, within the noise of the "
-                          f"{lowest}, {best!r} (one-sided paired Wilcoxon p {t['wilcoxon_p']:.2g} >= {alpha}), and the lowest "
-                          f"{tie_break} NME among the {len(tied)} so tied ({rows[served][tie_break]['nme']:.5f} against "
-                          f"{rows[best][tie_break]['nme']:.5f})")
+                          f"{lowest}, {best!r} (one-sided paired Wilcoxon p {p:.2g} >= {alpha}), and the "
+                          f"lowest {tie_break} NME among the {len(tied)} so tied "
+                          f"({rows[served][tie_break]['nme']:.5f} against {rows[best][tie_break]['nme']:.5f})")
 
 
 def _faces(rows: Mapping[str, Mapping[str, Any]], name: str, split: str) -> Mapping[str, float]:
