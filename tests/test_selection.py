@@ -62,5 +62,7 @@ def test_selection_errors_say_what_is_missing():
             "c": {"params": 900_000, "dev": {"nme": 0.031}, "dev occluded": {"nme": 0.06}}}
     with pytest.raises(SelectionError, match="at most 1,000,000 parameters"):
         choose_served(rows, ["a"], "dev", tie_break="dev occluded", max_params=1_000_000)
+    with pytest.raises(SelectionError, match="no candidate was given"):
+        choose_served(rows, [], "dev")
     with pytest.raises(SelectionError, match="no per-face dev NMEs"):
         choose_served(rows, ["b", "c"], "dev", tie_break="dev occluded")

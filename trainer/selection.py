@@ -52,7 +52,8 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
     Without `tie_break` the lowest mean NME on `split` wins."""
     fits = [c for c in candidates if max_params is None or rows[c]["params"] <= max_params]
     if not fits:
-        raise SelectionError(f"no candidate has at most {max_params:,} parameters")
+        within = f" has at most {max_params:,} parameters" if max_params is not None else " was given"
+        raise SelectionError(f"no candidate{within}")
     best = min(fits, key=lambda c: rows[c][split]["nme"])
     lowest = f"lowest {split} NME ({rows[best][split]['nme']:.5f})"
     if tie_break is None:
