@@ -18,7 +18,7 @@ from pathlib import Path
 
 from results_table import TEST_SETS
 from trainer.evaluate import evaluate_split
-from trainer.selection import paired
+from landmarks.selection import paired
 
 
 def per_face(uri: str, test_set) -> dict[str, float]:

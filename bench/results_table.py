@@ -5,7 +5,7 @@ A row is NAME=MODEL where MODEL is anything `sdhrnet evaluate --model` takes (fo
 models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scoring them again. --json writes every
 figure (with each face's NME) for the model card; --package-into copies one row's model into a folder (model.onnx,
 spec.json, model_card.json) and merges the results and --card-extra (commands, data, seed: a JSON object) into its
-card. `--served auto` picks that row by trainer.selection's rule among the rows within 1 M parameters: lowest dev
+card. `--served auto` picks that row by landmarks.selection's rule among the rows within 1 M parameters: lowest dev
 NME, and among the rows not worse than it face by face, the lowest dev occluded NME.
 
     SDHRNET_HOME=/work/train-home .venv/bin/python bench/results_table.py \\
@@ -18,15 +18,13 @@ import argparse
 import json
 from pathlib import Path
 
-from landmarks.occlusion import Occlusion
 from sdhrnet.budgets import SERVED_MAX_PARAMS
-from trainer.results import EvalSet, markdown, package, score
-from trainer.selection import SelectionError, choose_served
+from trainer.results import EvalSet, markdown, package, score, validation_sets
+from landmarks.selection import SelectionError, choose_served
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-TEST_SETS = [EvalSet("dev", "300w", DATA / "300w", "dev"),
-             EvalSet("dev occluded", "300w", DATA / "300w", "dev", Occlusion()),
+TEST_SETS = [*validation_sets("300w", DATA / "300w", "dev"),
              EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")]
 
 
@@ -71,7 +69,7 @@ def main() -> None:
             ap.error(f"--served auto: {e}")
         print(f"selection rule picks {choice.why}")
         served = choice.served
-        extra.setdefault("selection", f"by trainer.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "
+        extra.setdefault("selection", f"by landmarks.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "
                                       f"(ensembles are larger): {choice.why}")
     if args.package_into:
         package(rows, served, args.package_into, extra, TEST_SETS)

@@ -1,11 +1,14 @@
 """When does a newly registered version become champion?
 
-`better-nme`: when no champion exists, or when the candidate's NME is lower than the champion's on the
-same evaluation split (NMEs measured on different splits are not comparable, so the candidate then
-stays challenger and the reason says why). `always`: every new version is promoted. `manual`: never
+`better-nme`: when no champion exists, or when the served-model rule (landmarks.selection) picks the candidate:
+where both versions were logged with each validation face's NME, clean and occluded, the lower mean NME wins unless
+the other version is not worse face by face and scores lower on the occluded faces; where either lacks them, the
+lower mean NME on the same evaluation split wins. NMEs measured on different splits are not comparable, so the
+candidate then stays challenger and the reason says why. `always`: every new version is promoted. `manual`: never
 automatically; an operator promotes."""
 import math
 
+from landmarks.selection import SelectionError, choose_between
 from sdhrnet.settings import get_settings
 
 POLICIES = ("better-nme", "always", "manual")
@@ -34,8 +37,8 @@ def _nme(metrics: dict) -> float | None:
 
 
 def decide(policy: str, candidate: dict, champion: dict | None) -> tuple[bool, str]:
-    """candidate/champion: {"nme": float, "split": str}; champion None when there is none.
-    Returns (promote, human-readable reason)."""
+    """candidate/champion: {"nme": float, "split": str, "faces": FACE_SCORES document or None}; champion None
+    when there is none. Returns (promote, human-readable reason)."""
     if policy == "manual":
         return False, "policy manual: waits for an operator to promote it"
     if policy == "always":
@@ -50,6 +53,13 @@ def decide(policy: str, candidate: dict, champion: dict | None) -> tuple[bool, s
     if str(candidate.get("split")) != str(champion.get("split")):
         return False, (f"not comparable: candidate measured on split '{candidate.get('split')}', "
                        f"champion on '{champion.get('split')}'")
+    fallback = ""
+    if candidate.get("faces") and champion.get("faces"):
+        try:
+            choice = choose_between(champion["faces"], candidate["faces"])
+            return choice.served == "candidate", f"face by face, {choice.why}"
+        except SelectionError as e:
+            fallback = f" ({e})"
     if new < old:
-        return True, f"NME {new:.5f} < champion's {old:.5f} on split '{candidate.get('split')}'"
-    return False, f"NME {new:.5f} >= champion's {old:.5f} on split '{candidate.get('split')}'"
+        return True, f"NME {new:.5f} < champion's {old:.5f} on split '{candidate.get('split')}'{fallback}"
+    return False, f"NME {new:.5f} >= champion's {old:.5f} on split '{candidate.get('split')}'{fallback}"

@@ -13,6 +13,7 @@ returns that version (a job redelivered after a worker crash must never register
 import json
 import logging
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from landmarks.datasets import NAME_PATTERN
+from landmarks.selection import FACE_SCORES, SelectionError, read_face_scores
 from sdhrnet.budgets import BUDGET_KINDS, over_budget
 from sdhrnet.settings import get_settings
 
@@ -35,7 +37,7 @@ MODEL_PREFIX = "sdhrnet-"
 CHAMPION, CHALLENGER = "champion", "challenger"
 REGISTRY_EXPERIMENT = "sdhrnet-registry"  # runs made for models that come without one (the bundled default)
 DEFAULT_JOB_ID = "bundled-default"
-EXTRA_FILES = ("weights.pt", "spec.json", "config.json", "model_card.json")
+EXTRA_FILES = ("weights.pt", "spec.json", "config.json", "model_card.json", FACE_SCORES)
 DECISION_TAG = "promotion"  # set once the policy has been applied: a redelivered job does not decide twice
 SERVING_REQUIREMENTS = ("onnxruntime", "onnx", "numpy")
 _DATASET_RE = re.compile(NAME_PATTERN)
@@ -276,13 +278,34 @@ class Registry:
         if champion is not None and champion.version == mv.version:
             promote, reason = False, "already champion"
         else:
-            promote, reason = decide(self.policy, _version_metrics(mv.tags or {}),
-                                     None if champion is None else _version_metrics(champion.tags or {}))
+            promote, reason = decide(self.policy, self.decision_inputs(name, mv.version),
+                                     None if champion is None else self.decision_inputs(name, champion.version))
         if promote:
             self._move_champion(name, str(mv.version), who, f"auto ({self.policy}): {reason}", action="auto-promote")
         decision = {"promoted": promote, "policy": self.policy, "reason": reason, "when": history.now_iso()}
         self.client.set_model_version_tag(name, mv.version, DECISION_TAG, json.dumps(decision))
         log.info("%s v%s: %s (%s)", name, mv.version, "champion" if promote else "stays challenger", reason)
+
+    def decision_inputs(self, name: str, version) -> dict:
+        """What the promotion policy compares: a version's NME figures from its tags, and its face-by-face scores
+        when it was logged with them."""
+        return _version_metrics(self._version(name, version).tags or {}) | {"faces": self._face_scores(name, version)}
+
+    def _face_scores(self, name: str, version) -> dict | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}/extra_files/{FACE_SCORES}", dst_path=tmp,
+                    tracking_uri=self.uri)
+            except Exception as e:  # MLflow raises several types for a missing file: a version logged before them
+                log.info("%s v%s has no face scores (%s); the policy compares mean NMEs", name, version,
+                         type(e).__name__)
+                return None
+            try:
+                return read_face_scores(Path(got))
+            except SelectionError as e:
+                log.warning("%s v%s: unreadable face scores (%s); the policy compares mean NMEs", name, version, e)
+                return None
 
     # ---- champion changes -----------------------------------------------------------------------------------
     def _move_champion(self, name: str, new: str, who: str, reason: str, action: str) -> dict:

@@ -3,8 +3,10 @@ manual promote/rollback history, idempotency per job id, the bundled default mod
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from landmarks.selection import FACE_SCORES, face_scores, occluded
 from registry import ModelNotFound, Registry, RegistryError
 from registry.policy import PolicyError, decide, resolve_policy
 from registry.tracking import mlflow  # imported through the registry so that telemetry is off
@@ -23,15 +25,25 @@ def store(tmp_path_factory):
     return {"root": root, "uri": uri, "registry": reg, "experiment": experiment}
 
 
-def make(store, tmp_path, dataset, job, nme, split="dev", policy=None, **kw):
-    """A finished job run and its model folder, registered through a registry with `policy`."""
+def make(store, tmp_path, dataset, job, nme, split="dev", policy=None, faces=None, **kw):
+    """A finished job run and its model folder, registered through a registry with `policy`; `faces` is written
+    as the folder's FACE_SCORES, as a training stage writes it."""
     reg = store["registry"] if policy is None else Registry(
         tracking_uri=store["uri"], cache_dir=store["root"] / "cache", artifact_root=store["root"] / "artifacts",
         policy=policy)
     run = reg.client.create_run(store["experiment"], tags={"sdhrnet.job_id": job})
     reg.client.set_terminated(run.info.run_id)
     result = fake_result(tmp_path / job, run.info.run_id, dataset=dataset, nme=nme, split=split, **kw)
+    if faces is not None:
+        (result.model_dir / FACE_SCORES).write_text(json.dumps(faces))
     return reg, result, reg.register_result(result, job)
+
+
+def face_doc(clean, occluded_faces, split="dev"):
+    """A FACE_SCORES document from per-face NME arrays (face ids f0, f1, ...)."""
+    sets = {name: {"nme": float(np.mean(v)), "per_face": {f"f{i}": float(x) for i, x in enumerate(v)}}
+            for name, v in ((split, clean), (occluded(split), occluded_faces))}
+    return face_scores(split, sets)
 
 
 def aliases(reg, dataset):
@@ -126,6 +138,68 @@ def test_policies(store, tmp_path):
     assert aliases(reg, "reg-handoff") == {"challenger": str(v1)}
     reg, _, v2 = make(store, tmp_path, "reg-handoff", "h2", 0.5, policy="always")
     assert aliases(reg, "reg-handoff") == {"champion": str(v2)}
+
+
+def test_better_nme_applies_the_served_model_rule_face_by_face(store, tmp_path):
+    rng = np.random.default_rng(3)
+    base, base_occ = rng.uniform(0.03, 0.07, 60), rng.uniform(0.06, 0.14, 60)
+
+    def noise():  # zero-mean: a model whose faces scatter around the first one's
+        n = rng.normal(0, 0.004, 60)
+        return n - n.mean()
+
+    reg, _, v1 = make(store, tmp_path, "reg-faces", "f1", 0.05, faces=face_doc(base, base_occ))
+    assert aliases(reg, "reg-faces") == {"champion": str(v1)}
+
+    # a lower mean NME within the champion's noise and worse occluded: the mean alone would promote it
+    tied = base - 0.0005 + noise()
+    _, _, v2 = make(store, tmp_path, "reg-faces", "f2", float(tied.mean()), faces=face_doc(tied, base_occ * 1.2))
+    decision = reg.describe("reg-faces", v2)["decision"]
+    assert tied.mean() < base.mean() and decision["promoted"] is False
+    assert decision["reason"].startswith("face by face, 'champion'") and "dev occluded" in decision["reason"]
+    assert aliases(reg, "reg-faces") == {"champion": str(v1), "challenger": str(v2)}
+
+    # a higher mean NME within the noise, much better occluded: promoted by the tie-break
+    level = base + 0.0005 + noise()
+    _, _, v3 = make(store, tmp_path, "reg-faces", "f3", float(level.mean()), faces=face_doc(level, base_occ * 0.8))
+    decision = reg.describe("reg-faces", v3)["decision"]
+    assert level.mean() > base.mean() and decision["promoted"] is True and "within the noise" in decision["reason"]
+    assert aliases(reg, "reg-faces") == {"champion": str(v3)}
+
+    # clearly worse on clean faces: the occluded faces do not save it
+    worse = level * 1.15
+    _, _, v4 = make(store, tmp_path, "reg-faces", "f4", float(worse.mean()), faces=face_doc(worse, base_occ * 0.5))
+    assert reg.describe("reg-faces", v4)["decision"]["promoted"] is False
+    assert aliases(reg, "reg-faces")["champion"] == str(v3)
+
+    # a version without face scores (logged before them) is compared on the mean NME from its tags
+    _, _, v5 = make(store, tmp_path, "reg-faces", "f5", 0.001)
+    decision = reg.describe("reg-faces", v5)["decision"]
+    assert decision["promoted"] is True and decision["reason"].startswith("NME 0.00100 < champion's")
+    assert reg.decision_inputs("sdhrnet-reg-faces", v5)["faces"] is None
+    assert reg.decision_inputs("sdhrnet-reg-faces", v3)["faces"]["sets"]["dev"]["per_face"]["f0"] == level[0]
+
+
+def test_face_by_face_compares_only_the_faces_both_scored():
+    rng = np.random.default_rng(4)
+    clean, occ = rng.uniform(0.03, 0.07, 40), rng.uniform(0.06, 0.14, 40)
+    champion = face_doc(clean, occ)
+    # scored on the first 20 faces only, each 10% better there; the tags' means alone would keep the champion
+    part = face_doc(clean[:20] * 0.9, occ[:20] * 0.9)
+    promoted, reason = decide("better-nme", {"nme": 1.0, "split": "dev", "faces": part},
+                              {"nme": 0.0, "split": "dev", "faces": champion})
+    assert promoted and reason.startswith("face by face, 'candidate': lowest dev NME")
+    elsewhere = face_doc(clean, occ, split="test")
+    promoted, reason = decide("better-nme", {"nme": 0.01, "split": "dev", "faces": elsewhere},
+                              {"nme": 0.02, "split": "dev", "faces": champion})
+    # falls back to the tags' means, and says why
+    assert promoted and "(not comparable: candidate scored on 'test', champion on 'dev')" in reason
+    disjoint = face_doc(clean, occ)
+    disjoint["sets"] = {k: {**v, "per_face": {f"g{f}": x for f, x in v["per_face"].items()}}
+                        for k, v in disjoint["sets"].items()}
+    promoted, reason = decide("better-nme", {"nme": 0.03, "split": "dev", "faces": disjoint},
+                              {"nme": 0.02, "split": "dev", "faces": champion})
+    assert not promoted and "share no scored face on 'dev'" in reason
 
 
 def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer.selection import SelectionError, choose_served, paired
+from landmarks.selection import SelectionError, choose_served, paired
 
 FACES = [f"face{i}" for i in range(60)]
 

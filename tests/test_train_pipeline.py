@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from landmarks.selection import FACE_SCORES, read_face_scores
 from trainer.tracking import client
 
 pytestmark = pytest.mark.slow
@@ -43,8 +44,15 @@ def test_every_stage_logs_config_metrics_and_model_files(pipeline):
         history = client().get_metric_history(result.run_id, "epoch_seconds")
         assert len(history) == 2, "one point per epoch"
         files = _artifacts(result.run_id)
-        for name in ("model.onnx", "weights.pt", "spec.json", "config.json", "model_card.json"):
+        for name in ("model.onnx", "weights.pt", "spec.json", "config.json", "model_card.json", FACE_SCORES):
             assert f"model_files/{name}" in files, (kind, name)
+        # each validation face's NME through the served path, clean and occluded: what the registry's policy tests
+        faces = read_face_scores(result.model_dir / FACE_SCORES)
+        clean, covered = faces["sets"]["dev"], faces["sets"][faces["tie_break"]]
+        assert faces["split"] == "dev" and faces["tie_break"] == "dev occluded"
+        assert len(clean["per_face"]) == len(covered["per_face"]) == clean["n"] == result.metrics["n"]
+        assert clean["nme"] == pytest.approx(result.metrics["nme"], rel=0.05), "the ONNX export scores as trained"
+        assert clean["per_face"] != covered["per_face"]
         assert {"plots/ced.png", "plots/predictions.png"} <= files
         assert 0 <= result.metrics["nme"] and result.metrics["split"] == "dev"
         assert result.model_dir.joinpath("model.onnx").stat().st_size > 10_000
@@ -75,7 +83,8 @@ def test_distill_starts_from_the_slimmed_spec_and_records_both_students(pipeline
     assert d.params == s.params
     assert set(d.card["students"]) == {"s1", "s2"} and d.card["best_student"] in ("s1", "s2")
     files = _artifacts(d.run_id)
-    assert {"models/s1/model.onnx", "models/s2/model.onnx", "models/s2/weights.pt"} <= files, "both students are kept"
+    assert {"models/s1/model.onnx", "models/s2/model.onnx", "models/s2/weights.pt", f"models/s1/{FACE_SCORES}"} <= files, \
+        "both students are kept, each with its face scores"
     m = client().get_run(d.run_id).data.metrics
     assert {"train_s1_kd_teacher", "train_s1_kd_peer", "train_s2_mse", "val_nme_s1", "val_nme_s2"} <= set(m)
 

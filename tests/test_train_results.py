@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 from landmarks.occlusion import Occlusion
+from landmarks.selection import FACE_SCORES, read_face_scores
 from trainer.results import EvalSet, package
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model"
@@ -28,3 +29,20 @@ def test_a_packaged_card_heads_with_the_served_rows_validation_score(tmp_path):
     assert card["evaluation"]["other"]["p1-ytf68 test"]["nme"] == 0.07
     # each face's NME is for choosing among the rows, not for the card
     assert all("per_face" not in s for r in card["evaluation"].values() for s in r.values())
+    # ... it goes beside the card, for the registry's promotion rule
+    faces = read_face_scores(into / FACE_SCORES)
+    assert (faces["split"], faces["tie_break"]) == ("dev", "dev occluded")
+    assert faces["sets"]["dev occluded"]["per_face"] == {"a": 0.12, "b": 0.12}
+    assert "p1-ytf68 test" not in faces["sets"]
+
+    # without the occluded validation set there is nothing to write, and no stale file stays behind
+    again = package(rows, "served", into, {}, [s for s in sets if s.name != "dev occluded"])
+    assert not (again / FACE_SCORES).exists()
+
+
+def test_the_bundled_models_face_scores_match_its_card():
+    faces = read_face_scores(DEFAULT_MODEL / FACE_SCORES)
+    card = json.loads((DEFAULT_MODEL / "model_card.json").read_text())
+    assert faces["split"] == card["metrics"]["split"] and len(faces["sets"]["dev"]["per_face"]) == card["metrics"]["n"]
+    assert faces["sets"]["dev"]["nme"] == card["metrics"]["nme"]
+    assert faces["sets"]["dev occluded"]["nme"] == card["evaluation"][card["served_row"]]["dev occluded"]["nme"]

@@ -43,12 +43,15 @@ def job_params(dataset: str, nme: float, steps: int = 4, step_seconds: float = 0
             "overrides": {"nme": nme, "steps": steps, "step_seconds": step_seconds}}
 
 
-def expected_aliases(dataset: str, metrics: dict, champion_before) -> list[str]:
+def expected_aliases(dataset: str, model: dict, champion_before) -> list[str]:
     """What the better-nme policy must have done, given the champion before the job."""
+    from registry import get_registry, model_name
     from registry.policy import decide
 
-    previous = None if champion_before is None else champion_before.card.get("metrics")
-    return ["champion"] if decide("better-nme", metrics, previous)[0] else ["challenger"]
+    reg, name = get_registry(), model_name(dataset)
+    previous = None if champion_before is None else reg.decision_inputs(name, champion_before.version)
+    promoted, _ = decide("better-nme", reg.decision_inputs(name, model["version"]), previous)
+    return ["champion"] if promoted else ["challenger"]
 
 
 def watch(job_id: str, timeout: float, until=None) -> tuple[dict, list[dict]]:
@@ -101,7 +104,7 @@ def run_flow(tmp_path: Path, start_worker, env: dict, dataset: str) -> dict:
     assert steps and {"stage", "epoch", "epochs", "step", "steps", "losses", "run_id"} <= set(steps[-1])
     result = status["result"]
     assert result["run_id"] == steps[-1]["run_id"]
-    assert result["model"]["aliases"] == expected_aliases(dataset, result["metrics"], before)
+    assert result["model"]["aliases"] == expected_aliases(dataset, result["model"], before)
     if before is None:
         assert result["model"]["aliases"] == ["champion"]
     timings["first job"] = time.monotonic() - t0
@@ -113,7 +116,7 @@ def run_flow(tmp_path: Path, start_worker, env: dict, dataset: str) -> dict:
     status, _ = watch(second, 300)
     assert status["state"] == "SUCCESS", (status, worker.tail())
     result = status["result"]
-    assert result["model"]["aliases"] == expected_aliases(dataset, result["metrics"], before)
+    assert result["model"]["aliases"] == expected_aliases(dataset, result["model"], before)
     if not REAL:
         assert result["model"]["aliases"] == ["challenger"]
     if result["model"]["aliases"] == ["challenger"]:

@@ -8,7 +8,7 @@ from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks import metrics
 from landmarks.scoring import PredictionError, predict_with_landmarker, score_predictions
 
-__all__ = ["PredictionError", "evaluate_split", "predict_with_model", "resolve_model", "score_predictions"]
+__all__ = ["PredictionError", "evaluate_split", "predict_with_model", "resolve_model", "score_model", "score_predictions"]
 
 
 def resolve_model(uri: str) -> tuple[Path, dict]:
@@ -59,10 +59,17 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     info = get_info(dataset)
     split = split or DEFAULT_TEST_SPLIT[info.name]
     samples = load_samples(info.name, data_root, split)
-    extra = {}
     if predictions is None:
-        predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion)
-    report = score_predictions(samples, info, predictions, threshold=threshold)
+        report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion)
+    else:
+        report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
-                   "missing_subsets": samples.missing_subsets, **extra})
+                   "missing_subsets": samples.missing_subsets})
     return report
+
+
+def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
+                threshold: float = metrics.THRESHOLD, occlusion=None) -> dict:
+    """Score a model on given samples (a split, or the part of it a training run validates on)."""
+    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion)
+    return score_predictions(samples, info, predictions, threshold=threshold) | extra

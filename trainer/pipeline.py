@@ -4,7 +4,7 @@ Each stage is its own process (`sdhrnet train-teacher | slim | distill --run-nam
 on the free cores: the teacher and slimming need nothing and run side by side, a distillation starts once what it
 needs has finished. Every stage is an MLflow run found again by its name, so running the pipeline again resumes an
 unfinished stage from its checkpoint and returns a finished one without training. At the end every row is scored
-on the validation split and the extra test sets through the served ONNX path, the student that trainer.selection
+on the validation split and the extra test sets through the served ONNX path, the student that landmarks.selection
 picks (lowest validation NME; the occluded validation faces decide among those within its noise) is packaged as
 a model folder, and the results table is printed.
 """
@@ -27,9 +27,8 @@ from sdhrnet.budgets import SERVED_MAX_PARAMS
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
 from trainer.nets.spec import PRESET_DATASETS
-from landmarks.occlusion import Occlusion
-from trainer.results import EvalSet, markdown, package, score
-from trainer.selection import SelectionError, choose_served
+from trainer.results import EvalSet, markdown, package, score, validation_sets
+from landmarks.selection import SelectionError, choose_served
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +339,8 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
                 cores=os.cpu_count() or 1)
     results = run_stages(plan, say, progress_every)
-    occluded = EvalSet(f"{cfg.val_split} occluded", dataset, data_root, cfg.val_split, Occlusion())
-    sets = [EvalSet(cfg.val_split, dataset, data_root, cfg.val_split), occluded, *(test_sets or [])]
+    clean, occluded = validation_sets(dataset, data_root, cfg.val_split)
+    sets = [clean, occluded, *(test_sets or [])]
     labelled = table_rows(rows, results) | soup_rows(rows, results, out_dir / "soups")
     scored = {}
     for label, (uri, _) in labelled.items():
@@ -359,7 +358,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     (out_dir / "results.md").write_text(table + "\n")
     budget = f" with at most {max_params:,} parameters" if max_params else ""
     extra = {"pipeline": {"command": command, "runs": {r.key: results[r.key]["run_id"] for r in rows},
-                          "selection": f"among the distilled students{budget}, by trainer.selection: {choice.why}"}}
+                          "selection": f"among the distilled students{budget}, by landmarks.selection: {choice.why}"}}
     folder = package(scored, served, package_into or out_dir / "model", extra, sets)
     say(table)
     say(f"pipeline: served {choice.why} -> {folder}")

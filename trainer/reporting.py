@@ -11,6 +11,7 @@ from trainer.stage import RunContext, StageOutput
 from landmarks.datasets import load_image
 from trainer.model_files import write_model_files
 from trainer.plots import ced_plot, predictions_grid
+from trainer.results import write_face_scores
 
 PICTURE_SAMPLES = 8
 
@@ -42,6 +43,7 @@ def log_side_models(ctx: RunContext, data: Data, models: dict[str, tuple[nn.Modu
         write_model_files(out, net, dataset=ctx.dataset, info=data.info, input_size=ctx.cfg.input_size,
                           config=ctx.cfg.model_dump(mode="json"), metrics=summary(report, ctx.cfg.val_split),
                           kind=f"{ctx.kind}/{name}", run_id=ctx.tracker.run_id, extra_card=(cards or {}).get(name))
+        write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split)
         ctx.tracker.log_artifacts(out, f"models/{name}")
 
 
@@ -55,5 +57,6 @@ def finish_stage(ctx: RunContext, model: nn.Module, data: Data, extra_reports: d
     card = write_model_files(out, model, dataset=ctx.dataset, info=data.info, input_size=ctx.cfg.input_size,
                              config=ctx.cfg.model_dump(mode="json"), metrics=metrics, kind=ctx.kind,
                              run_id=ctx.tracker.run_id, extra_card={"job_id": ctx.hooks.job_id, **(extra_card or {})})
+    write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split)
     ctx.tracker.log_metrics({"params": card["params"], "macs": card["macs"]}, step=ctx.cfg.epochs)
     return StageOutput(out, card)

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from landmarks.datasets import parse_source
-from trainer.evaluate import evaluate_split, resolve_model
+from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks.occlusion import Occlusion
+from landmarks.selection import FACE_SCORES, face_scores, occluded
+from trainer.evaluate import evaluate_split, resolve_model, score_model
 
 PACKAGED = ("model.onnx", "spec.json", "model_card.json")
 SCORES = ("nme", "fr", "auc")
@@ -44,15 +46,34 @@ class EvalSet:
 
 def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     """One row: the model's size from its card and NME / FR / AUC on each test set, with each face's NME
-    (`per_face`, what trainer.selection tests models on)."""
+    (`per_face`, what landmarks.selection tests models on)."""
     _, card = resolve_model(uri)
     row: dict[str, Any] = {"model": uri, "params": card.get("params"), "macs": card.get("macs"),
                            "input_size": card.get("input_size"), "run_id": card.get("run_id")}
     for t in test_sets:
         r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion)
-        row[t.name] = {k: round(float(r[k]), 5) for k in SCORES} | {"n": r["n"], "split": t.split, "dataset": t.dataset,
-                                                                     "per_face": r["per_image"]}
+        row[t.name] = _figures(r, t.split, t.dataset)
     return row
+
+
+def validation_sets(dataset: str, data_root: Path, split: str) -> list[EvalSet]:
+    """The validation split, clean and with every face occluded: what the served model is chosen on."""
+    return [EvalSet(split, dataset, Path(data_root), split),
+            EvalSet(occluded(split), dataset, Path(data_root), split, Occlusion())]
+
+
+def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], split: str) -> Path:
+    """FACE_SCORES of the model in `folder` on `samples` (what its run validated on), clean and occluded."""
+    sets = {name: _figures(score_model(str(folder), info, samples, occlusion=occlusion), split, info.name)
+            for name, occlusion in ((split, None), (occluded(split), Occlusion()))}
+    path = Path(folder) / FACE_SCORES
+    path.write_text(json.dumps(face_scores(split, sets)) + "\n")
+    return path
+
+
+def _figures(report: dict[str, Any], split: str, dataset: str) -> dict[str, Any]:
+    return ({k: round(float(report[k]), 5) for k in SCORES}
+            | {"n": report["n"], "split": split, "dataset": dataset, "per_face": report["per_image"]})
 
 
 def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
@@ -85,6 +106,9 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     headline = next(t for t in test_sets if t.occlusion is None)
     card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (into / FACE_SCORES).unlink(missing_ok=True)
+    if occluded(headline.name) in {t.name for t in test_sets}:  # else the registry compares mean NMEs
+        (into / FACE_SCORES).write_text(json.dumps(face_scores(headline.name, rows[served])) + "\n")
     return into
 
 

@@ -10,13 +10,18 @@ within noise.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from scipy.stats import wilcoxon
 
 ALPHA = 0.05
+# In a model folder: each validation face's NME, clean and occluded, so that the registry can apply the same rule
+# to a new version and its champion.
+FACE_SCORES = "face_scores.json"
 
 
 class SelectionError(ValueError):
@@ -77,3 +82,49 @@ def _faces(rows: Mapping[str, Mapping[str, Any]], name: str, split: str) -> Mapp
         return rows[name][split]["per_face"]
     except KeyError:
         raise SelectionError(f"row {name!r} has no per-face {split} NMEs to test; score it again") from None
+
+
+def occluded(split: str) -> str:
+    """The name of the tie-break set: `split` with every face partly covered (landmarks.occlusion)."""
+    return f"{split} occluded"
+
+
+def face_scores(split: str, sets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The FACE_SCORES document: `sets` maps `split` and occluded(split) to {"nme", ..., "per_face"}."""
+    missing = [name for name in (split, occluded(split)) if "per_face" not in sets.get(name, {})]
+    if missing:
+        raise SelectionError(f"no per-face NMEs for {', '.join(missing)}")
+    names = (split, occluded(split))
+    return {"split": split, "tie_break": names[1], "sets": {name: dict(sets[name]) for name in names}}
+
+
+def read_face_scores(path: Path) -> dict[str, Any] | None:
+    """A FACE_SCORES file, or None where there is none (models packaged before it existed)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise SelectionError(f"{Path(path).name} is not JSON: {e}") from None
+    if not isinstance(doc, dict) or not {"split", "tie_break", "sets"} <= doc.keys():
+        raise SelectionError(f"{Path(path).name} lacks split, tie_break or sets")
+    return doc
+
+
+def choose_between(champion: Mapping[str, Any], candidate: Mapping[str, Any], alpha: float = ALPHA) -> Choice:
+    """The rule applied to two FACE_SCORES documents (served: "champion" or "candidate") on the faces both scored,
+    so that two runs validated on different parts of a split are still compared on equal terms; an equal NME keeps
+    the champion."""
+    if (champion["split"], champion["tie_break"]) != (candidate["split"], candidate["tie_break"]):
+        raise SelectionError(f"not comparable: candidate scored on '{candidate['split']}', champion on "
+                             f"'{champion['split']}'")
+    docs = {"champion": champion, "candidate": candidate}
+    rows: dict[str, dict[str, Any]] = {label: {} for label in docs}
+    for name in (champion["split"], champion["tie_break"]):
+        faces = sorted(set.intersection(*(set(d["sets"][name]["per_face"]) for d in docs.values())))
+        if not faces:
+            raise SelectionError(f"the two versions share no scored face on '{name}'")
+        for label, d in docs.items():
+            per_face = {f: d["sets"][name]["per_face"][f] for f in faces}
+            rows[label][name] = {"nme": float(np.mean(list(per_face.values()))), "per_face": per_face}
+    return choose_served(rows, list(docs), champion["split"], tie_break=champion["tie_break"], alpha=alpha)
