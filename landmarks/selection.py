@@ -112,19 +112,25 @@ def read_face_scores(path: Path) -> dict[str, Any] | None:
 
 
 def choose_between(champion: Mapping[str, Any], candidate: Mapping[str, Any], alpha: float = ALPHA) -> Choice:
-    """The rule applied to two FACE_SCORES documents (served: "champion" or "candidate") on the faces both scored,
-    so that two runs validated on different parts of a split are still compared on equal terms; an equal NME keeps
-    the champion."""
-    if (champion["split"], champion["tie_break"]) != (candidate["split"], candidate["tie_break"]):
-        raise SelectionError(f"not comparable: candidate scored on '{candidate['split']}', champion on "
-                             f"'{champion['split']}'")
-    docs = {"champion": champion, "candidate": candidate}
+    """The rule applied to two FACE_SCORES documents (served: "champion" or "candidate"); an equal NME keeps the
+    champion."""
+    return choose_among({"champion": champion, "candidate": candidate}, alpha)
+
+
+def choose_among(docs: Mapping[str, Mapping[str, Any]], alpha: float = ALPHA) -> Choice:
+    """The rule applied to FACE_SCORES documents by label, on the faces all of them scored, so that runs validated
+    on different parts of a split are still compared on equal terms; of equal NMEs the first label wins."""
+    for key in ("split", "tie_break"):
+        values = sorted({str(d[key]) for d in docs.values()})
+        if len(values) > 1:
+            raise SelectionError(f"not comparable: {key} {' and '.join(map(repr, values))}")
+    split, tie_break = next(iter(docs.values()))["split"], next(iter(docs.values()))["tie_break"]
     rows: dict[str, dict[str, Any]] = {label: {} for label in docs}
-    for name in (champion["split"], champion["tie_break"]):
+    for name in (split, tie_break):
         faces = sorted(set.intersection(*(set(d["sets"][name]["per_face"]) for d in docs.values())))
         if not faces:
-            raise SelectionError(f"the two versions share no scored face on '{name}'")
+            raise SelectionError(f"no face was scored by all of them on '{name}'")
         for label, d in docs.items():
             per_face = {f: d["sets"][name]["per_face"][f] for f in faces}
             rows[label][name] = {"nme": float(np.mean(list(per_face.values()))), "per_face": per_face}
-    return choose_served(rows, list(docs), champion["split"], tie_break=champion["tie_break"], alpha=alpha)
+    return choose_served(rows, list(docs), split, tie_break=tie_break, alpha=alpha)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from landmarks.datasets import NAME_PATTERN
-from landmarks.selection import FACE_SCORES, SelectionError, read_face_scores
+from landmarks.selection import FACE_SCORES, SelectionError, choose_among, read_face_scores
 from sdhrnet.budgets import BUDGET_KINDS, over_budget
 from sdhrnet.settings import get_settings
 
@@ -333,8 +333,9 @@ class Registry:
         return self._move_champion(name, str(mv.version), who, reason, action="promote")
 
     def best_within(self, dataset: str, limits: dict[str, float]) -> dict:
-        """The most accurate version whose recorded costs hold every limit (kind -> maximum, sdhrnet.budgets).
-        NMEs are only compared on one split: the champion's, else the one most versions were scored on."""
+        """The most accurate version whose recorded costs hold every limit (kind -> maximum, sdhrnet.budgets), by
+        the served-model rule (`why` says why). NMEs are only compared on one split: the champion's, else the one
+        most versions were scored on."""
         unknown = set(limits) - set(BUDGET_KINDS)
         if unknown or not limits:
             raise RegistryError(f"a budget limits one or more of {', '.join(BUDGET_KINDS)}; got {sorted(limits)}")
@@ -351,7 +352,7 @@ class Registry:
             split = max(set(splits), key=splits.count)
         fitting = [v for v in scored if v["metrics"]["split"] == split and not over_budget(v["tags"], limits)]
         if fitting:
-            return min(fitting, key=lambda v: (v["metrics"]["nme"], int(v["version"])))
+            return self._best_of(name, fitting)
         wanted = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
         closest = sorted(scored, key=lambda v: len(over_budget(v["tags"], limits)))[:3]
         why = "; ".join(f"v{v['version']}: {', '.join(over_budget(v['tags'], limits)) or 'scored on ' + str(v['metrics']['split'])}"
@@ -359,11 +360,26 @@ class Registry:
         raise NothingWithinBudget(f"no version of {name} scored on split '{split}' fits {wanted} ({why}); train one "
                                   "within it (POST /jobs/sweep) or relax the budget")
 
+    def _best_of(self, name: str, versions: list[dict]) -> dict:
+        """The served-model rule's pick, face by face where every version has face scores, else the lowest NME;
+        of equals the oldest version. `why` says which and why."""
+        ordered = sorted(versions, key=lambda v: int(v["version"]))
+        docs = {f"v{v['version']}": self._face_scores(name, v["version"]) for v in ordered} if len(ordered) > 1 else {}
+        if docs and all(docs.values()):
+            try:
+                choice = choose_among(docs)
+                return next(v for v in ordered if f"v{v['version']}" == choice.served) | {
+                    "why": f"face by face, {choice.why}"}
+            except SelectionError as e:
+                log.info("%s: %s; comparing mean NMEs", name, e)
+        best = min(ordered, key=lambda v: v["metrics"]["nme"])
+        return best | {"why": f"lowest NME ({best['metrics']['nme']:.5f})"}
+
     def promote_within(self, dataset: str, limits: dict[str, float], who: str = "unknown") -> dict:
         best = self.best_within(dataset, limits)
         wanted = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
-        return self._move_champion(model_name(dataset), best["version"], who,
-                                   f"lowest NME ({best['metrics']['nme']:.5f}) within {wanted}", action="promote")
+        return self._move_champion(model_name(dataset), best["version"], who, f"{best['why']}, within {wanted}",
+                                   action="promote")
 
     def rollback(self, dataset: str, who: str = "unknown", reason: str = "manual rollback") -> dict:
         name = model_name(dataset)

@@ -180,6 +180,20 @@ def test_better_nme_applies_the_served_model_rule_face_by_face(store, tmp_path):
     assert reg.decision_inputs("sdhrnet-reg-faces", v3)["faces"]["sets"]["dev"]["per_face"]["f0"] == level[0]
 
 
+def test_promote_within_a_budget_applies_the_rule_too(store, tmp_path):
+    rng = np.random.default_rng(5)
+    base, occ = rng.uniform(0.03, 0.07, 50), rng.uniform(0.06, 0.14, 50)
+    jitter = rng.normal(0, 0.004, 50)
+    tied = base - 0.0004 + jitter - jitter.mean()  # lower mean, within the noise, worse occluded
+    reg, _, v1 = make(store, tmp_path, "reg-budget", "b1", float(base.mean()), policy="manual",
+                      faces=face_doc(base, occ))
+    make(store, tmp_path, "reg-budget", "b2", float(tied.mean()), policy="manual", faces=face_doc(tied, occ * 1.3))
+    best = reg.best_within("reg-budget", {"params": 10_000})
+    assert best["version"] == str(v1) and best["why"].startswith("face by face, 'v1'")
+    event = reg.promote_within("reg-budget", {"params": 10_000}, who="carol")
+    assert (event["to"], event["who"]) == (str(v1), "carol") and event["reason"].endswith("within params <= 10000")
+
+
 def test_face_by_face_compares_only_the_faces_both_scored():
     rng = np.random.default_rng(4)
     clean, occ = rng.uniform(0.03, 0.07, 40), rng.uniform(0.06, 0.14, 40)
@@ -193,13 +207,13 @@ def test_face_by_face_compares_only_the_faces_both_scored():
     promoted, reason = decide("better-nme", {"nme": 0.01, "split": "dev", "faces": elsewhere},
                               {"nme": 0.02, "split": "dev", "faces": champion})
     # falls back to the tags' means, and says why
-    assert promoted and "(not comparable: candidate scored on 'test', champion on 'dev')" in reason
+    assert promoted and "(not comparable: split 'dev' and 'test')" in reason
     disjoint = face_doc(clean, occ)
     disjoint["sets"] = {k: {**v, "per_face": {f"g{f}": x for f, x in v["per_face"].items()}}
                         for k, v in disjoint["sets"].items()}
     promoted, reason = decide("better-nme", {"nme": 0.03, "split": "dev", "faces": disjoint},
                               {"nme": 0.02, "split": "dev", "faces": champion})
-    assert not promoted and "share no scored face on 'dev'" in reason
+    assert not promoted and "no face was scored by all of them on 'dev'" in reason
 
 
 def test_bundled_default_registers_only_into_an_empty_dataset(store, tmp_path):

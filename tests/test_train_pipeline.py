@@ -83,8 +83,8 @@ def test_distill_starts_from_the_slimmed_spec_and_records_both_students(pipeline
     assert d.params == s.params
     assert set(d.card["students"]) == {"s1", "s2"} and d.card["best_student"] in ("s1", "s2")
     files = _artifacts(d.run_id)
-    assert {"models/s1/model.onnx", "models/s2/model.onnx", "models/s2/weights.pt", f"models/s1/{FACE_SCORES}"} <= files, \
-        "both students are kept, each with its face scores"
+    kept = {"models/s1/model.onnx", "models/s2/model.onnx", "models/s2/weights.pt", f"models/s1/{FACE_SCORES}"}
+    assert kept <= files, "both students are kept, each with its face scores"
     m = client().get_run(d.run_id).data.metrics
     assert {"train_s1_kd_teacher", "train_s1_kd_peer", "train_s2_mse", "val_nme_s1", "val_nme_s2"} <= set(m)
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from landmarks.selection import FACE_SCORES, choose_among, read_face_scores
 from trainer.tracking import client
 
 pytestmark = pytest.mark.slow
@@ -125,9 +126,13 @@ def test_every_budget_becomes_a_version_tagged_with_its_costs_and_a_budget_promo
         assert v["params"] == row["params"] and v["macs"] == row["macs"] and v["budget"] == row["label"]
         assert v["ms"] == pytest.approx(row["ms"], abs=1e-3) and v["metrics"]["nme"] == pytest.approx(row["nme"])
 
-    def expected(limit):
-        fits = [r for r in rows if r["params"] <= limit]
-        return versions[min(fits, key=lambda r: r["nme"])["label"]]["version"]
+    faces = {m.card["budget"]: read_face_scores(m.model_dir / FACE_SCORES) for m in [result, *result.members]}
+
+    def expected(limit):  # the served-model rule on the members' own face scores, oldest version first
+        fits = sorted((r["label"] for r in rows if r["params"] <= limit), key=lambda b: int(versions[b]["version"]))
+        if len(fits) == 1:
+            return versions[fits[0]]["version"]
+        return versions[choose_among({b: faces[b] for b in fits}).served]["version"]
 
     for limit in (sweep["tight"], sweep["loose"]):
         reg.promote_within("300w", {"params": limit}, who="test")

@@ -8,7 +8,8 @@ from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks import metrics
 from landmarks.scoring import PredictionError, predict_with_landmarker, score_predictions
 
-__all__ = ["PredictionError", "evaluate_split", "predict_with_model", "resolve_model", "score_model", "score_predictions"]
+__all__ = ["PredictionError", "evaluate_split", "predict_with_model", "resolve_model", "score_model",
+           "score_predictions"]
 
 
 def resolve_model(uri: str) -> tuple[Path, dict]:

@@ -67,7 +67,7 @@ def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], sp
     sets = {name: _figures(score_model(str(folder), info, samples, occlusion=occlusion), split, info.name)
             for name, occlusion in ((split, None), (occluded(split), Occlusion()))}
     path = Path(folder) / FACE_SCORES
-    path.write_text(json.dumps(face_scores(split, sets)) + "\n")
+    path.write_text(json.dumps(face_scores(split, sets), indent=1) + "\n")
     return path
 
 
@@ -108,7 +108,7 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (into / FACE_SCORES).unlink(missing_ok=True)
     if occluded(headline.name) in {t.name for t in test_sets}:  # else the registry compares mean NMEs
-        (into / FACE_SCORES).write_text(json.dumps(face_scores(headline.name, rows[served])) + "\n")
+        (into / FACE_SCORES).write_text(json.dumps(face_scores(headline.name, rows[served]), indent=1) + "\n")
     return into
 
 
