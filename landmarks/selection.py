@@ -91,10 +91,10 @@ def occluded(split: str) -> str:
 
 def face_scores(split: str, sets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The FACE_SCORES document: `sets` maps `split` and occluded(split) to {"nme", ..., "per_face"}."""
-    missing = [name for name in (split, occluded(split)) if "per_face" not in sets.get(name, {})]
+    names = (split, occluded(split))
+    missing = [name for name in names if "per_face" not in sets.get(name, {})]
     if missing:
         raise SelectionError(f"no per-face NMEs for {', '.join(missing)}")
-    names = (split, occluded(split))
     return {"split": split, "tie_break": names[1], "sets": {name: dict(sets[name]) for name in names}}
 
 
@@ -106,8 +106,12 @@ def read_face_scores(path: Path) -> dict[str, Any] | None:
         return None
     except ValueError as e:
         raise SelectionError(f"{Path(path).name} is not JSON: {e}") from None
-    if not isinstance(doc, dict) or not {"split", "tie_break", "sets"} <= doc.keys():
-        raise SelectionError(f"{Path(path).name} lacks split, tie_break or sets")
+    try:
+        ok = all(isinstance(doc["sets"][doc[key]]["per_face"], dict) for key in ("split", "tie_break"))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise SelectionError(f"{Path(path).name} lacks per-face NMEs for its split or its tie-break set")
     return doc
 
 

@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from landmarks.selection import SelectionError, choose_served, paired
+from landmarks.selection import FACE_SCORES, SelectionError, choose_served, face_scores, paired, read_face_scores
 
 FACES = [f"face{i}" for i in range(60)]
 
@@ -66,3 +68,17 @@ def test_selection_errors_say_what_is_missing():
         choose_served(rows, [], "dev")
     with pytest.raises(SelectionError, match="no per-face dev NMEs"):
         choose_served(rows, ["b", "c"], "dev", tie_break="dev occluded")
+
+
+def test_face_scores_files_are_checked_when_read(tmp_path):
+    doc = face_scores("dev", {"dev": {"nme": 0.1, "per_face": {"a": 0.1}}, "dev occluded": {"per_face": {"a": 0.2}}})
+    path = tmp_path / FACE_SCORES
+    assert read_face_scores(path) is None  # a model packaged before face scores existed
+    path.write_text(json.dumps(doc))
+    assert read_face_scores(path) == doc
+    for broken in ("{", json.dumps({**doc, "tie_break": "test occluded"}), json.dumps([doc])):
+        path.write_text(broken)
+        with pytest.raises(SelectionError, match=FACE_SCORES):
+            read_face_scores(path)
+    with pytest.raises(SelectionError, match="no per-face NMEs for dev occluded"):
+        face_scores("dev", {"dev": {"per_face": {}}})
