@@ -11,6 +11,7 @@ within noise.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +20,8 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 ALPHA = 0.05
+# Below this many shared faces a one-sided Wilcoxon test can hardly reject anything, so every model would tie.
+MIN_SHARED_FACES = 10
 # In a model folder: each validation face's NME, clean and occluded, so that the registry can apply the same rule
 # to a new version and its champion.
 FACE_SCORES = "face_scores.json"
@@ -59,6 +62,9 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
     if not fits:
         within = f" has at most {max_params:,} parameters" if max_params is not None else " was given"
         raise SelectionError(f"no candidate{within}")
+    fits = [c for c in fits if _finite(rows[c][split]["nme"])]  # a diverged run scores NaN
+    if not fits:
+        raise SelectionError(f"no candidate has a finite {split} NME")
     best = min(fits, key=lambda c: rows[c][split]["nme"])
     lowest = f"lowest {split} NME ({rows[best][split]['nme']:.5f})"
     if tie_break is None:
@@ -66,7 +72,7 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
     tests = {c: paired([_faces(rows, best, split)], [_faces(rows, c, split)], alternative="greater")
              for c in fits if c != best}
     tied = [best] + [c for c, t in tests.items() if t["wilcoxon_p"] >= alpha]
-    served = min(tied, key=lambda c: rows[c][tie_break]["nme"])
+    served = min(tied, key=lambda c: rows[c][tie_break]["nme"] if _finite(rows[c][tie_break]["nme"]) else math.inf)
     if served == best:
         others = f"; {len(tied) - 1} within its noise score higher on {tie_break}" if len(tied) > 1 else ""
         return Choice(best, f"{best!r}: {lowest}{others}")
@@ -107,12 +113,16 @@ def read_face_scores(path: Path) -> dict[str, Any] | None:
     except ValueError as e:
         raise SelectionError(f"{Path(path).name} is not JSON: {e}") from None
     try:
-        ok = all(isinstance(doc["sets"][doc[key]]["per_face"], dict) for key in ("split", "tie_break"))
+        per_face = [doc["sets"][doc[key]]["per_face"] for key in ("split", "tie_break")]
     except (KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise SelectionError(f"{Path(path).name} lacks per-face NMEs for its split or its tie-break set")
+        raise SelectionError(f"{Path(path).name} lacks per-face NMEs for its split or its tie-break set") from None
+    if not all(isinstance(faces, dict) and all(_finite(v) for v in faces.values()) for faces in per_face):
+        raise SelectionError(f"{Path(path).name} has a per-face NME that is not a finite number")
     return doc
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def choose_between(champion: Mapping[str, Any], candidate: Mapping[str, Any], alpha: float = ALPHA) -> Choice:
@@ -132,8 +142,9 @@ def choose_among(docs: Mapping[str, Mapping[str, Any]], alpha: float = ALPHA) ->
     rows: dict[str, dict[str, Any]] = {label: {} for label in docs}
     for name in (split, tie_break):
         faces = sorted(set.intersection(*(set(d["sets"][name]["per_face"]) for d in docs.values())))
-        if not faces:
-            raise SelectionError(f"no face was scored by all of them on '{name}'")
+        if len(faces) < MIN_SHARED_FACES:
+            raise SelectionError(f"{len(faces)} faces scored by all of them on '{name}', fewer than "
+                                 f"{MIN_SHARED_FACES}")
         for label, d in docs.items():
             per_face = {f: d["sets"][name]["per_face"][f] for f in faces}
             rows[label][name] = {"nme": float(np.mean(list(per_face.values()))), "per_face": per_face}

@@ -1,8 +1,8 @@
 """One MLflow registered model per dataset (`sdhrnet-{dataset}`), with `champion` / `challenger` aliases.
 
 How a version is stored: the job's files are logged with `mlflow.onnx.log_model` as a LoggedModel of the
-job's own MLflow run (ONNX at the model root as `model.onnx`; weights.pt, spec.json, config.json and
-model_card.json as the flavour's extra files), with explicit pip requirements (inferring them loads the
+job's own MLflow run (ONNX at the model root as `model.onnx`; weights.pt, spec.json, config.json,
+model_card.json and face_scores.json as the flavour's extra files), with explicit pip requirements (inferring them loads the
 model in a subprocess and costs seconds), then registered with `create_model_version`. The version
 therefore is a real MLflow model (pyfunc-loadable, `mlflow models serve` works) and the API downloads
 one plain ONNX file.
@@ -12,6 +12,7 @@ returns that version (a job redelivered after a worker crash must never register
 """
 import json
 import logging
+import math
 import re
 import tempfile
 import time
@@ -278,33 +279,37 @@ class Registry:
         if champion is not None and champion.version == mv.version:
             promote, reason = False, "already champion"
         else:
-            promote, reason = decide(self.policy, self.decision_inputs(name, mv.version),
-                                     None if champion is None else self.decision_inputs(name, champion.version))
+            face_by_face = self.policy == "better-nme" and champion is not None  # else no download is needed
+            promote, reason = decide(
+                self.policy, self.decision_inputs(name, mv.version, face_by_face),
+                None if champion is None else self.decision_inputs(name, champion.version, face_by_face))
         if promote:
             self._move_champion(name, str(mv.version), who, f"auto ({self.policy}): {reason}", action="auto-promote")
         decision = {"promoted": promote, "policy": self.policy, "reason": reason, "when": history.now_iso()}
         self.client.set_model_version_tag(name, mv.version, DECISION_TAG, json.dumps(decision))
         log.info("%s v%s: %s (%s)", name, mv.version, "champion" if promote else "stays challenger", reason)
 
-    def decision_inputs(self, name: str, version) -> dict:
+    def decision_inputs(self, name: str, version, face_by_face: bool = True) -> dict:
         """What the promotion policy compares: a version's NME figures from its tags, and its face-by-face scores
         when it was logged with them."""
-        return _version_metrics(self._version(name, version).tags or {}) | {"faces": self._face_scores(name, version)}
+        faces = self._face_scores(name, version) if face_by_face else None
+        return _version_metrics(self._version(name, version).tags or {}) | {"faces": faces}
 
     def _face_scores(self, name: str, version) -> dict | None:
+        """None for a version logged before face scores existed, or with a broken file; a tracking server that
+        fails raises, so that the job's registration is retried rather than decided on less."""
+        folder = f"models:/{name}/{version}/extra_files"
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=folder, tracking_uri=self.uri)
+        if not any(Path(f.path).name == FACE_SCORES for f in listed):
+            log.warning("%s v%s has no %s; the policy compares its mean NME", name, version, FACE_SCORES)
+            return None
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                got = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{name}/{version}/extra_files/{FACE_SCORES}", dst_path=tmp,
-                    tracking_uri=self.uri)
-            except Exception as e:  # MLflow raises several types for a missing file: a version logged before them
-                log.info("%s v%s has no face scores (%s); the policy compares mean NMEs", name, version,
-                         type(e).__name__)
-                return None
+            got = mlflow.artifacts.download_artifacts(artifact_uri=f"{folder}/{FACE_SCORES}", dst_path=tmp,
+                                                      tracking_uri=self.uri)
             try:
                 return read_face_scores(Path(got))
             except SelectionError as e:
-                log.warning("%s v%s: unreadable face scores (%s); the policy compares mean NMEs", name, version, e)
+                log.warning("%s v%s: %s; the policy compares its mean NME", name, version, e)
                 return None
 
     # ---- champion changes -----------------------------------------------------------------------------------
@@ -344,7 +349,7 @@ class Registry:
             raise ModelNotFound(f"no models registered for dataset '{dataset}'; train one (POST /jobs/slim) first")
         versions = [self._describe_version(mv) for mv in self.client.search_model_versions(f"name = '{name}'",
                                                                                            max_results=10000)]
-        scored = [v for v in versions if v["metrics"]["nme"] is not None]
+        scored = [v for v in versions if v["metrics"]["nme"] is not None and math.isfinite(v["metrics"]["nme"])]
         champion = self._by_alias(name, CHAMPION)
         split = _version_metrics(champion.tags or {})["split"] if champion is not None else None
         if split is None and scored:

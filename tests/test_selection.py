@@ -82,3 +82,19 @@ def test_face_scores_files_are_checked_when_read(tmp_path):
             read_face_scores(path)
     with pytest.raises(SelectionError, match="no per-face NMEs for dev occluded"):
         face_scores("dev", {"dev": {"per_face": {}}})
+
+
+def test_a_diverged_candidate_is_never_served(tmp_path):
+    rng = np.random.default_rng(9)
+    diverged = {f: float("nan") for f in FACES}
+    rows = {"nan": _row(1, diverged, _faces(rng, 0.01)), "ok": _row(1, _faces(rng, 0.05), _faces(rng, 0.1))}
+    assert choose_served(rows, ["nan", "ok"], "dev", tie_break="dev occluded").served == "ok"
+    with pytest.raises(SelectionError, match="no candidate has a finite dev NME"):
+        choose_served(rows, ["nan"], "dev")
+    doc = face_scores("dev", {"dev": {"per_face": {"a": float("nan")}}, "dev occluded": {"per_face": {"a": 0.2}}})
+    path = tmp_path / FACE_SCORES
+    for value in (float("nan"), "0.1", None):
+        doc["sets"]["dev"]["per_face"]["a"] = value
+        path.write_text(json.dumps(doc))
+        with pytest.raises(SelectionError, match="not a finite number"):
+            read_face_scores(path)

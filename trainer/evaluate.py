@@ -31,14 +31,14 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
-                       occlusion=None) -> tuple[dict, dict]:
+                       occlusion=None, threads: int | None = None) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
     if card.get("num_landmarks") not in (None, info.num_landmarks):
         raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
     flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
-    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs)
+    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads)
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test}
     if occlusion is not None:
@@ -70,7 +70,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
 
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
-                threshold: float = metrics.THRESHOLD, occlusion=None) -> dict:
-    """Score a model on given samples (a split, or the part of it a training run validates on)."""
-    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion)
+                threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None) -> dict:
+    """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
+    ONNX Runtime's (a training process has its share of the cores)."""
+    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads)
     return score_predictions(samples, info, predictions, threshold=threshold) | extra

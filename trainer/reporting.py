@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from trainer.engine import Data, evaluate_model
@@ -43,7 +44,7 @@ def log_side_models(ctx: RunContext, data: Data, models: dict[str, tuple[nn.Modu
         write_model_files(out, net, dataset=ctx.dataset, info=data.info, input_size=ctx.cfg.input_size,
                           config=ctx.cfg.model_dump(mode="json"), metrics=summary(report, ctx.cfg.val_split),
                           kind=f"{ctx.kind}/{name}", run_id=ctx.tracker.run_id, extra_card=(cards or {}).get(name))
-        write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split)
+        write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split, threads=torch.get_num_threads())
         ctx.tracker.log_artifacts(out, f"models/{name}")
 
 
@@ -57,6 +58,6 @@ def finish_stage(ctx: RunContext, model: nn.Module, data: Data, extra_reports: d
     card = write_model_files(out, model, dataset=ctx.dataset, info=data.info, input_size=ctx.cfg.input_size,
                              config=ctx.cfg.model_dump(mode="json"), metrics=metrics, kind=ctx.kind,
                              run_id=ctx.tracker.run_id, extra_card={"job_id": ctx.hooks.job_id, **(extra_card or {})})
-    write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split)
+    write_face_scores(out, data.info, data.val_samples, ctx.cfg.val_split, threads=torch.get_num_threads())
     ctx.tracker.log_metrics({"params": card["params"], "macs": card["macs"]}, step=ctx.cfg.epochs)
     return StageOutput(out, card)
