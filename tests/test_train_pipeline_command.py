@@ -60,11 +60,12 @@ def test_self_distillation_rounds_train_on_the_previous_student_with_it_as_teach
     assert third[third.index("--teacher") + 1] == "t" * 32
     schedule = [third[i + 1] for i, arg in enumerate(third) if arg == "--set"]
     assert {"lr=0.001", "epochs=24", "lambda_teacher=4.0"} <= set(schedule)
-    # and the fourth restarts the same way on the third
-    fourth = _plan().command(by_key["published-self-kd-4"], {**results, "published-self-kd-3": {"run_id": "f" * 32}})
-    assert fourth[fourth.index("--from-slim") + 1] == f"runs:/{'f' * 32}/model_files"
-    assert fourth[fourth.index("--teacher") + 1] == "f" * 32
-    assert [fourth[i + 1] for i, arg in enumerate(fourth) if arg == "--set"] == schedule
+    # and the fourth and fifth restart the same way on the round before
+    for key, before in (("published-self-kd-4", "published-self-kd-3"), ("published-self-kd-5", "published-self-kd-4")):
+        later = _plan().command(by_key[key], {**results, before: {"run_id": "f" * 32}})
+        assert later[later.index("--from-slim") + 1] == f"runs:/{'f' * 32}/model_files"
+        assert later[later.index("--teacher") + 1] == "f" * 32
+        assert [later[i + 1] for i, arg in enumerate(later) if arg == "--set"] == schedule
 
 
 def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
@@ -77,6 +78,7 @@ def test_rows_need_only_what_they_use_and_the_first_two_need_nothing():
     assert by_key["published-self-kd-2"].needs == {"published-self-kd-1"}
     assert by_key["published-self-kd-3"].needs == {"published-self-kd-2"}
     assert by_key["published-self-kd-4"].needs == {"published-self-kd-3"}
+    assert by_key["published-self-kd-5"].needs == {"published-self-kd-4"}
     assert not by_key["slimmed-kd-off"].peer and by_key["slimmed-triple-kd"].peer
     assert published_arch("csv") == "s-hrnet-300w" and published_arch("wflw") == "s-hrnet-wflw"
 
@@ -171,7 +173,7 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     rows = result["rows"]
     soups = [label for label in rows if label.endswith("soup of its two students")]
     # one soup per self-distillation round, whose two students share their start
-    assert len(soups) == sum(r.stage is not None and r.stage.startswith("self-kd") for r in ROWS) == 4
+    assert len(soups) == sum(r.stage is not None and r.stage.startswith("self-kd") for r in ROWS) == 5
     for label in soups:
         folder = Path(rows[label]["model"])
         assert folder.parent == out / "soups" and (folder / "model.onnx").exists()
