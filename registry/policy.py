@@ -5,8 +5,8 @@ where both versions were logged with each validation face's NME, clean and occlu
 the other version is not worse face by face and scores lower on the occluded faces; where either lacks them, the
 lower mean NME on the same evaluation split wins, as it does where the face scores cannot be compared (fewer than
 landmarks.selection.MIN_SHARED_FACES faces in common, say; the reason says why). NMEs measured on different splits
-are not comparable, so the candidate then stays challenger and the reason says why. `always`: every new version is promoted. `manual`: never
-automatically; an operator promotes."""
+are not comparable, so the candidate then stays challenger and the reason says why. `always`: every new version is
+promoted. `manual`: never automatically; an operator promotes."""
 import math
 
 from landmarks.selection import SelectionError, choose_between

@@ -2,9 +2,9 @@
 
 How a version is stored: the job's files are logged with `mlflow.onnx.log_model` as a LoggedModel of the
 job's own MLflow run (ONNX at the model root as `model.onnx`; weights.pt, spec.json, config.json,
-model_card.json and face_scores.json as the flavour's extra files), with explicit pip requirements (inferring them loads the
-model in a subprocess and costs seconds), then registered with `create_model_version`. The version
-therefore is a real MLflow model (pyfunc-loadable, `mlflow models serve` works) and the API downloads
+model_card.json and face_scores.json as the flavour's extra files), with explicit pip requirements (inferring
+them loads the model in a subprocess and costs seconds), then registered with `create_model_version`. The
+version therefore is a real MLflow model (pyfunc-loadable, `mlflow models serve` works) and the API downloads
 one plain ONNX file.
 
 Idempotency: every version carries the tag `job_id`; registering a job id that already has a version
