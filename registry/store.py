@@ -280,20 +280,19 @@ class Registry:
             promote, reason = False, "already champion"
         else:
             face_by_face = self.policy == "better-nme" and champion is not None  # else no download is needed
-            promote, reason = decide(
-                self.policy, self.decision_inputs(name, mv.version, face_by_face),
-                None if champion is None else self.decision_inputs(name, champion.version, face_by_face))
+            promote, reason = decide(self.policy, self.decision_inputs(name, mv, face_by_face),
+                                     None if champion is None else self.decision_inputs(name, champion, face_by_face))
         if promote:
             self._move_champion(name, str(mv.version), who, f"auto ({self.policy}): {reason}", action="auto-promote")
         decision = {"promoted": promote, "policy": self.policy, "reason": reason, "when": history.now_iso()}
         self.client.set_model_version_tag(name, mv.version, DECISION_TAG, json.dumps(decision))
         log.info("%s v%s: %s (%s)", name, mv.version, "champion" if promote else "stays challenger", reason)
 
-    def decision_inputs(self, name: str, version, face_by_face: bool = True) -> dict:
-        """What the promotion policy compares: a version's NME figures from its tags, and its face-by-face scores
-        when it was logged with them."""
-        faces = self._face_scores(name, version) if face_by_face else None
-        return _version_metrics(self._version(name, version).tags or {}) | {"faces": faces}
+    def decision_inputs(self, name: str, mv, face_by_face: bool = True) -> dict:
+        """What the promotion policy compares of a model version: its NME figures from its tags, and its
+        face-by-face scores when it was logged with them."""
+        faces = self._face_scores(name, mv.version) if face_by_face else None
+        return _version_metrics(mv.tags or {}) | {"faces": faces}
 
     def _face_scores(self, name: str, version) -> dict | None:
         """None for a version logged before face scores existed, or with a broken file; a tracking server that
@@ -369,12 +368,12 @@ class Registry:
         """The served-model rule's pick, face by face where every version has face scores, else the lowest NME;
         of equals the oldest version. `why` says which and why."""
         ordered = sorted(versions, key=lambda v: int(v["version"]))
-        docs = {f"v{v['version']}": self._face_scores(name, v["version"]) for v in ordered} if len(ordered) > 1 else {}
-        if docs and all(docs.values()):
+        docs = {f"v{v['version']}": v for v in ordered}
+        faces = {label: self._face_scores(name, v["version"]) for label, v in docs.items()} if len(docs) > 1 else {}
+        if faces and all(faces.values()):
             try:
-                choice = choose_among(docs)
-                return next(v for v in ordered if f"v{v['version']}" == choice.served) | {
-                    "why": f"face by face, {choice.why}"}
+                choice = choose_among(faces)
+                return docs[choice.served] | {"why": f"face by face, {choice.why}"}
             except SelectionError as e:
                 log.info("%s: %s; comparing mean NMEs", name, e)
         best = min(ordered, key=lambda v: v["metrics"]["nme"])

@@ -9,6 +9,7 @@ import pytest
 from landmarks.selection import FACE_SCORES, face_scores, occluded
 from registry import ModelNotFound, Registry, RegistryError
 from registry.policy import PolicyError, decide, resolve_policy
+from registry.store import model_version
 from registry.tracking import mlflow  # imported through the registry so that telemetry is off
 from tests.fake_models import fake_result
 from tests.service_support import build_tiny_model
@@ -176,8 +177,10 @@ def test_better_nme_applies_the_served_model_rule_face_by_face(store, tmp_path):
     _, _, v5 = make(store, tmp_path, "reg-faces", "f5", 0.001)
     decision = reg.describe("reg-faces", v5)["decision"]
     assert decision["promoted"] is True and decision["reason"].startswith("NME 0.00100 < champion's")
-    assert reg.decision_inputs("sdhrnet-reg-faces", v5)["faces"] is None
-    assert reg.decision_inputs("sdhrnet-reg-faces", v3)["faces"]["sets"]["dev"]["per_face"]["f0"] == level[0]
+    inputs = {v: reg.decision_inputs("sdhrnet-reg-faces", model_version(reg.client, "sdhrnet-reg-faces", v))
+              for v in (v3, v5)}
+    assert inputs[v5]["faces"] is None
+    assert inputs[v3]["faces"]["sets"]["dev"]["per_face"]["f0"] == level[0]
 
 
 def test_promote_within_a_budget_applies_the_rule_too(store, tmp_path):

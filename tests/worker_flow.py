@@ -47,10 +47,15 @@ def expected_aliases(dataset: str, model: dict, champion_before) -> list[str]:
     """What the better-nme policy must have done, given the champion before the job."""
     from registry import get_registry, model_name
     from registry.policy import decide
+    from registry.store import model_version
 
     reg, name = get_registry(), model_name(dataset)
-    previous = None if champion_before is None else reg.decision_inputs(name, champion_before.version)
-    promoted, _ = decide("better-nme", reg.decision_inputs(name, model["version"]), previous)
+
+    def inputs(version):
+        return reg.decision_inputs(name, model_version(reg.client, name, version))
+
+    previous = None if champion_before is None else inputs(champion_before.version)
+    promoted, _ = decide("better-nme", inputs(model["version"]), previous)
     return ["champion"] if promoted else ["challenger"]
 
 
