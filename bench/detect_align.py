@@ -27,14 +27,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trainer import metrics  # noqa: E402
+from landmarks import metrics  # noqa: E402
 from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
-from landmarks.face_detector import MAPPING_PATH, BoxMapping, FaceDetector, box_iou  # noqa: E402
+from landmarks.face_detector import MAPPING_PATH, MATCH_IOU, BoxMapping, FaceDetector, box_iou  # noqa: E402
 from landmarks.landmarker import OnnxLandmarker  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"
-MATCH_IOU = 0.5
 
 
 def best_match(boxes: np.ndarray, truth: np.ndarray) -> tuple[int | None, float]:

@@ -1,5 +1,6 @@
 """The README results table: each model scored through the served ONNX path on the 300W validation split
-and on p1-ytf68 test, with its parameters and MACs at its own input size.
+and on p1-ytf68 test, at the boxes of the true points and at the boxes the service's face detector finds (what a
+user without boxes gets), with its parameters and MACs at its own input size.
 
 A row is NAME=MODEL where MODEL is anything `sdhrnet evaluate --model` takes (folder, run id, runs:/ID/PATH,
 models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scoring them again. --json writes every
@@ -25,7 +26,9 @@ from landmarks.selection import SelectionError, choose_served
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 TEST_SETS = [*validation_sets("300w", DATA / "300w", "dev"),
-             EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")]
+             EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test"),
+             EvalSet("dev, detected boxes", "300w", DATA / "300w", "dev", detected_boxes=True),
+             EvalSet("p1-ytf68 test, detected boxes", "csv", DATA / "p1-ytf68", "test", detected_boxes=True)]
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ STRIDES = (8, 16, 16, 16)  # MediaPipe's SSD options for the short-range model
 SCORE_THRESHOLD = 0.5  # MediaPipe's min_score for this model
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold
 RAW_SCORE_LIMIT = 80.0  # logits beyond this overflow float32 in the sigmoid
+MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this much (the usual detection criterion)
 
 
 def ssd_anchors(input_size: int = INPUT_SIZE, strides=STRIDES) -> np.ndarray:
@@ -53,6 +54,17 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = ix * iy
     union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match_faces(found: np.ndarray, truth: np.ndarray, min_iou: float = MATCH_IOU) -> list[int | None]:
+    """For each true box, the index of the found box that overlaps it most, or None when none reaches min_iou."""
+    found = np.asarray(found, np.float64).reshape(-1, 4)
+    out = []
+    for box in np.asarray(truth, np.float64).reshape(-1, 4):
+        ious = box_iou(box, found)
+        best = int(np.argmax(ious)) if len(ious) else None
+        out.append(best if best is not None and ious[best] >= min_iou else None)
+    return out
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:

@@ -132,6 +132,7 @@ class AugmentConfig:
     rotation: float = 30.0  # degrees, U(-rotation, rotation)
     rotation_p: float = 0.6
     flip_p: float = 0.5
+    shift: float = 0.0  # the crop centre moves by U(-shift, shift) of the crop side along each axis
 
     @classmethod
     def from_any(cls, value) -> "AugmentConfig":
@@ -149,7 +150,7 @@ class AugmentConfig:
     def max_extent(self) -> float:
         """Largest side of the source region an augmented crop can touch, relative to the nominal crop."""
         r = math.radians(min(abs(self.rotation), 45.0)) if self.rotation_p > 0 else 0.0
-        return max(self.scale_range) * (math.cos(r) + math.sin(r))
+        return max(self.scale_range) * (math.cos(r) + math.sin(r)) + 2 * abs(self.shift)
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,16 @@ class AugmentParams:
     scale_factor: float = 1.0  # > 1 zooms out (a larger source region)
     rotation: float = 0.0
     flip: bool = False
+    shift: tuple[float, float] = (0.0, 0.0)  # crop centre offset, fractions of the nominal crop side
 
 
 def sample_augmentation(rng: np.random.Generator, config: AugmentConfig) -> AugmentParams:
     scale_factor = float(rng.uniform(*config.scale_range))
     rotation = float(rng.uniform(-config.rotation, config.rotation)) if rng.random() < config.rotation_p else 0.0
     flip = bool(rng.random() < config.flip_p)
-    return AugmentParams(scale_factor, rotation, flip)
+    # drawn last and only when asked for, so runs without a shift see the same random stream as before
+    shift = tuple(float(v) for v in rng.uniform(-config.shift, config.shift, 2)) if config.shift else (0.0, 0.0)
+    return AugmentParams(scale_factor, rotation, flip, shift)
 
 
 def flip_permutation(flip_pairs, num_landmarks: int) -> np.ndarray:

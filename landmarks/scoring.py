@@ -8,6 +8,7 @@ import numpy as np
 
 from landmarks import metrics
 from landmarks.datasets.base import DatasetInfo, Sample, load_image
+from landmarks.face_detector import match_faces
 
 
 class PredictionError(ValueError):
@@ -63,10 +64,13 @@ def score_predictions(samples: list[Sample], info: DatasetInfo, predictions: dic
 
 
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
-                            occlusion=None) -> dict:
+                            occlusion=None, detector=None) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=...)) on every sample's ground-truth
     box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
-    landmarks.occlusion.Occlusion) covers part of each face before prediction."""
+    landmarks.occlusion.Occlusion) covers part of each face before prediction. With a `detector` (a
+    landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
+    `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
+    the detector misses gets no prediction (scoring lists it as missing)."""
     groups = defaultdict(list)
     for s in samples:
         key = (str(s.image_path), id(s.image) if s.image is not None else None)
@@ -77,9 +81,16 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         boxes = np.stack([s.box for s in group])
         if occlusion is not None:
             image = occlusion.apply(image, boxes, [s.sample_id for s in group])
-        landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test)
-        for s, pts in zip(group, landmarks):
-            out[s.sample_id] = pts
+        faces = group
+        if detector is not None:
+            found = detector.detect(image).boxes
+            matches = match_faces(found, boxes)
+            faces = [s for s, m in zip(group, matches) if m is not None]
+            boxes = found[[m for m in matches if m is not None]]
+        if faces:
+            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test)
+            for s, pts in zip(faces, landmarks):
+                out[s.sample_id] = pts
         done += len(group)
         if progress is not None:
             progress(done, len(samples))

@@ -27,6 +27,10 @@ class TrainConfig(BaseModel):
     # more training data, each "DATASET:ROOT:SPLIT" with the dataset's landmark count (e.g. the p1-ytf68 frames
     # for a 300W model); validation stays on val_split
     extra_train: tuple[str, ...] = ()
+    # Training crops are centred on the box of the true landmarks, a box no user has: a detector's box, or the
+    # box of a first pass's points, sits a few percent off. Each training crop's centre moves by up to this
+    # fraction of the crop side along each axis (uniform); 0 keeps the benchmarks' centred crops.
+    box_shift: float = 0.0
     max_train_samples: int | None = None  # None = all
     max_val_samples: int | None = None
     num_workers: int = 0
@@ -106,6 +110,13 @@ class TrainConfig(BaseModel):
 
         for text in v:
             parse_source(text)
+        return v
+
+    @field_validator("box_shift")
+    @classmethod
+    def _shift_range(cls, v: float) -> float:
+        if not 0 <= v <= 0.25:
+            raise ValueError(f"box_shift must be between 0 and 0.25 (a fraction of the crop side), got {v}")
         return v
 
     @field_validator("kd_temperature")

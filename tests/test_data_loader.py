@@ -33,17 +33,21 @@ def test_eval_mode_crop_equals_prepare_faces(afw):
         assert item["heatmaps"].shape == (68, 32, 32) and item["index"] == i
 
 
-def test_train_items_match_a_direct_crop_of_the_photo(afw):
-    """The cached two-step warp equals one warp of the original photo with the composed augmentation."""
+@pytest.mark.parametrize("shift", [0.0, 0.2])
+def test_train_items_match_a_direct_crop_of_the_photo(afw, shift):
+    """The cached two-step warp equals one warp of the original photo with the composed augmentation (the
+    cache's margin covers the shifted crops too: a missing margin would show as black in the cached crop)."""
     info = get_info("300w")
-    ds = LandmarkDataset(afw, info, 128, train=True)
-    flips = 0
+    ds = LandmarkDataset(afw, info, 128, train=True, augment_config={"shift": shift})
+    flips, offsets = 0, []
     for seed in range(12):
         i = seed % len(afw)
         image, pts = ds.crop(i, np.random.default_rng(seed))
         p = g.sample_augmentation(np.random.default_rng(seed), ds.augment)
         flips += p.flip
+        offsets.append(p.shift)
         center, scale = g.box_to_center_scale(afw[i].box)
+        center = center + np.asarray(p.shift) * scale * g.PIXEL_STD
         m = g.crop_matrix(center, scale * p.scale_factor, 128, p.rotation, p.flip)
         direct = g.transform_points(afw[i].landmarks, m)
         if p.flip:
@@ -52,6 +56,18 @@ def test_train_items_match_a_direct_crop_of_the_photo(afw):
         reference = g.warp(load_image(afw[i]), m, 128).astype(int)
         assert np.abs(image.astype(int) - reference).mean() < 6  # only resampling differs
     assert 0 < flips < 12
+    offsets = np.abs(np.asarray(offsets))
+    assert offsets.max() <= shift and (offsets.max() > shift / 2 if shift else True)
+
+
+def test_a_box_shift_leaves_the_other_draws_as_they_were():
+    """Runs without a shift keep their random stream, so a seed trains as it did before shifts existed."""
+    for seed in range(20):
+        plain = g.sample_augmentation(np.random.default_rng(seed), g.AugmentConfig())
+        shifted = g.sample_augmentation(np.random.default_rng(seed), g.AugmentConfig(shift=0.1))
+        assert plain.shift == (0.0, 0.0) and shifted.shift != (0.0, 0.0)
+        assert (plain.scale_factor, plain.rotation, plain.flip) == (shifted.scale_factor, shifted.rotation,
+                                                                    shifted.flip)
 
 
 def test_train_item_targets_and_determinism(afw):
@@ -75,6 +91,7 @@ def test_cache_margin_covers_the_augmentation():
     cfg = g.AugmentConfig()
     assert cfg.max_extent() == pytest.approx(1.25 * (np.cos(np.pi / 6) + np.sin(np.pi / 6)))
     assert g.AugmentConfig(rotation_p=0).max_extent() == pytest.approx(1.25)
+    assert g.AugmentConfig(rotation_p=0, shift=0.1).max_extent() == pytest.approx(1.45)
 
 
 def test_random_erasing_is_independent_per_sample_and_call():

@@ -119,3 +119,70 @@ def test_max_faces_and_min_face_size(detector, dev):
     sizes = np.maximum(both.boxes[:, 2] - both.boxes[:, 0], both.boxes[:, 3] - both.boxes[:, 1])
     assert len(detector.detect(canvas, min_face_size=float(sizes.max()) + 1)) == 0
     assert len(detector.detect(canvas, min_face_size=float(sizes.min()) - 1)) == len(both)
+
+
+class _RecordingLandmarker:
+    """Stands in for the landmark model: answers each box's centre for every point, and keeps the boxes."""
+
+    def __init__(self):
+        self.boxes = []
+
+    def predict(self, image, boxes, flip_test=False):
+        boxes = np.asarray(boxes, float)
+        self.boxes.append(boxes)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return np.repeat(centres[:, None], 68, axis=1), np.ones((len(boxes), 68), np.float32)
+
+
+def test_scoring_at_detected_boxes_crops_where_the_detector_found_each_face(detector, dev):
+    """`sdhrnet evaluate --detected-boxes` and the results table's detected columns: each face is cropped at the
+    detection matching it, never at its true box; a face the detector misses gets no prediction."""
+    from dataclasses import replace
+
+    from landmarks.datasets import get_info
+    from landmarks.face_detector import match_faces
+    from landmarks.scoring import predict_with_landmarker, score_predictions
+
+    faces = [s for s, _ in dev[:4]]
+    blank = replace(faces[0], sample_id="no face", image=np.full((200, 200, 3), 127, np.uint8))
+    landmarker = _RecordingLandmarker()
+    predictions = predict_with_landmarker(landmarker, [*faces, blank], detector=detector)
+    assert sorted(predictions) == sorted(s.sample_id for s in faces)
+    for (sample, image), used in zip(dev[:4], landmarker.boxes):
+        found = detector.detect(image).boxes
+        (match,) = match_faces(found, sample.box[None])
+        np.testing.assert_allclose(used, found[[match]])
+        assert np.abs(used[0] - sample.box).max() > 0.5  # a detection, not the true box
+    report = score_predictions([*faces, blank], get_info("300w"), predictions)
+    assert report["missing"] == ["no face"] and report["n"] == 4
+
+
+def test_match_faces_takes_the_most_overlapping_box_above_the_threshold():
+    from landmarks.face_detector import match_faces
+
+    found = np.array([[0, 0, 10, 10], [100, 100, 120, 120], [2, 0, 12, 10]], float)
+    truth = np.array([[0.5, 0, 10.5, 10], [200, 200, 210, 210], [100, 100, 119, 121]], float)
+    assert match_faces(found, truth) == [0, None, 1]
+    assert match_faces(np.zeros((0, 4)), truth) == [None, None, None]
+
+
+def test_evaluate_at_detected_boxes_reports_how_many_faces_it_found(shared_data, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "sdhrnet.cli", "evaluate", "--dataset", "300w", "--data-root", str(shared_data / "300w"),
+           "--split", "dev", "--model", str(repo / "sdhrnet" / "default_model"), "--detected-boxes", "--json"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    card = json.loads((repo / "sdhrnet" / "default_model" / "model_card.json").read_text())
+    assert report["boxes"] == "detected" and report["n"] + len(report["missing"]) == 107
+    assert report["n"] >= MIN_RECALL * 107
+    # other crops, other points: within 10% of the card's ground-truth-box NME, but not equal to it
+    assert report["nme"] != pytest.approx(card["metrics"]["nme"], abs=1e-5)
+    assert report["nme"] == pytest.approx(card["metrics"]["nme"], rel=0.10)
+    refused = subprocess.run(cmd[:-4] + ["--predictions", "p.json", "--detected-boxes"], capture_output=True,
+                             text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "--detected-boxes needs --model" in refused.stderr

@@ -27,6 +27,22 @@ def test_explicit_precisions_are_kept_and_auto_picks_one_of_them():
         make_config("tiny", "300w", {"precision": "fp16"})
 
 
+def test_auto_takes_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch):
+    """oneDNN reports bf16 on any AVX-512 CPU, but without avx512_bf16 or AMX it emulates it, slower than fp32.
+    The CPU's features are patched: one machine cannot show both kinds."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("oneDNN has no bf16 on this CPU at all")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert resolve_precision("auto", CPU) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", CPU) == "bf16"
+
+
 def test_a_bf16_step_runs_the_network_in_bf16_and_keeps_losses_and_weights_fp32():
     torch.manual_seed(0)
     net = build_network("s-hrnet-300w", 68).train()

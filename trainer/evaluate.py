@@ -31,7 +31,7 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
-                       occlusion=None, threads: int | None = None) -> tuple[dict, dict]:
+                       occlusion=None, threads: int | None = None, detected_boxes: bool = False) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -39,8 +39,15 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
         raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
     flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
     landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads)
-    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion)
-    extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test}
+    detector = None
+    if detected_boxes:
+        from landmarks.face_detector import FaceDetector
+
+        detector = FaceDetector()
+    predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
+                                          detector=detector)
+    extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
+             "boxes": "detected" if detected_boxes else "ground truth"}
     if occlusion is not None:
         extra["occlusion"] = {"seed": occlusion.seed, "area": list(occlusion.area)}
     return predictions, extra
@@ -48,20 +55,24 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
                    predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
-                   occlusion=None) -> dict:
+                   occlusion=None, detected_boxes: bool = False) -> dict:
     """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
-    `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered."""
+    `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
+    it crops each face where the service's face detector boxes it (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
         raise PredictionError("give exactly one of a model or predictions")
     if occlusion is not None and model is None:
         raise PredictionError("occlusion needs a model to run on the occluded faces, not a predictions file")
+    if detected_boxes and model is None:
+        raise PredictionError("detected boxes need a model to run on them, not a predictions file")
     info = get_info(dataset)
     split = split or DEFAULT_TEST_SPLIT[info.name]
     samples = load_samples(info.name, data_root, split)
     if predictions is None:
-        report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion)
+        report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion,
+                             detected_boxes=detected_boxes)
     else:
         report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
@@ -70,8 +81,9 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
 
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
-                threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None) -> dict:
+                threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None,
+                detected_boxes: bool = False) -> dict:
     """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
     ONNX Runtime's (a training process has its share of the cores)."""
-    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads)
+    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes)
     return score_predictions(samples, info, predictions, threshold=threshold) | extra

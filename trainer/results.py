@@ -24,12 +24,14 @@ SCORES = ("nme", "fr", "auc")
 @dataclass(frozen=True)
 class EvalSet:
     """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test"); with `occlusion`
-    every face is partly covered (the robustness column)."""
+    every face is partly covered (the robustness column); with `detected_boxes` each face is cropped where the
+    service's detector finds it (what `/align` without boxes does), not at the box of its true points."""
     name: str
     dataset: str
     root: Path
     split: str
     occlusion: Occlusion | None = None
+    detected_boxes: bool = False
 
     @classmethod
     def parse(cls, text: str) -> "EvalSet":
@@ -51,8 +53,11 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     row: dict[str, Any] = {"model": uri, "params": card.get("params"), "macs": card.get("macs"),
                            "input_size": card.get("input_size"), "run_id": card.get("run_id")}
     for t in test_sets:
-        r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion)
+        r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion,
+                           detected_boxes=t.detected_boxes)
         row[t.name] = _figures(r, t.split, t.dataset)
+        if t.detected_boxes:
+            row[t.name]["missed"] = len(r["missing"])
     return row
 
 
@@ -105,7 +110,7 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     card.update(extra)
     card["evaluation"] = {name: {t.name: _summary(r[t.name]) for t in test_sets} for name, r in rows.items()}
     card["served_row"] = served
-    headline = next(t for t in test_sets if t.occlusion is None)
+    headline = next(t for t in test_sets if t.occlusion is None and not t.detected_boxes)
     card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (into / FACE_SCORES).unlink(missing_ok=True)

@@ -92,8 +92,10 @@ class LandmarkDataset(Dataset):
         p = geometry.sample_augmentation(rng, self.augment)
         half = (self.cache_size - 1) / 2.0
         # nominal crop spans cache_size / margin cached pixels around the cache centre
-        scale = p.scale_factor * self.cache_size / (self.margin * geometry.PIXEL_STD)
-        m = geometry.crop_matrix((half, half), scale, self.input_size, p.rotation, p.flip)
+        side = self.cache_size / self.margin
+        scale = p.scale_factor * side / geometry.PIXEL_STD
+        center = (half + p.shift[0] * side, half + p.shift[1] * side)
+        m = geometry.crop_matrix(center, scale, self.input_size, p.rotation, p.flip)
         out = geometry.warp(crop, m, self.input_size)
         pts = geometry.transform_points(points, m)
         if p.flip:

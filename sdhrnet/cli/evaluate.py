@@ -23,6 +23,9 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--flip-test", action="store_true", help="with --model: average with the mirrored input")
     parser.add_argument("--occlusion", action="store_true", help="with --model: also score every face partly covered "
                         "by a seeded random occluder (a synthetic Masked-300W test), next to the clean score")
+    parser.add_argument("--detected-boxes", action="store_true", help="with --model: crop each face where the "
+                        "service's face detector finds it (as /align without boxes), not at the box of its true "
+                        "points; faces it misses are reported as without a prediction")
     parser.add_argument("--occlusion-seed", type=int, default=0, help="seed of the occluders (same seed, same pixels)")
     parser.add_argument("--threshold", type=float, default=metrics.THRESHOLD, help="FR/AUC threshold (default 0.10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -49,12 +52,15 @@ def run(args) -> dict:
 
     if args.occlusion and not args.model:
         raise UsageError("--occlusion needs --model: the occluded faces have to be predicted")
+    if args.detected_boxes and not args.model:
+        raise UsageError("--detected-boxes needs --model: the faces have to be predicted at the detected boxes")
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
-                            flip_test=args.flip_test, threshold=args.threshold)
+                            flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes)
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
-                                  threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed))
+                                  threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
+                                  detected_boxes=args.detected_boxes)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
     return report
 
@@ -83,6 +89,8 @@ def main(args) -> int:
         return 0
     print(f"{report['dataset']} {report['split']}: n={report['n']} NME={_fmt(report['nme'])} "
           f"FR@{report['threshold']:.2f}={_fmt(report['fr'])} AUC@{report['threshold']:.2f}={_fmt(report['auc'])}")
+    if report.get("boxes") == "detected":
+        print(f"  at the face detector's boxes: {report['n']} of {report['n'] + len(report['missing'])} faces found")
     if "occluded" in report:
         o = report["occluded"]
         print(f"  occluded (seed {o['occlusion']['seed']}, {o['occlusion']['area'][0]:.0%}-{o['occlusion']['area'][1]:.0%} "
