@@ -1,5 +1,5 @@
-"""Training speed on CPU: samples/s of one optimisation step of every stage, with and without channels_last,
-measured side by side in one run.
+"""Training speed on CPU: samples/s of one optimisation step of every stage, with and without channels_last (or
+in fp32 and under bf16 autocast, `--precisions fp32 bf16`), measured side by side in one run.
 
 Stages (the trainer's own step functions, optimisers and settings of the `cpu` preset):
   supernet  trainer.slim.slimming_step on the HRSuperNet, alternating weight / alpha updates (alpha_every=2)
@@ -7,7 +7,7 @@ Stages (the trainer's own step functions, optimisers and settings of the `cpu` p
   teacher   trainer.teacher.supervised_step on HRNetV2-W18
   distill   trainer.distill.distill_step: two s-hrnet-300w students, the frozen teacher, independent masks
 
-For every stage the two memory formats get their own copy of the same initial weights and are timed in
+For every stage each variant (memory format x precision) gets its own copy of the same initial weights and are timed in
 alternating rounds (channels_last, then NCHW, then again ...), so load from other processes hits both alike;
 the figure is the median step time (the "steps" column says how many). Warm-up steps are excluded; the
 first step of a network builds the oneDNN kernels and costs several ordinary steps. Batches are real 300W crops (afw +
@@ -18,6 +18,8 @@ random tensors; the table says which. Data loading is not timed (bench/loader.py
     .venv/bin/python bench/train_speed.py --quick               # ~1 minute on an idle 2-core machine
     .venv/bin/python bench/train_speed.py --input-size 128 256  # also at the paper's input size (slow)
     .venv/bin/python bench/train_speed.py --stages supernet distill --threads 2 --json out.json
+    .venv/bin/python bench/train_speed.py --formats channels_last --precisions fp32 bf16 --threads 1
+                                       # does this CPU gain from bf16? (`precision=auto` decides the same way)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import torch
 
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_step
-from trainer.engine import erasing_generator
+from trainer.engine import autocast, erasing_generator
 from trainer.nets import blocks
 from trainer.nets import TEACHER, build_network
 from trainer.slim import make_optimizers, slimming_step
@@ -76,10 +78,11 @@ def random_batches(size: int, batch: int, count: int, num_landmarks: int = 68) -
 
 
 class Runner:
-    """One stage in one memory format: models, optimisers, and a step(images, heatmaps, i) closure."""
+    """One stage in one memory format and precision: models, optimisers, and a step(images, heatmaps, i) closure."""
 
-    def __init__(self, stage: str, fmt, cfg, device, init: dict):
+    def __init__(self, stage: str, fmt, cfg, device, init: dict, precision: str = "fp32"):
         self.fmt = fmt
+        self.precision = precision
         self.device = device
         self.i = 0
         models = {k: copy.deepcopy(m).to(device, memory_format=fmt) for k, m in init.items()}
@@ -109,7 +112,8 @@ class Runner:
         heatmaps = batch["heatmaps"].to(self.device)
         blocks.MEMORY_FORMAT = self.fmt  # the networks convert their input to this format
         t = time.perf_counter()
-        self.fn(images, heatmaps, self.i)  # every step function calls .item() on its losses: synchronous
+        with autocast(self.precision, self.device):  # as trainer.engine wraps each step
+            self.fn(images, heatmaps, self.i)  # every step function calls .item() on its losses: synchronous
         self.i += 1
         return time.perf_counter() - t
 
@@ -127,11 +131,11 @@ def initial_models(stage: str, num_landmarks: int = 68) -> dict:
 
 
 def bench_stage(stage: str, cfg, device, batches: list[dict], warmup: int, rounds: int, per_round: int,
-                formats, seconds: float, max_rounds: int = 20) -> dict:
+                variants, seconds: float, max_rounds: int = 20) -> dict:
     """`warmup` untimed steps per format, then alternating rounds of `per_round` steps per format: at least
     `rounds` of them, more while the timed part has lasted less than `seconds` (at most `max_rounds`)."""
     init = initial_models(stage)
-    runners = {name: Runner(stage, fmt, cfg, device, init) for name, fmt in formats}
+    runners = {name: Runner(stage, fmt, cfg, device, init, precision) for name, fmt, precision in variants}
     del init
     times: dict[str, list[float]] = {name: [] for name in runners}
     k = 0
@@ -163,6 +167,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--formats", nargs="+", choices=[n for n, _ in FORMATS], default=[n for n, _ in FORMATS])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                        help="bf16: the steps under bf16 autocast, as precision=bf16 trains")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per stage and format")
     parser.add_argument("--rounds", type=int, default=2, help="minimum alternating timed rounds per stage")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per round and format")
@@ -182,7 +188,9 @@ def main() -> None:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = torch.device(args.device)
-    formats = [(n, f) for n, f in FORMATS if n in args.formats]
+    variants = [(n if len(args.precisions) == 1 else f"{n} {p}", f, p)
+                for n, f in FORMATS if n in args.formats for p in args.precisions]
+    names = [v[0] for v in variants]
 
     results = []
     print(f"torch {torch.__version__}, device {device}, {threads} threads, batch {args.batch}, "
@@ -197,24 +205,24 @@ def main() -> None:
         source = f"real 300W crops ({args.data_root})" if batches else "random tensors"
         batches = batches or random_batches(size, args.batch, n_batches)
         print(f"\ninput {size} (heatmaps {size // 4}), data: {source}")
-        head = f"{'stage':<9}" + "".join(f" {n + ' samples/s':>24}" for n, _ in formats)
-        if len(formats) == 2:
-            head += f" {'channels_last / nchw':>21}"
+        head = f"{'stage':<9}" + "".join(f" {n + ' samples/s':>24}" for n in names)
+        if len(names) == 2:
+            head += f" {names[0] + ' / ' + names[1]:>21}"
         print(head, flush=True)
         for stage in args.stages:
             t0 = time.perf_counter()
-            r = bench_stage(stage, cfg, device, batches, args.warmup, args.rounds, args.steps, formats, args.seconds)
+            r = bench_stage(stage, cfg, device, batches, args.warmup, args.rounds, args.steps, variants, args.seconds)
             line = f"{stage:<9}" + "".join(
-                f" {r[n]['samples_per_s']:>11.1f} ({r[n]['median_s'] * 1e3:6.0f} ms/step)" for n, _ in formats)
+                f" {r[n]['samples_per_s']:>11.1f} ({r[n]['median_s'] * 1e3:6.0f} ms/step)" for n in names)
             ratio = None
-            if len(formats) == 2:
-                ratio = r["channels_last"]["samples_per_s"] / r["nchw"]["samples_per_s"]
+            if len(names) == 2:
+                ratio = r[names[0]]["samples_per_s"] / r[names[1]]["samples_per_s"]
                 line += f" {ratio:>20.2f}x"
             print(line + f"   [{time.perf_counter() - t0:.0f} s]", flush=True)
             results.append({"stage": stage, "input_size": size, "batch": args.batch, "threads": threads,
                             "device": str(device), "data": "real" if source.startswith("real") else "random",
-                            **{n: {k: round(v, 4) for k, v in r[n].items()} for n, _ in formats},
-                            "channels_last_speedup": round(ratio, 3) if ratio else None})
+                            **{n: {k: round(v, 4) for k, v in r[n].items()} for n in names},
+                            "speedup": {"of": names[0], "over": names[1], "ratio": round(ratio, 3)} if ratio else None})
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(json.dumps(results))
     if args.json:
