@@ -75,8 +75,8 @@ def _native_cpu_bf16() -> bool:
     try:
         if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
             return False
-        # oneDNN also says yes on AVX-512 CPUs without BF16 instructions, where it emulates bfloat16 and a training
-        # step runs ~1.5x slower than fp32 (measured on a Xeon with AVX-512 but no avx512_bf16 or AMX)
+        # oneDNN also says yes on AVX-512 CPUs without BF16 instructions, where it emulates bfloat16: on such a Xeon
+        # a distillation step took 1.43x as long as in fp32 (bench/train_speed.py --precisions fp32 bf16)
         if torch.cpu._is_avx512_supported():
             return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
         return True
