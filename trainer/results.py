@@ -90,8 +90,8 @@ def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
     for name, r in rows.items():
         cells = [name, f"{r['params'] / 1e6:.3f} M", f"{r['macs'] / 1e9:.3f} G"]
         for t in test_sets:
-            s = r[t.name]
-            cells += [f"{s['nme']:.4f}", f"{s['fr']:.3f}", f"{s['auc']:.3f}"]
+            s = r.get(t.name)  # a row from a table scored before this set existed has no figures for it
+            cells += [f"{s['nme']:.4f}", f"{s['fr']:.3f}", f"{s['auc']:.3f}"] if s else ["-"] * len(SCORES)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,7 +108,8 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
         shutil.copyfile(onnx.parent / name, into / name)
     card = json.loads((into / "model_card.json").read_text())
     card.update(extra)
-    card["evaluation"] = {name: {t.name: _summary(r[t.name]) for t in test_sets} for name, r in rows.items()}
+    card["evaluation"] = {name: {t.name: _summary(r[t.name]) for t in test_sets if t.name in r}
+                          for name, r in rows.items()}
     card["served_row"] = served
     headline = next(t for t in test_sets if t.occlusion is None and not t.detected_boxes)
     card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
