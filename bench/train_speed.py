@@ -7,7 +7,7 @@ Stages (the trainer's own step functions, optimisers and settings of the `cpu` p
   teacher   trainer.teacher.supervised_step on HRNetV2-W18
   distill   trainer.distill.distill_step: two s-hrnet-300w students, the frozen teacher, independent masks
 
-For every stage each variant (memory format x precision) gets its own copy of the same initial weights and are timed in
+For every stage each variant (memory format x precision) gets its own copy of the same initial weights and is timed in
 alternating rounds (channels_last, then NCHW, then again ...), so load from other processes hits both alike;
 the figure is the median step time (the "steps" column says how many). Warm-up steps are excluded; the
 first step of a network builds the oneDNN kernels and costs several ordinary steps. Batches are real 300W crops (afw +
@@ -19,7 +19,7 @@ random tensors; the table says which. Data loading is not timed (bench/loader.py
     .venv/bin/python bench/train_speed.py --input-size 128 256  # also at the paper's input size (slow)
     .venv/bin/python bench/train_speed.py --stages supernet distill --threads 2 --json out.json
     .venv/bin/python bench/train_speed.py --formats channels_last --precisions fp32 bf16 --threads 1
-                                       # does this CPU gain from bf16? (`precision=auto` decides the same way)
+                                       # does this CPU gain from bf16? (`precision=auto` asks for bf16 instructions)
 """
 from __future__ import annotations
 
