@@ -48,6 +48,13 @@ def landmark_box(landmarks) -> np.ndarray:
     return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
 
 
+def scale_box(box, factor: float) -> np.ndarray:
+    """The box `factor` times as large about its centre."""
+    b = validate_box(box)
+    centre, half = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) / 2 * factor
+    return np.concatenate([centre - half, centre + half])
+
+
 def crop_matrix(center, scale: float, output_size: int, rotation: float = 0.0, flip: bool = False) -> np.ndarray:
     """2x3 affine source -> crop. `rotation` in degrees, positive turns the face counter-clockwise on
     screen; `flip` mirrors the output horizontally (landmark indices must then be permuted by the caller)."""

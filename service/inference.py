@@ -15,10 +15,23 @@ def flip_pairs_of(model) -> list:
     return [tuple(p) for p in pairs]
 
 
-async def align_faces(model, image: np.ndarray, boxes: np.ndarray,
-                      flip_pairs=None) -> tuple[np.ndarray, np.ndarray, dict]:
+async def align_faces(model, image: np.ndarray, boxes: np.ndarray, flip_pairs=None,
+                      recrop: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Landmarks for `boxes` in `image` through the model's batcher; shared with /evaluate. With `flip_pairs`
-    the flip test: the mirrored crops go through the network too and the heatmaps are averaged."""
+    the flip test: the mirrored crops go through the network too and the heatmaps are averaged. With `recrop` a
+    second pass at the box of the first pass's points, averaged with the first (landmarks.landmarker)."""
+    from landmarks.landmarker import merge_passes, recrop_boxes
+
+    timing: dict[str, float] = {}
+    answer = await _one_pass(model, image, boxes, flip_pairs, timing)
+    if recrop:
+        second = await _one_pass(model, image, recrop_boxes(answer[0], boxes), flip_pairs, timing)
+        answer = merge_passes(answer, second)
+    return np.asarray(answer[0]), np.asarray(answer[1]), timing
+
+
+async def _one_pass(model, image, boxes, flip_pairs, timing: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Adds its milliseconds to `timing` (a second pass adds to the first's)."""
     from landmarks.landmarker import flip_batch, heatmaps_to_landmarks, prepare_faces
 
     t0 = time.perf_counter()
@@ -35,5 +48,6 @@ async def align_faces(model, image: np.ndarray, boxes: np.ndarray,
     landmarks, confidence = await asyncio.to_thread(heatmaps_to_landmarks, heatmaps, transforms, flip_heatmaps,
                                                     flip_pairs)
     t3 = time.perf_counter()
-    timing = {"prepare": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "decode_heatmaps": (t3 - t2) * 1e3}
-    return np.asarray(landmarks), np.asarray(confidence), timing
+    for key, ms in (("prepare", t1 - t0), ("inference", t2 - t1), ("decode_heatmaps", t3 - t2)):
+        timing[key] = timing.get(key, 0.0) + ms * 1e3
+    return landmarks, confidence

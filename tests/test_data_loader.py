@@ -136,6 +136,15 @@ def test_onnx_landmarker_and_predict_with_landmarker(tmp_path, afw):
         lm.predict(image, [[0, 0, 0, 0]])
 
 
+def test_recrop_boxes_frame_the_first_pass_points():
+    from landmarks.landmarker import recrop_boxes
+
+    spread = np.array([[10.0, 20.0], [50.0, 25.0], [30.0, 90.0]])
+    on_a_line = np.array([[5.0, 5.0], [5.0, 40.0], [5.0, 60.0]])  # no width: no crop can be framed on it
+    boxes = np.array([[0.0, 0.0, 100.0, 100.0], [1.0, 2.0, 30.0, 40.0]])
+    np.testing.assert_array_equal(recrop_boxes([spread, on_a_line], boxes), [[10, 20, 50, 90], [1, 2, 30, 40]])
+
+
 def test_tiny_dataset_without_shared_data(tmp_path):
     face_image(tmp_path / "afw/a_1.jpg", size=(90, 90))
     pts = np.random.default_rng(0).uniform(20, 70, (68, 2))

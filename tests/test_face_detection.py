@@ -127,7 +127,7 @@ class _RecordingLandmarker:
     def __init__(self):
         self.boxes = []
 
-    def predict(self, image, boxes, flip_test=False):
+    def predict(self, image, boxes, flip_test=False, recrop=False):
         boxes = np.asarray(boxes, float)
         self.boxes.append(boxes)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -186,3 +186,12 @@ def test_evaluate_at_detected_boxes_reports_how_many_faces_it_found(shared_data,
     refused = subprocess.run(cmd[:-4] + ["--predictions", "p.json", "--detected-boxes"], capture_output=True,
                              text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "--detected-boxes needs --model" in refused.stderr
+    # the second pass: framed again at the first pass's points, the detected crops land closer
+    second = subprocess.run(cmd + ["--recrop"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    recropped = json.loads(second.stdout)
+    assert recropped["recrop"] is True and report["recrop"] is False and recropped["n"] == report["n"]
+    assert recropped["nme"] < report["nme"]
+    refused = subprocess.run(cmd[:-4] + ["--predictions", "p.json", "--recrop"], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode == 2 and "--recrop needs --model" in refused.stderr

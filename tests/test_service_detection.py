@@ -1,4 +1,5 @@
-"""POST /align without boxes (the service detects the faces) and with ?flip=true (the flip test)."""
+"""POST /align without boxes (the service detects the faces), with ?flip=true (the flip test) and with ?recrop=true
+(the second pass)."""
 import json
 
 import numpy as np
@@ -157,3 +158,40 @@ def test_flip_needs_flip_pairs(client):
     body = {"image": b64(png_bytes()), "boxes": [BOX]}
     assert client.post("/align?dataset=cofw", json=body).status_code == 200
     assert_problem(client.post("/align?dataset=cofw&flip=true", json=body), 422, "flip pairs", "flip=true")
+
+
+# --- second pass ---------------------------------------------------------------------------------------------------
+
+def test_recrop_averages_a_pass_at_the_box_with_one_at_its_points(client, photo):
+    from landmarks.geometry import landmark_box, scale_box
+
+    sample, data = photo
+    loose = [float(v) for v in scale_box(sample.box, 1.3)]
+    first = client.post("/align", json={"image": b64(data), "boxes": [loose]}).json()["faces"][0]
+    second = client.post("/align", json={"image": b64(data), "boxes": [landmark_box(first["landmarks"]).tolist()]}
+                         ).json()["faces"][0]
+    response = client.post("/align?recrop=true", json={"image": b64(data), "boxes": [loose]})
+    assert response.status_code == 200, response.text
+    got = response.json()["faces"][0]
+    assert got["box"] == first["box"], "the answer keeps the caller's box"
+    np.testing.assert_allclose(got["landmarks"], (np.asarray(first["landmarks"]) + second["landmarks"]) / 2, atol=1e-3)
+    np.testing.assert_allclose(got["confidence"], (np.asarray(first["confidence"]) + second["confidence"]) / 2,
+                               atol=1e-4)
+    timing = response.json()["timing_ms"]
+    assert timing["inference"] > 0 and timing["total"] >= timing["inference"]
+
+
+def test_recrop_with_detected_faces_and_the_flip_test(client, photo):
+    _, data = photo
+    plain = client.post("/align", json={"image": b64(data)}).json()["faces"]
+    both = client.post("/align?recrop=true&flip=true", files={"image": ("face.jpg", data, "image/jpeg")})
+    assert both.status_code == 200, both.text
+    faces = both.json()["faces"]
+    assert len(faces) == len(plain) == 1 and faces[0]["box"] == plain[0]["box"]
+    moved = np.linalg.norm(np.asarray(faces[0]["landmarks"]) - plain[0]["landmarks"], axis=1)
+    assert 0 < np.median(moved) < 5, "a second look moves the points a little, not off the face"
+
+
+def test_recrop_must_be_a_boolean(client):
+    body = {"image": b64(png_bytes()), "boxes": [BOX]}
+    assert_problem(client.post("/align?dataset=csv&recrop=twice", json=body), 422, "recrop")

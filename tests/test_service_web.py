@@ -216,6 +216,13 @@ def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
                        " for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i + 1] < 60 && d[i + 2] < 100) n++;"
                        " return n; })()")
         assert red > 20
+        # the options reach the request: the second pass re-runs the dragged box with ?recrop=true
+        tools.js("(() => { window.sent = []; const f = window.fetch; "
+                 "window.fetch = (url, init) => { window.sent.push(String(url)); return f(url, init); }; })()")
+        tools.js("document.getElementById('recrop').click()")
+        tools.wait_js("window.sent.length === 1 && document.getElementById('status').dataset.state === 'done'")
+        assert "recrop=true" in tools.js("window.sent[0]") and "flip=true" not in tools.js("window.sent[0]")
+        assert tools.js("document.getElementById('count').textContent") == "68"
 
 
 def test_touch_drag_served_datasets_find_all_faces_and_errors_clear_the_model(live_url, tmp_path):

@@ -31,7 +31,8 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
-                       occlusion=None, threads: int | None = None, detected_boxes: bool = False) -> tuple[dict, dict]:
+                       occlusion=None, threads: int | None = None, detected_boxes: bool = False,
+                       recrop: bool = False) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -45,9 +46,9 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 
         detector = FaceDetector()
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
-                                          detector=detector)
+                                          detector=detector, recrop=recrop)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
-             "boxes": "detected" if detected_boxes else "ground truth"}
+             "boxes": "detected" if detected_boxes else "ground truth", "recrop": recrop}
     if occlusion is not None:
         extra["occlusion"] = {"seed": occlusion.seed, "area": list(occlusion.area)}
     return predictions, extra
@@ -55,10 +56,11 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
                    predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
-                   occlusion=None, detected_boxes: bool = False) -> dict:
+                   occlusion=None, detected_boxes: bool = False, recrop: bool = False) -> dict:
     """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
     `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
-    it crops each face where the service's face detector boxes it (see landmarks.scoring)."""
+    it crops each face where the service's face detector boxes it; with `recrop` each face gets a second pass at the
+    box of its first-pass points (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
@@ -67,12 +69,14 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
         raise PredictionError("occlusion needs a model to run on the occluded faces, not a predictions file")
     if detected_boxes and model is None:
         raise PredictionError("detected boxes need a model to run on them, not a predictions file")
+    if recrop and model is None:
+        raise PredictionError("a second pass needs a model to run, not a predictions file")
     info = get_info(dataset)
     split = split or DEFAULT_TEST_SPLIT[info.name]
     samples = load_samples(info.name, data_root, split)
     if predictions is None:
         report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion,
-                             detected_boxes=detected_boxes)
+                             detected_boxes=detected_boxes, recrop=recrop)
     else:
         report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
@@ -82,8 +86,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
                 threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None,
-                detected_boxes: bool = False) -> dict:
+                detected_boxes: bool = False, recrop: bool = False) -> dict:
     """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
     ONNX Runtime's (a training process has its share of the cores)."""
-    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes)
+    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes, recrop)
     return score_predictions(samples, info, predictions, threshold=threshold) | extra

@@ -26,6 +26,8 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--detected-boxes", action="store_true", help="with --model: crop each face where the "
                         "service's face detector finds it (as /align without boxes), not at the box of its true "
                         "points; faces it misses are reported as without a prediction")
+    parser.add_argument("--recrop", action="store_true", help="with --model: a second pass on each face, cropped at "
+                        "the box of its first-pass points, averaged with the first (as /align?recrop=true)")
     parser.add_argument("--occlusion-seed", type=int, default=0, help="seed of the occluders (same seed, same pixels)")
     parser.add_argument("--threshold", type=float, default=metrics.THRESHOLD, help="FR/AUC threshold (default 0.10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -54,13 +56,16 @@ def run(args) -> dict:
         raise UsageError("--occlusion needs --model: the occluded faces have to be predicted")
     if args.detected_boxes and not args.model:
         raise UsageError("--detected-boxes needs --model: the faces have to be predicted at the detected boxes")
+    if args.recrop and not args.model:
+        raise UsageError("--recrop needs --model: the second pass runs the model again")
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
-                            flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes)
+                            flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes,
+                            recrop=args.recrop)
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
                                   threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
-                                  detected_boxes=args.detected_boxes)
+                                  detected_boxes=args.detected_boxes, recrop=args.recrop)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
     return report
 
@@ -89,6 +94,8 @@ def main(args) -> int:
         return 0
     print(f"{report['dataset']} {report['split']}: n={report['n']} NME={_fmt(report['nme'])} "
           f"FR@{report['threshold']:.2f}={_fmt(report['fr'])} AUC@{report['threshold']:.2f}={_fmt(report['auc'])}")
+    if report.get("recrop"):
+        print("  with a second pass at the box of the first pass's points, averaged with the first")
     if report.get("boxes") == "detected":
         print(f"  at the face detector's boxes: {report['n']} of {report['n'] + len(report['missing'])} faces found")
     if "occluded" in report:

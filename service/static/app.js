@@ -13,6 +13,7 @@
   const countEl = document.getElementById("count");
   const facesEl = document.getElementById("faces");
   const flipInput = document.getElementById("flip");
+  const recropInput = document.getElementById("recrop");
   const timingEl = document.getElementById("timing");
 
   let image = null;      // HTMLImageElement
@@ -142,7 +143,8 @@
     form.append("image", imageBlob, "photo");
     if (box) form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
     const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
-    const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}`;
+    const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}` +
+      (recropInput.checked ? "&recrop=true" : "");
     try {
       const response = await fetch(`/align?${query}`, { method: "POST", body: form, headers });
       const body = await response.json();
@@ -175,6 +177,7 @@
   alignButton.addEventListener("click", () => { box = null; align(); });
   datasetSelect.addEventListener("change", () => { if (image) align(); });
   flipInput.addEventListener("change", () => { if (image) align(); });
+  recropInput.addEventListener("change", () => { if (image) align(); });
 
   const params = new URLSearchParams(location.search);
   (async () => {
