@@ -25,10 +25,9 @@ from landmarks.selection import SelectionError, choose_served
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-TEST_SETS = [*validation_sets("300w", DATA / "300w", "dev"),
-             EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test"),
-             EvalSet("dev, detected boxes", "300w", DATA / "300w", "dev", detected_boxes=True),
-             EvalSet("p1-ytf68 test, detected boxes", "csv", DATA / "p1-ytf68", "test", detected_boxes=True)]
+DEV, DEV_OCCLUDED = validation_sets("300w", DATA / "300w", "dev")
+P1_TEST = EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")
+TEST_SETS = [DEV, DEV_OCCLUDED, P1_TEST, DEV.at_detected_boxes(), P1_TEST.at_detected_boxes()]
 
 
 def main() -> None:
@@ -66,7 +65,7 @@ def main() -> None:
     served = args.served
     if served == "auto":
         try:
-            choice = choose_served(rows, list(rows), TEST_SETS[0].name, tie_break=TEST_SETS[1].name,
+            choice = choose_served(rows, list(rows), DEV.name, tie_break=DEV_OCCLUDED.name,
                                    max_params=SERVED_MAX_PARAMS)
         except SelectionError as e:
             ap.error(f"--served auto: {e}")

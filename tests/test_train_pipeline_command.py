@@ -11,7 +11,7 @@ import pytest
 
 from sdhrnet.train_config import make_config
 from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, Row, eta_seconds, \
-    format_duration, published_arch, share_threads, start_order, table_rows
+    format_duration, published_arch, share_threads, start_order, table_rows, table_sets
 from trainer.results import EvalSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +117,18 @@ def test_test_sets_parse_and_refuse_what_they_cannot_read():
     assert (t.name, t.dataset, t.root, t.split) == ("p1-ytf68 test", "csv", Path("../data/p1-ytf68"), "test")
     with pytest.raises(ValueError, match="NAME=DATASET:ROOT:SPLIT"):
         EvalSet.parse("csv:../data")
+
+
+def test_detected_boxes_add_a_column_for_each_set_a_detector_can_see():
+    from landmarks.occlusion import Occlusion
+
+    dev, p1 = EvalSet("dev", "300w", Path("d"), "dev"), EvalSet.parse("p1 test=csv:p:test")
+    validation = [dev, EvalSet("dev occluded", "300w", Path("d"), "dev", Occlusion())]
+    assert table_sets(validation, [p1], detected_boxes=False) == [*validation, p1]
+    sets = table_sets(validation, [p1], detected_boxes=True)
+    assert [t.name for t in sets] == ["dev", "dev occluded", "p1 test", "dev, detected boxes", "p1 test, detected boxes"]
+    assert [t.detected_boxes for t in sets] == [False] * 3 + [True] * 2
+    assert (sets[4].dataset, sets[4].root, sets[4].split) == ("csv", Path("p"), "test")
 
 
 def test_cpu_preset_trains_students_and_teacher_longer_than_slimming():

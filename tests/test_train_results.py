@@ -46,3 +46,20 @@ def test_the_bundled_models_face_scores_match_its_card():
     assert faces["split"] == card["metrics"]["split"] and len(faces["sets"]["dev"]["per_face"]) == card["metrics"]["n"]
     assert faces["sets"]["dev"]["nme"] == card["metrics"]["nme"]
     assert faces["sets"]["dev occluded"]["nme"] == card["evaluation"][card["served_row"]]["dev occluded"]["nme"]
+
+
+def test_a_set_where_the_detector_found_no_face_gets_blank_cells(tmp_path):
+    """Photos without a detectable face (synthetic data, tiny crops) score nothing at detected boxes: the row keeps
+    its other figures and the table shows dashes, instead of failing on a missing mean."""
+    from trainer.results import _figures, markdown
+
+    dev = EvalSet("dev", "300w", tmp_path, "dev")
+    detected = dev.at_detected_boxes()
+    assert (detected.name, detected.detected_boxes, detected.root) == ("dev, detected boxes", True, tmp_path)
+    empty = {"n": 0, "nme": None, "fr": None, "auc": None, "per_image": {}}
+    scored = {"n": 1, "nme": 0.04, "fr": 0.0, "auc": 0.6, "per_image": {"a": 0.04}}
+    row = {"params": 961_000, "macs": 243_000_000, "input_size": 128,
+           "dev": _figures(scored, "dev", "300w"), detected.name: _figures(empty, "dev", "300w")}
+    assert row[detected.name]["nme"] is None and row["dev"]["nme"] == 0.04
+    line = markdown({"m": row}, [dev, detected]).splitlines()[-1]
+    assert line == "| m | 0.961 M | 0.243 G | 0.0400 | 0.000 | 0.600 | - | - | - |"

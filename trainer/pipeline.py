@@ -331,9 +331,18 @@ def soup_rows(rows: tuple[Row, ...], results: dict[str, dict[str, Any]], into: P
     return out
 
 
+def table_sets(validation: list[EvalSet], test_sets: list[EvalSet], detected_boxes: bool) -> list[EvalSet]:
+    """The results table's columns: the validation split clean and occluded, the extra test sets, then with
+    `detected_boxes` each set without occlusion again at the face detector's boxes (an occluder would hide the face
+    from the detector as well as from the landmarks)."""
+    sets = [*validation, *test_sets]
+    return sets + [t.at_detected_boxes() for t in sets if detected_boxes and t.occlusion is None]
+
+
 def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, ablation: bool = False,
                  device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
-                 test_sets: list[EvalSet] | None = None, package_into: Path | None = None,
+                 test_sets: list[EvalSet] | None = None, detected_boxes: bool = False,
+                 package_into: Path | None = None,
                  max_params: int | None = SERVED_MAX_PARAMS, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
@@ -342,7 +351,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                 cores=os.cpu_count() or 1)
     results = run_stages(plan, say, progress_every)
     clean, occluded = validation_sets(dataset, data_root, cfg.val_split)
-    sets = [clean, occluded, *(test_sets or [])]
+    sets = table_sets([clean, occluded], test_sets or [], detected_boxes)
     labelled = table_rows(rows, results) | soup_rows(rows, results, out_dir / "soups")
     scored = {}
     for label, (uri, _) in labelled.items():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ class EvalSet:
             raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT")
         return cls(name, dataset, Path(root), split)
 
+    def at_detected_boxes(self) -> "EvalSet":
+        """The same faces cropped where the service's face detector finds them: a column beside this one."""
+        return replace(self, name=f"{self.name}, detected boxes", detected_boxes=True)
+
 
 def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     """One row: the model's size from its card and NME / FR / AUC on each test set, with each face's NME
@@ -79,7 +83,8 @@ def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], sp
 
 
 def _figures(report: dict[str, Any], split: str, dataset: str) -> dict[str, Any]:
-    return ({k: round(float(report[k]), 5) for k in SCORES}
+    # no figures where no face was scored (a detector that found none of them)
+    return ({k: None if report[k] is None else round(float(report[k]), 5) for k in SCORES}
             | {"n": report["n"], "split": split, "dataset": dataset, "per_face": report["per_image"]})
 
 
@@ -90,10 +95,14 @@ def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
     for name, r in rows.items():
         cells = [name, f"{r['params'] / 1e6:.3f} M", f"{r['macs'] / 1e9:.3f} G"]
         for t in test_sets:
-            s = r.get(t.name)  # a row from a table scored before this set existed has no figures for it
-            cells += [f"{s['nme']:.4f}", f"{s['fr']:.3f}", f"{s['auc']:.3f}"] if s else ["-"] * len(SCORES)
+            s = r.get(t.name) or {}  # a row from a table scored before this set existed has no figures for it
+            cells += [_cell(s.get(k), 4 if k == "nme" else 3) for k in SCORES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dict[str, Any],

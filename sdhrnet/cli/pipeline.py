@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    "peer without masks, peer + masks without teacher)")
     p.add_argument("--test-set", action="append", default=[], metavar="NAME=DATASET:ROOT:SPLIT",
                    help="an extra column of the results table, e.g. 'p1-ytf68 test=csv:../shared/data/p1-ytf68:test'")
+    p.add_argument("--detected-boxes", action="store_true", help="also score the validation split and every "
+                   "--test-set where the service's face detector finds each face (as /align without boxes), in "
+                   "columns of their own; the selection still looks at the true boxes")
     p.add_argument("--max-params", type=int, default=SERVED_MAX_PARAMS,
                    help="parameter budget of the served student")
     p.add_argument("--out", type=Path, default=None,
@@ -50,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         test_sets = [EvalSet.parse(t) for t in args.test_set]
         result = run_pipeline(args.dataset, args.data_root, args.preset, out_dir=out, ablation=args.ablation,
                               device=args.device, overrides=args.overrides, jobs=args.jobs, test_sets=test_sets,
+                              detected_boxes=args.detected_boxes,
                               package_into=args.package_into, max_params=args.max_params,
                               progress_every=args.progress_every,
                               say=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
