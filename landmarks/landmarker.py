@@ -113,8 +113,8 @@ def recrop_boxes(landmarks, boxes) -> np.ndarray:
 
 def merge_passes(first, second) -> tuple[np.ndarray, np.ndarray]:
     """(landmarks, confidence) of the two passes -> their mean. The second pass alone is worse where the first box
-    was already the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is never
-    worse than one pass and better at every other kind of box measured."""
+    was already the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about
+    level with one pass there and better at every other kind of box measured."""
     return tuple((np.asarray(a) + np.asarray(b)) / 2 for a, b in zip(first, second))
 
 

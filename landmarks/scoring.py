@@ -65,13 +65,13 @@ def score_predictions(samples: list[Sample], info: DatasetInfo, predictions: dic
 
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
                             occlusion=None, detector=None, recrop: bool = False) -> dict:
-    """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's ground-truth
-    box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
+    """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's
+    ground-truth box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
     landmarks.occlusion.Occlusion) covers part of each face before prediction. With a `detector` (a
     landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
-    the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at the
-box of its first-pass points (landmarks.landmarker.recrop_boxes)."""
+    the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
+    the box of its first-pass points (landmarks.landmarker.recrop_boxes)."""
     groups = defaultdict(list)
     for s in samples:
         key = (str(s.image_path), id(s.image) if s.image is not None else None)
