@@ -29,6 +29,7 @@ from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
 from landmarks.face_detector import FaceDetector, match_faces
 from landmarks.landmarker import OnnxLandmarker, merge_passes, recrop_boxes
+from landmarks.scoring import faces_by_photo
 from landmarks.selection import paired
 
 JITTER = 0.10
@@ -50,10 +51,7 @@ def box_kinds(samples, detector: FaceDetector, seed: int) -> dict[str, dict[str,
         kinds[f"edges moved up to {JITTER:.0%}"][s.sample_id] = jittered(s.box, rng)
         for name, factor in SCALES.items():
             kinds[name][s.sample_id] = scale_box(s.box, factor)
-    by_image = {}
-    for s in samples:
-        by_image.setdefault((str(s.image_path), id(s.image)), []).append(s)  # frames of a pack share a path
-    for group in by_image.values():
+    for group in faces_by_photo(samples):
         found = detector.detect(load_image(group[0])).boxes
         for s, m in zip(group, match_faces(found, np.stack([s.box for s in group]))):
             if m is not None:

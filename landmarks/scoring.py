@@ -63,6 +63,15 @@ def score_predictions(samples: list[Sample], info: DatasetInfo, predictions: dic
     return report
 
 
+def faces_by_photo(samples: list[Sample]) -> list[list[Sample]]:
+    """The samples grouped by the photo they are in, in first-seen order. Frames of a video pack share a path but not
+    their pixels, so an in-memory image is a photo of its own."""
+    groups = defaultdict(list)
+    for s in samples:
+        groups[(str(s.image_path), id(s.image) if s.image is not None else None)].append(s)
+    return list(groups.values())
+
+
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
                             occlusion=None, detector=None, recrop: bool = False) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's
@@ -72,12 +81,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
     the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
     the box of its first-pass points (landmarks.landmarker.recrop_boxes)."""
-    groups = defaultdict(list)
-    for s in samples:
-        key = (str(s.image_path), id(s.image) if s.image is not None else None)
-        groups[key].append(s)
     out, done = {}, 0
-    for group in groups.values():
+    for group in faces_by_photo(samples):
         image = load_image(group[0])
         boxes = np.stack([s.box for s in group])
         if occlusion is not None:
