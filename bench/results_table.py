@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 DEV, DEV_OCCLUDED = validation_sets("300w", DATA / "300w", "dev")
 P1_TEST = EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")
-TEST_SETS = [DEV, DEV_OCCLUDED, P1_TEST, DEV.at_detected_boxes(), P1_TEST.at_detected_boxes()]
+TEST_SETS = [DEV, DEV_OCCLUDED, P1_TEST, DEV.at_detected_boxes(), P1_TEST.at_detected_boxes(), DEV.at_face_size(64)]
 
 
 def main() -> None:

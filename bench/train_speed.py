@@ -35,7 +35,7 @@ import torch
 
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_step
-from trainer.engine import autocast, erasing_generator
+from trainer.engine import autocast, degradation_generator
 from trainer.nets import blocks
 from trainer.nets import TEACHER, build_network
 from trainer.slim import make_optimizers, slimming_step
@@ -103,7 +103,7 @@ class Runner:
                 p.requires_grad_(False)
             opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
             self.fn = lambda x, y, i: distill_step(students, opts, teacher, x, y, cfg,
-                                                   (erasing_generator(cfg, 0, i, 0), erasing_generator(cfg, 0, i, 1)))
+                                                   (degradation_generator(cfg, 0, i, 0), degradation_generator(cfg, 0, i, 1)))
         else:
             raise ValueError(stage)
 

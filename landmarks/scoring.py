@@ -9,6 +9,7 @@ import numpy as np
 from landmarks import metrics
 from landmarks.datasets.base import DatasetInfo, Sample, load_image
 from landmarks.face_detector import match_faces
+from landmarks.low_resolution import restore
 
 
 class PredictionError(ValueError):
@@ -73,20 +74,25 @@ def faces_by_photo(samples: list[Sample]) -> list[list[Sample]]:
 
 
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
-                            occlusion=None, detector=None, recrop: bool = False) -> dict:
+                            occlusion=None, detector=None, recrop: bool = False, low_resolution=None) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's
     ground-truth box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
     landmarks.occlusion.Occlusion) covers part of each face before prediction. With a `detector` (a
     landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
     the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
-    the box of its first-pass points (landmarks.landmarker.recrop_boxes)."""
+    the box of its first-pass points (landmarks.landmarker.recrop_boxes). `low_resolution` (a
+    landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction and maps the points
+    back."""
     out, done = {}, 0
     for group in faces_by_photo(samples):
         image = load_image(group[0])
         boxes = np.stack([s.box for s in group])
         if occlusion is not None:
             image = occlusion.apply(image, boxes, [s.sample_id for s in group])
+        scale = np.ones(2)  # the photo's scale, where low_resolution shrank it
+        if low_resolution is not None:
+            image, boxes, scale = low_resolution.apply(image, boxes)
         faces = group
         if detector is not None:
             found = detector.detect(image).boxes
@@ -96,7 +102,7 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         if faces:
             landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop)
             for s, pts in zip(faces, landmarks):
-                out[s.sample_id] = pts
+                out[s.sample_id] = restore(pts, scale)
         done += len(group)
         if progress is not None:
             progress(done, len(samples))

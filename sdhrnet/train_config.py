@@ -71,6 +71,11 @@ class TrainConfig(BaseModel):
     use_peer: bool = True
     masked_inputs: bool = True
     erase_p: float = 0.5
+    # The students' inputs also come, with probability lowres_p, from a lower resolution (trainer.augment.
+    # random_downscale, down to lowres_min_scale of the input side): the 300W crops are all sharper than the input,
+    # while a video frame's face often has fewer pixels than it; the teacher sees the sharp crop.
+    lowres_p: float = 0.0
+    lowres_min_scale: float = 0.35
     # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
@@ -117,6 +122,20 @@ class TrainConfig(BaseModel):
     def _shift_range(cls, v: float) -> float:
         if not 0 <= v <= 0.25:
             raise ValueError(f"box_shift must be between 0 and 0.25 (a fraction of the crop side), got {v}")
+        return v
+
+    @field_validator("lowres_p")
+    @classmethod
+    def _probability(cls, v: float) -> float:
+        if not 0 <= v <= 1:
+            raise ValueError(f"lowres_p is a probability between 0 and 1, got {v}")
+        return v
+
+    @field_validator("lowres_min_scale")
+    @classmethod
+    def _downscale_range(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"lowres_min_scale must be above 0 and at most 1 (a fraction of the input side), got {v}")
         return v
 
     @field_validator("kd_temperature")

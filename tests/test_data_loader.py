@@ -6,7 +6,7 @@ import torch
 from tests.data_helpers import face_image, tiny_onnx
 from landmarks import geometry as g
 from landmarks import heatmaps as hm
-from trainer.augment import random_erasing
+from trainer.augment import random_downscale, random_erasing
 from landmarks.datasets import get_info, load_image, load_samples
 from trainer.torch_data import LandmarkDataset
 from landmarks.scoring import predict_with_landmarker
@@ -109,6 +109,23 @@ def test_random_erasing_is_independent_per_sample_and_call():
     assert torch.equal(none, images)
     with pytest.raises(ValueError):
         random_erasing(images[0])
+
+
+def test_random_downscale_blurs_each_sample_by_its_own_factor():
+    # a one-pixel checkerboard: all of its energy is at the highest frequency, which any downscale removes
+    board = ((torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2).float() * 2 - 1
+    images = board.expand(8, 3, 64, 64).clone()
+    gen = torch.Generator().manual_seed(0)
+    out = random_downscale(images, p=1.0, min_scale=0.35, generator=gen)
+    assert out.shape == images.shape and torch.equal(images, board.expand(8, 3, 64, 64))  # input untouched
+    contrast = out.abs().mean(dim=(1, 2, 3))
+    assert (contrast < 0.5).all(), "every sample lost most of the checkerboard"
+    assert len({round(c, 4) for c in contrast.tolist()}) > 1, "each sample draws its own scale"
+    flat = torch.full((4, 3, 64, 64), 0.7)
+    assert torch.allclose(random_downscale(flat, p=1.0, generator=gen), flat, atol=1e-5), "brightness is kept"
+    assert torch.equal(random_downscale(images, p=0.0, generator=gen), images)
+    with pytest.raises(ValueError):
+        random_downscale(images[0])
 
 
 def test_onnx_landmarker_and_predict_with_landmarker(tmp_path, afw):

@@ -56,6 +56,16 @@ def test_second_pass_recovers_from_a_loose_box(card, shared_data):
     assert np.mean(two_passes) < 0.95 * np.mean(one_pass), (np.mean(two_passes), np.mean(one_pass))
 
 
+def test_faces_with_few_pixels_cost_some_precision_and_still_land(card, shared_data):
+    """dev shrunk until each face is 48 px across (a video frame's face): the points are mapped back to the original
+    pixels, so the NME is comparable, a little higher than at full size and far from a failure."""
+    from landmarks.low_resolution import LowResolution
+
+    small = evaluate_split("300w", shared_data / "300w", "dev", model=str(MODEL), low_resolution=LowResolution(48))
+    assert small["face_px"] == 48 and small["n"] == card["metrics"]["n"]
+    assert card["metrics"]["nme"] < small["nme"] < 1.3 * card["metrics"]["nme"]
+
+
 def test_landmarks_land_on_the_face(card, shared_data):
     from landmarks.datasets import load_image, load_samples
     from landmarks.landmarker import OnnxLandmarker

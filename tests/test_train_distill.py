@@ -5,7 +5,7 @@ from torch import nn
 
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_step
-from trainer.engine import erasing_generator
+from trainer.engine import degradation_generator
 
 
 class Recorder(nn.Module):
@@ -29,7 +29,7 @@ def test_students_see_different_masks_and_the_teacher_sees_the_clean_image():
     images, heatmaps = _batch()
     s1, s2, teacher = Recorder(), Recorder(), Recorder()
     opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
-    masks = (erasing_generator(cfg, 0, 0, 0), erasing_generator(cfg, 0, 0, 1))
+    masks = (degradation_generator(cfg, 0, 0, 0), degradation_generator(cfg, 0, 0, 1))
     t_before = [p.clone() for p in teacher.parameters()]
     losses = distill_step([s1, s2], opts, teacher, images, heatmaps, cfg, masks)
     x1, x2, xt = s1.seen[0], s2.seen[0], teacher.seen[0]
@@ -49,9 +49,34 @@ def test_same_step_seeds_reproduce_the_same_masks():
     for _ in range(2):
         s1, s2 = Recorder(), Recorder()
         opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
-        distill_step([s1, s2], opts, None, images, heatmaps, cfg, (erasing_generator(cfg, 3, 7, 0), erasing_generator(cfg, 3, 7, 1)))
+        distill_step([s1, s2], opts, None, images, heatmaps, cfg, (degradation_generator(cfg, 3, 7, 0), degradation_generator(cfg, 3, 7, 1)))
         runs.append((s1.seen[0], s2.seen[0]))
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_students_see_lower_resolutions_of_their_own_and_the_teacher_the_sharp_image():
+    """lowres_p without masks (the KD-off control with the augmentation) still degrades each student's input."""
+    from trainer.distill import degrades_inputs
+
+    cfg = make_config("tiny", "300w", {"lowres_p": 1.0, "masked_inputs": False})
+    assert degrades_inputs(cfg) and not degrades_inputs(make_config("tiny", "300w", {"masked_inputs": False}))
+    images, heatmaps = _batch()
+    s1, s2, teacher = Recorder(), Recorder(), Recorder()
+    opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
+    distill_step([s1, s2], opts, teacher, images, heatmaps, cfg,
+                 (degradation_generator(cfg, 0, 0, 0), degradation_generator(cfg, 0, 0, 1)))
+    x1, x2 = s1.seen[0], s2.seen[0]
+    assert not (x1 == 0).all(1).any(), "masks are off: nothing is erased"
+    assert (x1 - images).abs().flatten(1).amax(1).gt(1e-3).all(), "p=1: every sample is resampled"
+    assert not torch.equal(x1, x2), "each student draws its own resolution"
+    assert torch.equal(teacher.seen[0], images), "the teacher sees the sharp input"
+
+
+@pytest.mark.parametrize("setting", [{"lowres_p": 1.5}, {"lowres_p": -0.1}, {"lowres_min_scale": 0.0},
+                                     {"lowres_min_scale": 1.2}])
+def test_lowres_settings_out_of_range_are_refused(setting):
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        make_config("tiny", "300w", setting)
 
 
 def test_ablation_without_teacher_peer_or_masks():

@@ -1,10 +1,11 @@
-"""Random erasing for the students' occluded inputs (distillation): every sample draws its own mask, so two
-calls on the same batch give the two students different occlusions."""
+"""The students' degraded inputs (distillation): random erasing for occlusion and a random lower resolution. Every
+sample draws its own degradation, so two calls on the same batch give the two students different ones."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def random_erasing(images: torch.Tensor, p: float = 0.5, area=(0.02, 0.1), aspect=(0.3, 3.3),
@@ -37,4 +38,23 @@ def random_erasing(images: torch.Tensor, p: float = 0.5, area=(0.02, 0.1), aspec
                 else:
                     out[i, :, top:top + eh, left:left + ew] = float(value)
                 break
+    return out
+
+
+def random_downscale(images: torch.Tensor, p: float = 0.5, min_scale: float = 0.35,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return a copy of `images` (N, C, S, S) where each sample, with probability p, is resampled to a side of
+    uniform(min_scale, 1) * S (antialiased) and back up to S: the crop a face gets when its photo has fewer pixels
+    across the face than the network's input, as in video frames or small faces of a group photo."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    out = images.clone()
+    size = images.shape[-2:]
+    for i in range(images.shape[0]):
+        if torch.rand((), generator=generator).item() >= p:
+            continue
+        scale = min_scale + (1.0 - min_scale) * torch.rand((), generator=generator).item()
+        small = [max(1, round(side * scale)) for side in size]
+        low = F.interpolate(images[i:i + 1].float(), size=small, mode="bilinear", antialias=True, align_corners=False)
+        out[i] = F.interpolate(low, size=size, mode="bilinear", align_corners=False)[0].to(out.dtype)
     return out

@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 
 from landmarks.landmarker import merge_flipped
-from trainer.augment import random_erasing
-from trainer.engine import Loop, TrainState, erasing_generator, evaluate_model, iterate, load_data, mark_best
+from trainer.augment import random_downscale, random_erasing
+from trainer.engine import Loop, TrainState, degradation_generator, evaluate_model, iterate, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
 from trainer.losses import kd_rampup, student_loss
 from trainer.model_files import SDHRNET_ARCH, has_torch_weights, load_model, read_card
@@ -94,12 +94,25 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device 
     return teacher.eval()
 
 
-def distill_step(students, optimizers, teacher, images, heatmaps, cfg, masks: list[torch.Generator] | None,
+def student_input(images: torch.Tensor, cfg, generator: torch.Generator) -> torch.Tensor:
+    """A student's degraded copy of the batch (the teacher sees it as it is): a lower resolution with cfg.lowres_p,
+    then an erased rectangle with cfg.erase_p when cfg.masked_inputs."""
+    if cfg.lowres_p > 0:
+        images = random_downscale(images, p=cfg.lowres_p, min_scale=cfg.lowres_min_scale, generator=generator)
+    return random_erasing(images, p=cfg.erase_p, generator=generator) if cfg.masked_inputs else images
+
+
+def degrades_inputs(cfg) -> bool:
+    return cfg.masked_inputs or cfg.lowres_p > 0
+
+
+def distill_step(students, optimizers, teacher, images, heatmaps, cfg, generators: list[torch.Generator] | None,
                  kd_weight: float = 1.0):
-    """One joint update of the students; each sees its own random-erasing mask when masks are given. The peer
-    term needs two students; without it one student is trained (the ablation rows and the KD-off control).
+    """One joint update of the students; with `generators` (one per student) each sees its own degraded copy of the
+    batch (student_input). The peer term needs two students; without it one student is trained (the ablation rows
+    and the KD-off control).
     `kd_weight` scales both KD terms (trainer.losses.kd_rampup)."""
-    inputs = [random_erasing(images, p=cfg.erase_p, generator=g) for g in masks] if masks else [images] * len(students)
+    inputs = [student_input(images, cfg, g) for g in generators] if generators else [images] * len(students)
     with torch.no_grad():
         target_t = teacher(images) if teacher is not None else None
     preds = [s(x) for s, x in zip(students, inputs)]
@@ -143,8 +156,8 @@ def distill_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        masks = [erasing_generator(cfg, epoch, i, k) for k in range(len(students))] if cfg.masked_inputs else None
-        return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, masks,
+        generators = [degradation_generator(cfg, epoch, i, k) for k in range(len(students))] if degrades_inputs(cfg) else None
+        return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, generators,
                             kd_rampup(epoch, cfg.kd_rampup_epochs))
 
     def validate():

@@ -174,7 +174,7 @@ def steps_per_epoch(ds: LandmarkDataset, cfg: TrainConfig) -> int:
     return max(1, len(ds) // min(cfg.batch_size, len(ds)))
 
 
-def erasing_generator(cfg: TrainConfig, epoch: int, step: int, which: int) -> torch.Generator:
+def degradation_generator(cfg: TrainConfig, epoch: int, step: int, which: int) -> torch.Generator:
     return torch.Generator().manual_seed(((cfg.seed * 1000 + epoch) * 100_000 + step) * 4 + which)
 
 

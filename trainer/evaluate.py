@@ -32,7 +32,7 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
                        occlusion=None, threads: int | None = None, detected_boxes: bool = False,
-                       recrop: bool = False) -> tuple[dict, dict]:
+                       recrop: bool = False, low_resolution=None) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -46,21 +46,24 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 
         detector = FaceDetector()
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
-                                          detector=detector, recrop=recrop)
+                                          detector=detector, recrop=recrop, low_resolution=low_resolution)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
              "boxes": "detected" if detected_boxes else "ground truth", "recrop": recrop}
     if occlusion is not None:
         extra["occlusion"] = {"seed": occlusion.seed, "area": list(occlusion.area)}
+    if low_resolution is not None:
+        extra["face_px"] = low_resolution.face_px
     return predictions, extra
 
 
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
                    predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
-                   occlusion=None, detected_boxes: bool = False, recrop: bool = False) -> dict:
+                   occlusion=None, detected_boxes: bool = False, recrop: bool = False, low_resolution=None) -> dict:
     """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
     `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
     it crops each face where the service's face detector boxes it; with `recrop` each face gets a second pass at the
-    box of its first-pass points (see landmarks.scoring)."""
+    box of its first-pass points; with `low_resolution` (landmarks.low_resolution.LowResolution) every photo is
+    shrunk until its faces are that many pixels across (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
@@ -71,12 +74,14 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
         raise PredictionError("detected boxes need a model to run on them, not a predictions file")
     if recrop and model is None:
         raise PredictionError("a second pass needs a model to run, not a predictions file")
+    if low_resolution is not None and model is None:
+        raise PredictionError("low resolution needs a model to run on the shrunk photos, not a predictions file")
     info = get_info(dataset)
     split = split or DEFAULT_TEST_SPLIT[info.name]
     samples = load_samples(info.name, data_root, split)
     if predictions is None:
         report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion,
-                             detected_boxes=detected_boxes, recrop=recrop)
+                             detected_boxes=detected_boxes, recrop=recrop, low_resolution=low_resolution)
     else:
         report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
@@ -86,8 +91,9 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
                 threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None,
-                detected_boxes: bool = False, recrop: bool = False) -> dict:
+                detected_boxes: bool = False, recrop: bool = False, low_resolution=None) -> dict:
     """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
     ONNX Runtime's (a training process has its share of the cores)."""
-    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes, recrop)
+    predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes, recrop,
+                                            low_resolution)
     return score_predictions(samples, info, predictions, threshold=threshold) | extra

@@ -13,6 +13,7 @@ from typing import Any
 
 from landmarks.datasets import parse_source
 from landmarks.datasets.base import DatasetInfo, Sample
+from landmarks.low_resolution import LowResolution
 from landmarks.occlusion import Occlusion
 from landmarks.selection import FACE_SCORES, SelectionError, face_scores, occluded
 from trainer.evaluate import evaluate_split, resolve_model, score_model
@@ -25,13 +26,15 @@ SCORES = ("nme", "fr", "auc")
 class EvalSet:
     """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test"); with `occlusion`
     every face is partly covered (the robustness column); with `detected_boxes` each face is cropped where the
-    service's detector finds it (what `/align` without boxes does), not at the box of its true points."""
+    service's detector finds it (what `/align` without boxes does), not at the box of its true points; with
+    `low_resolution` every photo is shrunk until its faces have that few pixels (video frames, small faces)."""
     name: str
     dataset: str
     root: Path
     split: str
     occlusion: Occlusion | None = None
     detected_boxes: bool = False
+    low_resolution: LowResolution | None = None
 
     @classmethod
     def parse(cls, text: str) -> "EvalSet":
@@ -49,6 +52,10 @@ class EvalSet:
         """The same faces cropped where the service's face detector finds them: a column beside this one."""
         return replace(self, name=f"{self.name}, detected boxes", detected_boxes=True)
 
+    def at_face_size(self, face_px: int) -> "EvalSet":
+        """The same faces with `face_px` pixels across (landmarks.low_resolution): a column beside this one."""
+        return replace(self, name=f"{self.name}, {face_px} px faces", low_resolution=LowResolution(face_px))
+
 
 def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     """One row: the model's size from its card and NME / FR / AUC on each test set, with each face's NME
@@ -58,7 +65,7 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
                            "input_size": card.get("input_size"), "run_id": card.get("run_id")}
     for t in test_sets:
         r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion,
-                           detected_boxes=t.detected_boxes)
+                           detected_boxes=t.detected_boxes, low_resolution=t.low_resolution)
         row[t.name] = _figures(r, t.split, t.dataset)
         if t.detected_boxes:
             row[t.name]["missed"] = len(r["missing"])

@@ -28,6 +28,9 @@ def add_arguments(parser, command=None) -> None:
                         "points; faces it misses are reported as without a prediction")
     parser.add_argument("--recrop", action="store_true", help="with --model: a second pass on each face, cropped at "
                         "the box of its first-pass points, averaged with the first (as /align?recrop=true)")
+    parser.add_argument("--face-px", type=int, default=None, metavar="PX", help="with --model: shrink every photo "
+                        "until its faces are PX pixels across (the box of their points) before predicting, as in "
+                        "video frames or group photos; the points are mapped back to score them")
     parser.add_argument("--occlusion-seed", type=int, default=0, help="seed of the occluders (same seed, same pixels)")
     parser.add_argument("--threshold", type=float, default=metrics.THRESHOLD, help="FR/AUC threshold (default 0.10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -50,6 +53,7 @@ def load_predictions(path: str) -> dict:
 def run(args) -> dict:
     from trainer.evaluate import evaluate_split
 
+    from landmarks.low_resolution import LowResolution
     from landmarks.occlusion import Occlusion
 
     if args.occlusion and not args.model:
@@ -58,14 +62,18 @@ def run(args) -> dict:
         raise UsageError("--detected-boxes needs --model: the faces have to be predicted at the detected boxes")
     if args.recrop and not args.model:
         raise UsageError("--recrop needs --model: the second pass runs the model again")
+    if args.face_px is not None and not args.model:
+        raise UsageError("--face-px needs --model: the shrunk photos have to be predicted")
+    low_resolution = LowResolution(args.face_px) if args.face_px is not None else None
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
                             flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes,
-                            recrop=args.recrop)
+                            recrop=args.recrop, low_resolution=low_resolution)
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
                                   threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
-                                  detected_boxes=args.detected_boxes, recrop=args.recrop)
+                                  detected_boxes=args.detected_boxes, recrop=args.recrop,
+                                  low_resolution=low_resolution)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
     return report
 
@@ -96,6 +104,8 @@ def main(args) -> int:
           f"FR@{report['threshold']:.2f}={_fmt(report['fr'])} AUC@{report['threshold']:.2f}={_fmt(report['auc'])}")
     if report.get("recrop"):
         print("  with a second pass at the box of the first pass's points, averaged with the first")
+    if report.get("face_px"):
+        print(f"  every photo shrunk until its faces are {report['face_px']} px across")
     if report.get("boxes") == "detected":
         print(f"  at the face detector's boxes: {report['n']} of {report['n'] + len(report['missing'])} faces found")
     if "occluded" in report:
