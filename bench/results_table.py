@@ -1,6 +1,7 @@
 """The README results table: each model scored through the served ONNX path on the 300W validation split
 and on p1-ytf68 test, at the boxes of the true points and at the boxes the service's face detector finds (what a
-user without boxes gets), with its parameters and MACs at its own input size.
+user without boxes gets), and on the validation split shrunk until every face is 64 px across (a video frame's face),
+with its parameters and MACs at its own input size.
 
 A row is NAME=MODEL where MODEL is anything `sdhrnet evaluate --model` takes (folder, run id, runs:/ID/PATH,
 models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scoring them again. --json writes every
