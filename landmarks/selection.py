@@ -126,14 +126,40 @@ def _finite(value: Any) -> bool:
 
 
 def choose_between(champion: Mapping[str, Any], candidate: Mapping[str, Any], alpha: float = ALPHA) -> Choice:
-    """The rule applied to two FACE_SCORES documents (served: "champion" or "candidate"); an equal NME keeps the
-    champion."""
-    return choose_among({"champion": champion, "candidate": candidate}, alpha)
+    """Promotion (served: "champion" or "candidate"): the candidate replaces the champion only where the rule picks it
+    (choose_among), it is better than the champion beyond the noise on the clean or on the occluded faces (one-sided
+    paired Wilcoxon p < alpha), and worse beyond the noise on neither. A mean lower by chance does not replace the
+    model users have, and a gain on clean faces does not buy a loss on covered ones (or the other way round)."""
+    docs = {"champion": champion, "candidate": candidate}
+    rows, split, tie_break = _on_shared_faces(docs)
+    choice = choose_served(rows, list(docs), split, tie_break=tie_break, alpha=alpha)
+    if choice.served != "candidate":
+        return choice
+    sides = {name: [_faces(rows, label, name) for label in ("champion", "candidate")] for name in (split, tie_break)}
+    for name, (old, new) in sides.items():
+        p = paired([old], [new], alternative="greater")["wilcoxon_p"]
+        if p < alpha:
+            return Choice("champion", f"'champion' stays: the candidate, picked by the rule ({choice.why}), scores "
+                                      f"higher on {name} face by face (one-sided paired Wilcoxon p {p:.2g} < {alpha})")
+    gains = {name: paired([old], [new], alternative="less")["wilcoxon_p"] for name, (old, new) in sides.items()}
+    if min(gains.values()) >= alpha:
+        return Choice("champion", f"'champion' stays: the candidate, picked by the rule ({choice.why}), is better "
+                                  f"beyond the noise on neither set (one-sided paired Wilcoxon p "
+                                  + " and ".join(f"{p:.2g} on {name}" for name, p in gains.items()) + f" >= {alpha})")
+    name, p = min(gains.items(), key=lambda item: item[1])
+    return Choice("candidate", f"{choice.why}; better than the champion on {name} face by face (one-sided paired "
+                               f"Wilcoxon p {p:.2g} < {alpha}) and worse on neither")
 
 
 def choose_among(docs: Mapping[str, Mapping[str, Any]], alpha: float = ALPHA) -> Choice:
     """The rule applied to FACE_SCORES documents by label, on the faces all of them scored, so that runs validated
     on different parts of a split are still compared on equal terms; of equal NMEs the first label wins."""
+    rows, split, tie_break = _on_shared_faces(docs)
+    return choose_served(rows, list(docs), split, tie_break=tie_break, alpha=alpha)
+
+
+def _on_shared_faces(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], str, str]:
+    """FACE_SCORES documents by label -> results-table rows on the faces all of them scored, split, tie-break set."""
     for key in ("split", "tie_break"):
         values = sorted({str(d[key]) for d in docs.values()})
         if len(values) > 1:
@@ -148,4 +174,4 @@ def choose_among(docs: Mapping[str, Mapping[str, Any]], alpha: float = ALPHA) ->
         for label, d in docs.items():
             per_face = {f: d["sets"][name]["per_face"][f] for f in faces}
             rows[label][name] = {"nme": float(np.mean(list(per_face.values()))), "per_face": per_face}
-    return choose_served(rows, list(docs), split, tie_break=tie_break, alpha=alpha)
+    return rows, split, tie_break

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from landmarks.selection import FACE_SCORES, SelectionError, choose_served, face_scores, paired, read_face_scores
+from landmarks.selection import (FACE_SCORES, SelectionError, choose_among, choose_served, face_scores, paired,
+                                 read_face_scores)
 
 FACES = [f"face{i}" for i in range(60)]
 
@@ -98,3 +99,37 @@ def test_a_diverged_candidate_is_never_served(tmp_path):
         path.write_text(json.dumps(doc))
         with pytest.raises(SelectionError, match="not a finite number"):
             read_face_scores(path)
+
+
+def _doc(dev, occluded):
+    return face_scores("dev", {name: {"nme": float(np.mean(list(v.values()))), "per_face": v}
+                               for name, v in (("dev", dev), ("dev occluded", occluded))})
+
+
+def test_promotion_needs_a_gain_beyond_the_noise_and_no_loss_beyond_it():
+    """What the registry promotes by (choose_between): the rule's pick replaces the champion only when it is better
+    face by face on the clean or the occluded faces, and worse on neither."""
+    from landmarks.selection import choose_between
+
+    rng = np.random.default_rng(7)
+    dev, occ = _faces(rng, 0.0315, 0.004), _faces(rng, 0.067, 0.01)
+    champion = _doc(dev, occ)
+
+    def jitter(faces, scale):
+        n = rng.normal(0, scale, len(faces))
+        return {f: v + d for (f, v), d in zip(faces.items(), n - n.mean())}
+
+    # a lower mean by chance on both sets: the rule alone would pick it, promotion does not
+    chance = _doc(jitter({f: v - 0.00002 for f, v in dev.items()}, 0.0005),
+                  jitter({f: v - 0.0002 for f, v in occ.items()}, 0.004))
+    assert choose_among({"champion": champion, "candidate": chance}).served == "candidate"
+    kept = choose_between(champion, chance)
+    assert kept.served == "champion" and "beyond the noise on neither set" in kept.why
+    # better on clean faces, clearly worse on covered ones (a model at a larger input, twentieth round)
+    traded = _doc({f: v * 0.97 for f, v in dev.items()}, {f: v * 1.5 for f, v in occ.items()})
+    kept = choose_between(champion, traded)
+    assert kept.served == "champion" and "scores higher on dev occluded" in kept.why
+    # level on clean faces, better on every covered one: promoted, and the reason says where it gained
+    gained = _doc(jitter(dev, 0.0005), {f: v * 0.95 for f, v in occ.items()})
+    promoted = choose_between(champion, gained)
+    assert promoted.served == "candidate" and "better than the champion on dev occluded" in promoted.why
