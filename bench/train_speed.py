@@ -103,7 +103,8 @@ class Runner:
                 p.requires_grad_(False)
             opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
             self.fn = lambda x, y, i: distill_step(students, opts, teacher, x, y, cfg,
-                                                   (degradation_generator(cfg, 0, i, 0), degradation_generator(cfg, 0, i, 1)))
+                                                   (degradation_generator(cfg, 0, i, 0),
+                                                    degradation_generator(cfg, 0, i, 1)))
         else:
             raise ValueError(stage)
 

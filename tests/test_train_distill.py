@@ -49,7 +49,8 @@ def test_same_step_seeds_reproduce_the_same_masks():
     for _ in range(2):
         s1, s2 = Recorder(), Recorder()
         opts = [torch.optim.Adam(s.parameters()) for s in (s1, s2)]
-        distill_step([s1, s2], opts, None, images, heatmaps, cfg, (degradation_generator(cfg, 3, 7, 0), degradation_generator(cfg, 3, 7, 1)))
+        distill_step([s1, s2], opts, None, images, heatmaps, cfg,
+                     (degradation_generator(cfg, 3, 7, 0), degradation_generator(cfg, 3, 7, 1)))
         runs.append((s1.seen[0], s2.seen[0]))
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 

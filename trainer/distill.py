@@ -156,7 +156,8 @@ def distill_stage(ctx: RunContext) -> StageOutput:
 
     def step(batch, epoch, i):
         images = batch["image"]
-        generators = [degradation_generator(cfg, epoch, i, k) for k in range(len(students))] if degrades_inputs(cfg) else None
+        generators = ([degradation_generator(cfg, epoch, i, k) for k in range(len(students))]
+                      if degrades_inputs(cfg) else None)
         return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, generators,
                             kd_rampup(epoch, cfg.kd_rampup_epochs))
 
