@@ -14,16 +14,17 @@ from trainer.onnx_import import load_onnx_sdhrnet
 SIZE = 64
 
 
-def _fine_tuned(folder, seed, arch="s-hrnet-300w"):
-    """One start (seed 0) moved a little by `seed`: weights and BN statistics both, as fine-tuning moves them."""
+def _fine_tuned(folder, seed, arch="s-hrnet-300w", move_zeros=True):
+    """One start (seed 0) moved a little by `seed`: weights and BN statistics both, as fine-tuning moves them. With
+    move_zeros=False the tensors still at 0 stay there, as after a few steps (the tiny preset)."""
     info = get_info("300w")
     torch.manual_seed(0)
     net = build_network(arch, info.num_landmarks)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for tensor in [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]:
-            # zeros move too: equal tensors (BN biases at 0) would be shared in the export, unlike a trained net's
-            tensor.add_(0.05 * (tensor.abs().mean() + 0.01) * torch.randn(tensor.shape, generator=gen))
+            if move_zeros or tensor.any():
+                tensor.add_(0.05 * (tensor.abs().mean() + 0.01) * torch.randn(tensor.shape, generator=gen))
     write_model_files(folder, net.eval(), dataset="300w", info=info, input_size=SIZE, config={}, metrics={"nme": 0.1},
                       kind="distill", run_id=f"run{seed}")
     return folder
@@ -54,6 +55,26 @@ def test_the_soup_is_one_network_whose_folded_weights_are_the_ingredients_mean(t
     assert [i["run_id"] for i in card["ingredients"]] == ["run1", "run2"]
     # the spec's fusion weights are the averaged ones too: the network rebuilt from it is the ONNX graph's
     assert load_onnx_sdhrnet(out).current_spec().to_dict() == json.loads((out / "spec.json").read_text())
+
+
+def test_weights_the_export_merged_because_they_were_equal_are_averaged_use_by_use(tmp_path):
+    """Biases still at 0 are equal, so the exporter merges them into one weight read through Identity nodes; the other
+    ingredient's export keeps them apart. The soup lines the two up use by use (this failed the tiny pipeline), and the
+    ONNX importer reads such an export back."""
+    import onnx
+
+    a, b = _fine_tuned(tmp_path / "a", 1, move_zeros=False), _fine_tuned(tmp_path / "b", 2)
+    graph_a, graph_b = (onnx.load(str(f / "model.onnx")).graph for f in (a, b))
+    assert len(graph_a.initializer) < len(graph_b.initializer), "the export merged a's equal weights"
+    out = tmp_path / "soup"
+    assert cli(["soup", str(a), str(b), "--out", str(out)]) == 0
+    x = np.random.default_rng(2).random((2, 3, SIZE, SIZE), dtype=np.float32)
+    one = _heatmaps(out, x)
+    assert cli(["soup", str(b), str(a), "--out", str(tmp_path / "reversed")]) == 0
+    assert np.allclose(one, _heatmaps(tmp_path / "reversed", x), atol=1e-5), "the order of the ingredients is moot"
+    # and the importer reads the merged export back too (it pairs convolutions by call order)
+    for conv_a, conv_b, conv_s in zip(_convs(a), _convs(b), _convs(out), strict=True):
+        assert torch.allclose(conv_s.weight, (conv_a.weight + conv_b.weight) / 2, atol=1e-6)
 
 
 def test_a_soup_of_one_network_with_itself_is_that_network(tmp_path):

@@ -21,6 +21,7 @@ from torch import nn
 from trainer.model_files import read_card
 from trainer.nets import build_network
 from trainer.nets.spec import ArchSpec
+from trainer.onnx_weights import one_weight_per_use
 
 MAX_ABS_DIFF = 1e-3  # heatmap peaks are ~1; float32 reassociation differences stay below 1e-5
 
@@ -73,7 +74,7 @@ def load_onnx_sdhrnet(folder: Path) -> nn.Module:
                          f"arch={arch.get('arch')}); this one needs its weights.pt")
     size = int(read_card(folder)["input_size"])
     model = build_network(ArchSpec.from_dict(arch))
-    graph = onnx.load(str(folder / "model.onnx")).graph
+    graph = one_weight_per_use(onnx.load(str(folder / "model.onnx"))).graph
     convs, init = _onnx_convs(graph)
     order, bn_of = _conv_calls(model, torch.zeros(1, 3, size, size))
     if len(order) != len(convs):

@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from trainer.ensemble import SHARED, agreeing_models
+from trainer.onnx_weights import one_weight_per_use
 
 SOUP_KIND = "soup"
 
@@ -46,6 +47,7 @@ def _same_graph(first: onnx.ModelProto, other: onnx.ModelProto) -> bool:
 def average_weights(models: list[onnx.ModelProto]) -> onnx.ModelProto:
     """The first model's graph with every float weight replaced by the mean over `models`; other initializers
     (shapes, indices) must be equal."""
+    models = [one_weight_per_use(m) for m in models]
     first = models[0]
     orders = [_weights_in_use_order(m) for m in models]
     if any(not _same_graph(first, m) or len(o) != len(orders[0]) for m, o in zip(models[1:], orders[1:])):
