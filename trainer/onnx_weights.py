@@ -36,8 +36,8 @@ def one_weight_per_use(model: onnx.ModelProto) -> onnx.ModelProto:
                 graph.initializer.append(copy)
                 node.input[j] = copy.name
             seen.add(name)
-    used = {name for node in graph.node for name in node.input}
-    remaining = [t for t in graph.initializer if t.name in used or t.name in {o.name for o in graph.output}]
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    remaining = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(remaining)
     return out
