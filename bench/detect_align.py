@@ -116,9 +116,10 @@ def measure(data_root: Path, model_dir: Path, rounds: int, threads: int) -> dict
 
 
 def side_by_side(samples, images, detector, landmarker, rounds: int) -> dict:
-    """faces/s of the two request kinds /align serves, in alternating rounds over the same photos; wall and
-    CPU (process) time, since a loaded machine inflates the first."""
-    kinds = ("given_boxes", "detect_then_align")
+    """faces/s of the request kinds /align serves (given boxes; no boxes, with its default second pass and
+    with ?recrop=false), in alternating rounds over the same photos; wall and CPU (process) time, since a loaded
+    machine inflates the first."""
+    kinds = ("given_boxes", "detect_then_align", "detect_then_align_recrop")
     wall, cpu, faces = dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0)
     for _ in range(rounds):
         for s, image in zip(samples, images):
@@ -130,7 +131,7 @@ def side_by_side(samples, images, detector, landmarker, rounds: int) -> dict:
                 else:
                     found = detector.detect(image)
                     if len(found):
-                        landmarker.predict(image, found.boxes)
+                        landmarker.predict(image, found.boxes, recrop=kind.endswith("recrop"))
                     n = len(found)
                 wall[kind] += time.perf_counter() - t
                 cpu[kind] += time.process_time() - c

@@ -30,7 +30,8 @@ class ModelRef(BaseModel):
 
 class Face(BaseModel):
     box: Box = Field(description="the box the landmarks were cropped around: the one sent, or the detected face "
-                     "mapped onto the landmark box convention (sending it back gives the same landmarks)")
+                     "mapped onto the landmark box convention (sending it back with the same recrop gives the same "
+                     "landmarks)")
     detection_score: float | None = Field(None, description="detector confidence in (0, 1]; only for detected faces")
     detection_box: Box | None = Field(None, description="the face detector's own box; only for detected faces")
     landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")
@@ -40,6 +41,8 @@ class Face(BaseModel):
 class AlignResponse(BaseModel):
     faces: list[Face]
     model: ModelRef
+    recrop: bool = Field(description="whether the second pass ran (the recrop query parameter, or its default: on "
+                         "for detected faces, off for boxes sent)")
     timing_ms: dict[str, float]
 
 

@@ -56,10 +56,13 @@ def test_align_without_boxes_detects_the_face_in_both_body_forms(client, photo):
     assert 0.5 <= face["detection_score"] <= 1 and len(face["detection_box"]) == 4
     assert np.asarray(face["landmarks"]).shape == (68, 2)
     assert as_json.json()["timing_ms"]["detect"] > 0
-    # the returned box is the crop box: sending it back gives the same landmarks, and nothing is detected
-    again = client.post("/align", json={"image": b64(data), "boxes": [face["box"]]}).json()["faces"][0]
-    np.testing.assert_allclose(again["landmarks"], face["landmarks"], atol=1e-3)
-    assert again["detection_score"] is None and again["detection_box"] is None
+    assert as_json.json()["recrop"] is True, "detected faces get the second pass by default"
+    # the returned box is the crop box: sending it back with the same second pass gives the same landmarks, and
+    # nothing is detected
+    again = client.post("/align?recrop=true", json={"image": b64(data), "boxes": [face["box"]]}).json()
+    assert again["recrop"] is True
+    np.testing.assert_allclose(again["faces"][0]["landmarks"], face["landmarks"], atol=1e-3)
+    assert again["faces"][0]["detection_score"] is None and again["faces"][0]["detection_box"] is None
 
 
 def test_no_face_is_an_empty_answer(client):
@@ -181,9 +184,25 @@ def test_recrop_averages_a_pass_at_the_box_with_one_at_its_points(client, photo)
     assert timing["inference"] > 0 and timing["total"] >= timing["inference"]
 
 
+def test_recrop_defaults_to_on_for_detected_faces_and_off_for_boxes_sent(client, photo):
+    sample, data = photo
+    answers = {query: client.post(f"/align{query}", json={"image": b64(data)}).json() for query in
+               ("", "?recrop=true", "?recrop=false")}
+    assert [a["recrop"] for a in answers.values()] == [True, True, False]
+    landmarks = {query: np.asarray(a["faces"][0]["landmarks"]) for query, a in answers.items()}
+    np.testing.assert_allclose(landmarks[""], landmarks["?recrop=true"], atol=1e-4)
+    assert np.abs(landmarks[""] - landmarks["?recrop=false"]).max() > 0.05, "the default must run the second pass"
+    box = [float(v) for v in sample.box]
+    sent = {query: client.post(f"/align{query}", json={"image": b64(data), "boxes": [box]}).json() for query in
+            ("", "?recrop=false")}
+    assert [a["recrop"] for a in sent.values()] == [False, False]
+    np.testing.assert_allclose(sent[""]["faces"][0]["landmarks"], sent["?recrop=false"]["faces"][0]["landmarks"],
+                               atol=1e-4)
+
+
 def test_recrop_with_detected_faces_and_the_flip_test(client, photo):
     _, data = photo
-    plain = client.post("/align", json={"image": b64(data)}).json()["faces"]
+    plain = client.post("/align?recrop=false", json={"image": b64(data)}).json()["faces"]
     both = client.post("/align?recrop=true&flip=true", files={"image": ("face.jpg", data, "image/jpeg")})
     assert both.status_code == 200, both.text
     faces = both.json()["faces"]

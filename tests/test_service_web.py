@@ -216,12 +216,16 @@ def test_upload_a_photo_and_drag_a_box(live_url, tmp_path):
                        " for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i + 1] < 60 && d[i + 2] < 100) n++;"
                        " return n; })()")
         assert red > 20
-        # the options reach the request: the second pass re-runs the dragged box with ?recrop=true
+        # the options reach the request: the second pass is on by default (a dragged box is loose), and turning
+        # it off re-runs the dragged box with ?recrop=false
         tools.js("(() => { window.sent = []; const f = window.fetch; "
                  "window.fetch = (url, init) => { window.sent.push(String(url)); return f(url, init); }; })()")
         tools.js("document.getElementById('recrop').click()")
         tools.wait_js("window.sent.length === 1 && document.getElementById('status').dataset.state === 'done'")
-        assert "recrop=true" in tools.js("window.sent[0]") and "flip=true" not in tools.js("window.sent[0]")
+        assert "recrop=false" in tools.js("window.sent[0]") and "flip=true" not in tools.js("window.sent[0]")
+        tools.js("document.getElementById('recrop').click()")
+        tools.wait_js("window.sent.length === 2 && document.getElementById('status').dataset.state === 'done'")
+        assert "recrop=true" in tools.js("window.sent[1]")
         assert tools.js("document.getElementById('count').textContent") == "68"
 
 

@@ -44,10 +44,11 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
                 flip: bool = Query(False, description="flip test: the mirrored face goes through the network too "
                                    "and the heatmaps are averaged; about twice the landmark time for a lower "
                                    "error (README: flip test)"),
-                recrop: bool = Query(False, description="a second pass: each face is cropped again at the box of "
-                                     "its first-pass points and the two answers are averaged; about twice the "
-                                     "landmark time, for a lower error where the boxes are not tight around the "
-                                     "face's points, e.g. detected ones (README: second pass)")):
+                recrop: bool | None = Query(None, description="a second pass: each face is cropped again at the "
+                                            "box of its first-pass points and the two answers are averaged; about "
+                                            "twice the landmark time, for a lower error where the boxes are not "
+                                            "tight around the face's points (README: second pass). Default: on for "
+                                            "the faces the service detects, off for boxes sent")):
     dataset = dataset or settings.default_dataset
     keep = check_max_faces(max_faces, settings.max_faces)
     start = time.perf_counter()
@@ -59,10 +60,13 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size)
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
+    # the detector's boxes frame faces unlike the true points' box the model learnt on, and the second pass wins
+    # that back (README: second pass); a caller's own boxes may already be tight, so theirs stay one pass
+    second_pass = recrop if recrop is not None else detected is not None
     async with models.use(dataset) as model:
         flip_pairs = flip_pairs_of(model) if flip else None
         if len(boxes):
-            landmarks, confidence, timing = await align_faces(model, image, boxes, flip_pairs, recrop)
+            landmarks, confidence, timing = await align_faces(model, image, boxes, flip_pairs, second_pass)
         else:  # nothing detected: an empty answer, not an error
             landmarks, confidence, timing = [], [], {}
         described = model.describe()
@@ -75,4 +79,4 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
             face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
-    return {"faces": faces, "model": described, "timing_ms": {k: round(v, 3) for k, v in timing.items()}}
+    return {"faces": faces, "model": described, "recrop": second_pass, "timing_ms": {k: round(v, 3) for k, v in timing.items()}}

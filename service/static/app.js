@@ -144,7 +144,7 @@
     if (box) form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
     const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
     const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}` +
-      (recropInput.checked ? "&recrop=true" : "");
+      `&recrop=${recropInput.checked}`;  // explicit: the service's default leaves dragged boxes at one pass
     try {
       const response = await fetch(`/align?${query}`, { method: "POST", body: form, headers });
       const body = await response.json();
