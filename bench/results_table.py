@@ -8,7 +8,9 @@ models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scor
 figure (with each face's NME) for the model card; --package-into copies one row's model into a folder (model.onnx,
 spec.json, model_card.json) and merges the results and --card-extra (commands, data, seed: a JSON object) into its
 card. `--served auto` picks that row by landmarks.selection's rule among the rows within 1 M parameters: lowest dev
-NME, and among the rows not worse than it face by face, the lowest dev occluded NME.
+NME, and among the rows not worse than it face by face, the lowest dev occluded NME. A model already in the
+--package-into folder stays unless the row beats it as the registry's promotion asks (better face by face on dev or
+dev occluded, worse on neither; --replace packages anyway).
 
     SDHRNET_HOME=/work/train-home .venv/bin/python bench/results_table.py \\
         --row "S-HRNet=runs:/<slim run>/model_files" --row "SD-HRNet student 1=runs:/<distill run>/models/s1" \\
@@ -21,7 +23,7 @@ import json
 from pathlib import Path
 
 from sdhrnet.budgets import SERVED_MAX_PARAMS
-from trainer.results import EvalSet, markdown, package, score, validation_sets
+from trainer.results import EvalSet, against_the_packaged, markdown, package, score, validation_sets
 from landmarks.selection import SelectionError, choose_served
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,8 @@ def main() -> None:
     ap.add_argument("--package-into", type=Path, help="copy the --served row's model here with the results in its card")
     ap.add_argument("--served", help="the row to package, or 'auto' for the selection rule's pick")
     ap.add_argument("--card-extra", type=Path, help="JSON object merged into the packaged card")
+    ap.add_argument("--replace", action="store_true",
+                    help="package the --served row even where the folder's model is not beaten")
     args = ap.parse_args()
     specs = [r.split("=", 1) for r in args.row]
     if any(len(s) != 2 for s in specs):
@@ -75,6 +79,15 @@ def main() -> None:
         extra.setdefault("selection", f"by landmarks.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "
                                       f"(ensembles are larger): {choice.why}")
     if args.package_into:
+        try:
+            packaged = None if args.replace else against_the_packaged(args.package_into, rows[served], TEST_SETS)
+        except SelectionError as e:
+            ap.error(f"--package-into: {e}")
+        if packaged is not None:
+            print(f"{'kept' if packaged[2].served == 'champion' else 'replacing'} the model in {args.package_into}: "
+                  f"{packaged[2].why}")
+            if packaged[2].served == "champion":
+                return
         package(rows, served, args.package_into, extra, TEST_SETS)
 
 

@@ -63,3 +63,34 @@ def test_a_set_where_the_detector_found_no_face_gets_blank_cells(tmp_path):
     assert row[detected.name]["nme"] is None and row["dev"]["nme"] == 0.04
     line = markdown({"m": row}, [dev, detected]).splitlines()[-1]
     assert line == "| m | 0.961 M | 0.243 G | 0.0400 | 0.000 | 0.600 | - | - | - |"
+
+
+def test_packaging_replaces_a_model_only_where_the_promotion_rule_would(tmp_path, shared_data):
+    """`sdhrnet pipeline --package-into` and bench/results_table.py ask what the registry asks before they overwrite
+    a packaged model: the served model replaces an untrained one, an untrained one does not replace it, and the
+    same model or an empty folder is no question at all."""
+    import shutil
+
+    import pytest
+
+    from landmarks.selection import SelectionError
+    from tests.service_support import build_tiny_model
+    from trainer.results import against_the_packaged, score, validation_sets
+
+    sets = validation_sets("300w", shared_data / "300w", "dev")
+    untrained = build_tiny_model(tmp_path / "untrained")
+    rows = {"served": score(str(DEFAULT_MODEL), sets), "untrained": score(str(untrained), sets)}
+    assert rows["served"]["dev"]["nme"] < rows["untrained"]["dev"]["nme"]
+
+    label, packaged, choice = against_the_packaged(untrained, rows["served"], sets)
+    assert label == "already in untrained" and choice.served == "candidate"
+    assert packaged["dev"]["per_face"] == rows["untrained"]["dev"]["per_face"]
+    bundled = shutil.copytree(DEFAULT_MODEL, tmp_path / "bundled")
+    label, packaged, choice = against_the_packaged(bundled, rows["untrained"], sets)
+    assert choice.served == "champion", choice.why
+
+    assert against_the_packaged(bundled, rows["served"], sets) is None, "the same model: package it again"
+    assert against_the_packaged(tmp_path / "empty", rows["served"], sets) is None
+    other = build_tiny_model(tmp_path / "cofw", 29, dataset="cofw")
+    with pytest.raises(SelectionError, match="cofw model with 29 points"):
+        against_the_packaged(other, rows["served"], sets)

@@ -27,7 +27,7 @@ from sdhrnet.budgets import SERVED_MAX_PARAMS
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
 from trainer.nets.spec import PRESET_DATASETS
-from trainer.results import EvalSet, markdown, package, score, validation_sets
+from trainer.results import EvalSet, against_the_packaged, markdown, package, score, validation_sets
 from landmarks.selection import SelectionError, choose_served
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def table_sets(validation: list[EvalSet], test_sets: list[EvalSet], detected_box
 def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, ablation: bool = False,
                  device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
                  test_sets: list[EvalSet] | None = None, detected_boxes: bool = False,
-                 package_into: Path | None = None,
+                 package_into: Path | None = None, replace: bool = False,
                  max_params: int | None = SERVED_MAX_PARAMS, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
@@ -363,14 +363,27 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     except SelectionError as e:
         raise PipelineError(str(e)) from None
     served = choice.served
+    folder = package_into or out_dir / "model"
+    try:  # a model users have is replaced only as the registry would promote: better beyond the noise
+        packaged = None if replace else against_the_packaged(folder, scored[served], sets)
+    except SelectionError as e:
+        raise PipelineError(f"--package-into: {e}") from None
+    kept = packaged is not None and packaged[2].served == "champion"
+    if packaged is not None:
+        scored[packaged[0]] = packaged[1]
+        say(f"pipeline: {'kept' if kept else 'replacing'} the model in {folder}: {packaged[2].why}")
     table = markdown(scored, sets)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served}, indent=1) + "\n")
+    (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served, "packaged": not kept},
+                                                     indent=1) + "\n")
     (out_dir / "results.md").write_text(table + "\n")
     budget = f" with at most {max_params:,} parameters" if max_params else ""
     extra = {"pipeline": {"command": command, "runs": {r.key: results[r.key]["run_id"] for r in rows},
                           "selection": f"among the distilled students{budget}, by landmarks.selection: {choice.why}"}}
-    folder = package(scored, served, package_into or out_dir / "model", extra, sets)
+    if not kept:
+        package(scored, served, folder, extra, sets)
     say(table)
-    say(f"pipeline: served {choice.why} -> {folder}")
-    return {"rows": scored, "served": served, "model_dir": str(folder), "runs": extra["pipeline"]["runs"]}
+    say(f"pipeline: {'chose' if kept else 'served'} {choice.why} -> " + (f"not packaged, {folder} kept" if kept
+                                                                         else str(folder)))
+    return {"rows": scored, "served": served, "packaged": not kept, "model_dir": str(folder),
+            "runs": extra["pipeline"]["runs"]}

@@ -15,7 +15,7 @@ from landmarks.datasets import parse_source
 from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks.low_resolution import LowResolution
 from landmarks.occlusion import Occlusion
-from landmarks.selection import FACE_SCORES, SelectionError, face_scores, occluded
+from landmarks.selection import FACE_SCORES, Choice, SelectionError, choose_between, face_scores, occluded
 from trainer.evaluate import evaluate_split, resolve_model, score_model
 
 PACKAGED = ("model.onnx", "spec.json", "model_card.json")
@@ -137,6 +137,32 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
         except SelectionError:  # rows scored before per-face NMEs: the registry compares this model's mean NME
             pass
     return into
+
+
+def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSet]) -> tuple[str, dict, Choice] | None:
+    """Whether `row` may replace the model already packaged in `into`: that model scored on `test_sets` and the
+    registry's promotion rule (landmarks.selection.choose_between: better beyond the noise on the clean or the
+    occluded validation faces, worse on neither) -> (its row label, its row, the choice), or None where `into`
+    holds no model or exactly this one. Packaging is how the served default changes, so it asks what promotion
+    asks."""
+    card_path = into / "model_card.json"
+    if not card_path.is_file():
+        return None
+    onnx, mine = resolve_model(row["model"])
+    if (into / "model.onnx").is_file() and (into / "model.onnx").read_bytes() == onnx.read_bytes():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError:
+        raise SelectionError(f"{card_path} is not JSON: give another folder to package into") from None
+    if (card.get("dataset"), card.get("num_landmarks")) != (mine.get("dataset"), mine.get("num_landmarks")):
+        raise SelectionError(f"{into} holds a {card.get('dataset')} model with {card.get('num_landmarks')} points, "
+                             f"not a {mine.get('dataset')} one: give another folder to package into")
+    headline = next(t for t in test_sets if t.occlusion is None and not t.detected_boxes)
+    label = f"already in {into.name}"
+    packaged = score(str(into), test_sets)
+    choice = choose_between(face_scores(headline.name, packaged), face_scores(headline.name, row))
+    return label, packaged, choice
 
 
 def _summary(figures: dict[str, Any]) -> dict[str, Any]:

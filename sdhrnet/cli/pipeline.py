@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="logs, results.json, results.md and the chosen model (default SDHRNET_HOME/pipeline/DATASET-PRESET)")
     p.add_argument("--package-into", type=Path, default=None,
-                   help="put the chosen model here instead of OUT/model (e.g. sdhrnet/default_model)")
+                   help="put the chosen model here instead of OUT/model (e.g. sdhrnet/default_model); a model "
+                   "already there stays unless the chosen one beats it as the registry's promotion asks")
+    p.add_argument("--replace", action="store_true",
+                   help="package the chosen model even where the folder's model is not beaten")
     p.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -54,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
         result = run_pipeline(args.dataset, args.data_root, args.preset, out_dir=out, ablation=args.ablation,
                               device=args.device, overrides=args.overrides, jobs=args.jobs, test_sets=test_sets,
                               detected_boxes=args.detected_boxes,
-                              package_into=args.package_into, max_params=args.max_params,
+                              package_into=args.package_into, replace=args.replace,
+                              max_params=args.max_params,
                               progress_every=args.progress_every,
                               say=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
                               command=["sdhrnet", "pipeline", *sys.argv[2:]])
