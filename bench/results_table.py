@@ -7,7 +7,8 @@ A row is NAME=MODEL where MODEL is anything `sdhrnet evaluate --model` takes (fo
 models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scoring them again. --json writes every
 figure (with each face's NME) for the model card; --package-into copies one row's model into a folder (model.onnx,
 spec.json, model_card.json) and merges the results and --card-extra (commands, data, seed: a JSON object) into its
-card. `--served auto` picks that row by landmarks.selection's rule among the rows within 1 M parameters: lowest dev
+card. `--served auto` picks that row by landmarks.selection's rule among the rows within the --budget (1 M parameters
+unless given; macs=N keeps out larger input sizes): lowest dev
 NME, and among the rows not worse than it face by face, the lowest dev occluded NME. A model already in the
 --package-into folder stays unless the row beats it as the registry's promotion asks (better face by face on dev or
 dev occluded, worse on neither; --replace packages anyway).
@@ -22,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sdhrnet.budgets import SERVED_MAX_PARAMS
+from sdhrnet.budgets import SERVED_LIMITS, describe_limits, parse_budget, within_budget
 from trainer.results import EvalSet, against_the_packaged, markdown, package, score, validation_sets
 from landmarks.selection import SelectionError, choose_served
 
@@ -41,6 +42,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write all figures here")
     ap.add_argument("--package-into", type=Path, help="copy the --served row's model here with the results in its card")
     ap.add_argument("--served", help="the row to package, or 'auto' for the selection rule's pick")
+    ap.add_argument("--budget", action="append", default=[], metavar="KIND=VALUE",
+                    help="--served auto picks among the rows within every budget given (params=..., macs=...; "
+                    "default params=1000000)")
     ap.add_argument("--card-extra", type=Path, help="JSON object merged into the packaged card")
     ap.add_argument("--replace", action="store_true",
                     help="package the --served row even where the folder's model is not beaten")
@@ -68,15 +72,19 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     extra = json.loads(args.card_extra.read_text()) if args.card_extra else {}
     served = args.served
+    try:
+        limits = dict(map(parse_budget, args.budget)) or SERVED_LIMITS
+    except ValueError as e:
+        ap.error(f"--budget: {e}")
     if served == "auto":
         try:
-            choice = choose_served(rows, list(rows), DEV.name, tie_break=DEV_OCCLUDED.name,
-                                   max_params=SERVED_MAX_PARAMS)
-        except SelectionError as e:
+            choice = choose_served(rows, within_budget(rows, list(rows), limits), DEV.name,
+                                   tie_break=DEV_OCCLUDED.name)
+        except (ValueError, SelectionError) as e:
             ap.error(f"--served auto: {e}")
         print(f"selection rule picks {choice.why}")
         served = choice.served
-        extra.setdefault("selection", f"by landmarks.selection among the rows within {SERVED_MAX_PARAMS:,} parameters "
+        extra.setdefault("selection", f"by landmarks.selection among the rows within {describe_limits(limits)} "
                                       f"(ensembles are larger): {choice.why}")
     if args.package_into:
         try:

@@ -55,14 +55,13 @@ class Choice:
 
 
 def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], split: str, *,
-                  tie_break: str | None = None, max_params: int | None = None, alpha: float = ALPHA) -> Choice:
-    """`rows` are results-table rows (trainer.results.score): each set's figures with its `per_face` NMEs.
-    Without `tie_break` the lowest mean NME on `split` wins."""
-    fits = [c for c in candidates if max_params is None or rows[c]["params"] <= max_params]
-    if not fits:
-        within = f" has at most {max_params:,} parameters" if max_params is not None else " was given"
-        raise SelectionError(f"no candidate{within}")
-    fits = [c for c in fits if _finite(rows[c][split]["nme"])]  # a diverged run scores NaN
+                  tie_break: str | None = None, alpha: float = ALPHA) -> Choice:
+    """`rows` are results-table rows (trainer.results.score): each set's figures with its `per_face` NMEs. The
+    `candidates` are those within the cost budget (sdhrnet.budgets.within_budget). Without `tie_break` the lowest
+    mean NME on `split` wins."""
+    if not candidates:
+        raise SelectionError("no candidate was given")
+    fits = [c for c in candidates if _finite(rows[c][split]["nme"])]  # a diverged run scores NaN
     if not fits:
         raise SelectionError(f"no candidate has a finite {split} NME")
     best = min(fits, key=lambda c: rows[c][split]["nme"])

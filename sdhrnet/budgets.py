@@ -13,6 +13,7 @@ BUDGET_KINDS = {
 }
 # the paper's bound on a slimmed landmark network; the served model is chosen among those within it
 SERVED_MAX_PARAMS = 1_000_000
+SERVED_LIMITS = {"params": SERVED_MAX_PARAMS}
 
 BUDGET_PATTERN = r"^\s*(" + "|".join(BUDGET_KINDS) + r")\s*=\s*[0-9.eE+]+\s*$"
 
@@ -61,3 +62,16 @@ def over_budget(costs: Mapping[str, object], limits: Mapping[str, float]) -> lis
         if cost > limit:
             reasons.append(f"{kind} {cost:g} > {limit:g}")
     return reasons
+
+
+def within_budget(rows: Mapping[str, Mapping[str, object]], names, limits: Mapping[str, float]) -> list[str]:
+    """The `names` whose row (a results-table row or a card, with `params` and `macs`) keeps every limit; ValueError
+    naming the limits when none does, since choosing among nothing is the caller's mistake to fix."""
+    fits = [name for name in names if not over_budget(rows[name], limits)]
+    if names and not fits:
+        raise ValueError(f"no candidate is within {describe_limits(limits)}")
+    return fits
+
+
+def describe_limits(limits: Mapping[str, float]) -> str:
+    return ", ".join(f"{kind} <= {v:,.0f}" if v >= 1000 else f"{kind} <= {v:g}" for kind, v in limits.items())

@@ -45,6 +45,10 @@ def test_served_auto_packages_the_rules_pick_from_earlier_tables(tmp_path):
                           "--package-into", str(tmp_path / "pkg2")], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "--served" in bad.stderr
+    # a budget the rows do not keep leaves nothing to pick, and says which budget
+    tight = subprocess.run([sys.executable, "bench/results_table.py", "--rows-from", str(table), "--served", "auto",
+                            "--budget", "macs=200000000"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert tight.returncode == 2 and "no candidate is within macs <= 200,000,000" in tight.stderr
     # a table from before rows carried each face's NME cannot be tested face by face: it says to score again
     for row in rows.values():
         del row["dev"]["per_face"]

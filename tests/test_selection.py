@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from sdhrnet.budgets import within_budget
 from landmarks.selection import (FACE_SCORES, SelectionError, choose_among, choose_served, face_scores, paired,
                                  read_face_scores)
 
@@ -13,8 +14,8 @@ def _faces(rng, scale, noise=0.002):
     return {f: float(scale + rng.normal(0, noise)) for f in FACES}
 
 
-def _row(params, dev, occluded):
-    return {"params": params, "dev": {"nme": float(np.mean(list(dev.values()))), "per_face": dev},
+def _row(params, dev, occluded, macs=243_000_000):
+    return {"params": params, "macs": macs, "dev": {"nme": float(np.mean(list(dev.values()))), "per_face": dev},
             "dev occluded": {"nme": float(np.mean(list(occluded.values()))), "per_face": occluded}}
 
 
@@ -49,10 +50,11 @@ def test_a_model_within_the_dev_noise_wins_on_occluded_faces_and_a_worse_one_doe
             "worse": _row(900_000, worse_dev, _faces(rng, 0.070)),
             "large": _row(3_800_000, tied_dev, _faces(rng, 0.060))}
     assert rows["tied"]["dev"]["nme"] > rows["lowest"]["dev"]["nme"]
-    choice = choose_served(rows, list(rows), "dev", tie_break="dev occluded", max_params=1_000_000)
+    fits = within_budget(rows, list(rows), {"params": 1_000_000})
+    choice = choose_served(rows, fits, "dev", tie_break="dev occluded")
     assert choice.served == "tied" and "within the noise" in choice.why and "'lowest'" in choice.why
     # without a tie-break set, or when the occluded faces favour the lowest, the lowest mean wins
-    assert choose_served(rows, list(rows), "dev", max_params=1_000_000).served == "lowest"
+    assert choose_served(rows, fits, "dev").served == "lowest"
     assert choose_served(rows, ["lowest", "worse"], "dev", tie_break="dev occluded").served == "lowest"
     # over the budget a row is no candidate, however good
     assert choose_served(rows, list(rows), "dev", tie_break="dev occluded").served == "large"
@@ -63,8 +65,8 @@ def test_selection_errors_say_what_is_missing():
     rows = {"a": _row(2_000_000, _faces(rng, 0.03), _faces(rng, 0.08)),
             "b": {"params": 900_000, "dev": {"nme": 0.03}, "dev occluded": {"nme": 0.07}},
             "c": {"params": 900_000, "dev": {"nme": 0.031}, "dev occluded": {"nme": 0.06}}}
-    with pytest.raises(SelectionError, match="at most 1,000,000 parameters"):
-        choose_served(rows, ["a"], "dev", tie_break="dev occluded", max_params=1_000_000)
+    with pytest.raises(ValueError, match="within params <= 1,000,000"):
+        within_budget(rows, ["a"], {"params": 1_000_000})
     with pytest.raises(SelectionError, match="no candidate was given"):
         choose_served(rows, [], "dev")
     with pytest.raises(SelectionError, match="no per-face dev NMEs"):
@@ -133,3 +135,17 @@ def test_promotion_needs_a_gain_beyond_the_noise_and_no_loss_beyond_it():
     gained = _doc(jitter(dev, 0.0005), {f: v * 0.95 for f, v in occ.items()})
     promoted = choose_between(champion, gained)
     assert promoted.served == "candidate" and "better than the champion on dev occluded" in promoted.why
+
+
+def test_a_macs_budget_leaves_out_a_larger_input_however_good():
+    """The twentieth round's 160 px model (1.56x the MACs of the 128 px ones) competed with them on NME alone; a MACs
+    budget keeps the pick to what the service can afford, and a row that records no MACs is over any MACs budget."""
+    rng = np.random.default_rng(3)
+    rows = {"128 px": _row(961_134, _faces(rng, 0.0315), _faces(rng, 0.067)),
+            "160 px": _row(961_134, _faces(rng, 0.0300), _faces(rng, 0.060), macs=379_000_000),
+            "no MACs": {**_row(961_134, _faces(rng, 0.0290), _faces(rng, 0.050)), "macs": None}}
+    assert choose_served(rows, list(rows), "dev", tie_break="dev occluded").served == "no MACs"
+    fits = within_budget(rows, list(rows), {"params": 1_000_000, "macs": 250_000_000})
+    assert fits == ["128 px"]
+    assert choose_served(rows, fits, "dev", tie_break="dev occluded").served == "128 px"
+    assert within_budget(rows, [], {"macs": 1}) == []

@@ -21,9 +21,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from sdhrnet.budgets import SERVED_MAX_PARAMS
+from sdhrnet.budgets import SERVED_LIMITS, describe_limits, within_budget
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
 from trainer.nets.spec import PRESET_DATASETS
@@ -343,7 +343,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                  device: str | None = None, overrides: list[str] | None = None, jobs: int = 2,
                  test_sets: list[EvalSet] | None = None, detected_boxes: bool = False,
                  package_into: Path | None = None, replace: bool = False,
-                 max_params: int | None = SERVED_MAX_PARAMS, say: Callable[[str], None] = print,
+                 limits: Mapping[str, float] = SERVED_LIMITS, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
     rows = ROWS + (ABLATION if ablation else ())
@@ -359,8 +359,9 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
         say(f"pipeline: scored {label}: " + ", ".join(f"{t.name} NME {scored[label][t.name]['nme']:.4f}" for t in sets))
     candidates = [label for label, (_, key) in labelled.items() if key]
     try:
-        choice = choose_served(scored, candidates, cfg.val_split, tie_break=occluded.name, max_params=max_params)
-    except SelectionError as e:
+        fits = within_budget(scored, candidates, limits)
+        choice = choose_served(scored, fits, cfg.val_split, tie_break=occluded.name)
+    except (ValueError, SelectionError) as e:
         raise PipelineError(str(e)) from None
     served = choice.served
     folder = package_into or out_dir / "model"
@@ -377,7 +378,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served, "packaged": not kept},
                                                      indent=1) + "\n")
     (out_dir / "results.md").write_text(table + "\n")
-    budget = f" with at most {max_params:,} parameters" if max_params else ""
+    budget = f" within {describe_limits(limits)}" if limits else ""
     extra = {"pipeline": {"command": command, "runs": {r.key: results[r.key]["run_id"] for r in rows},
                           "selection": f"among the distilled students{budget}, by landmarks.selection: {choice.why}"}}
     if not kept:

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    "columns of their own; the selection still looks at the true boxes")
     p.add_argument("--max-params", type=int, default=SERVED_MAX_PARAMS,
                    help="parameter budget of the served student")
+    p.add_argument("--max-macs", type=int, default=None,
+                   help="multiply-add budget of the served student at its input size (default: none)")
     p.add_argument("--out", type=Path, default=None,
                    help="logs, results.json, results.md and the chosen model (default SDHRNET_HOME/pipeline/DATASET-PRESET)")
     p.add_argument("--package-into", type=Path, default=None,
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
                               device=args.device, overrides=args.overrides, jobs=args.jobs, test_sets=test_sets,
                               detected_boxes=args.detected_boxes,
                               package_into=args.package_into, replace=args.replace,
-                              max_params=args.max_params,
+                              limits={"params": args.max_params} | ({"macs": args.max_macs} if args.max_macs else {}),
                               progress_every=args.progress_every,
                               say=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
                               command=["sdhrnet", "pipeline", *sys.argv[2:]])
