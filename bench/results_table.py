@@ -8,8 +8,8 @@ models:/NAME@ALIAS); --rows-from adds the rows of an earlier --json without scor
 figure (with each face's NME) for the model card; --package-into copies one row's model into a folder (model.onnx,
 spec.json, model_card.json) and merges the results and --card-extra (commands, data, seed: a JSON object) into its
 card. `--served auto` picks that row by landmarks.selection's rule among the rows within the --budget (1 M parameters
-unless given; macs=N keeps out larger input sizes): lowest dev
-NME, and among the rows not worse than it face by face, the lowest dev occluded NME. A model already in the
+unless given; macs=N keeps out larger input sizes): lowest dev NME, and among the rows not worse than it face by
+face, the lowest dev occluded NME. A model already in the
 --package-into folder stays unless the row beats it as the registry's promotion asks (better face by face on dev or
 dev occluded, worse on neither; --replace packages anyway).
 

@@ -79,4 +79,5 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
             face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
-    return {"faces": faces, "model": described, "recrop": second_pass, "timing_ms": {k: round(v, 3) for k, v in timing.items()}}
+    return {"faces": faces, "model": described, "recrop": second_pass,
+            "timing_ms": {k: round(v, 3) for k, v in timing.items()}}
