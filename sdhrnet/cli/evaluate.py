@@ -24,8 +24,8 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--occlusion", action="store_true", help="with --model: also score every face partly covered "
                         "by a seeded random occluder (a synthetic Masked-300W test), next to the clean score")
     parser.add_argument("--detected-boxes", action="store_true", help="with --model: crop each face where the "
-                        "service's face detector finds it (as /align without boxes), not at the box of its true "
-                        "points; faces it misses are reported as without a prediction")
+                        "service's face detector finds it, not at the box of its true points; faces it misses are reported as "
+                        "without a prediction (add --recrop for what /align without boxes answers by default)")
     parser.add_argument("--recrop", action="store_true", help="with --model: a second pass on each face, cropped at "
                         "the box of its first-pass points, averaged with the first (as /align?recrop=true)")
     parser.add_argument("--face-px", type=int, default=None, metavar="PX", help="with --model: shrink every photo "
