@@ -1,5 +1,8 @@
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from landmarks.occlusion import Occlusion
 from landmarks.selection import FACE_SCORES, read_face_scores
@@ -69,10 +72,6 @@ def test_packaging_replaces_a_model_only_where_the_promotion_rule_would(tmp_path
     """`sdhrnet pipeline --package-into` and bench/results_table.py ask what the registry asks before they overwrite
     a packaged model: the served model replaces an untrained one, an untrained one does not replace it, and the
     same model or an empty folder is no question at all."""
-    import shutil
-
-    import pytest
-
     from landmarks.selection import SelectionError
     from tests.service_support import build_tiny_model
     from trainer.results import against_the_packaged, score, validation_sets
