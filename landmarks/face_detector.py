@@ -116,6 +116,14 @@ class BoxMapping:
         half = np.stack([self.scale_w * side, self.scale_h * side], 1) / 2
         return np.concatenate([c - half, c + half], 1)
 
+    def invert(self, landmark_boxes) -> np.ndarray:
+        """The square detector boxes that `apply` maps onto these landmark boxes (exact for square detector
+        boxes such as dlib's), to hand another tool a box in the convention it was trained on."""
+        g = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
+        side = np.sqrt((g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) / (self.scale_w * self.scale_h))
+        c = _centre(g) - np.array([self.offset_x, self.offset_y]) * side[:, None]
+        return np.concatenate([c - side[:, None] / 2, c + side[:, None] / 2], 1)
+
     def to_dict(self) -> dict:
         return {"offset_x": self.offset_x, "offset_y": self.offset_y, "scale_w": self.scale_w, "scale_h": self.scale_h}
 

@@ -47,6 +47,8 @@ def test_box_mapping_fit_recovers_a_known_offset_and_scale():
     truth = BoxMapping(0.02, 0.07, 0.9, 1.1)
     fitted = BoxMapping.fit(det, truth.apply(det))
     assert fitted.to_dict() == pytest.approx(truth.to_dict(), abs=1e-9)
+    # the inverse gives back the square detector boxes, so another tool gets a box in its own convention
+    np.testing.assert_allclose(truth.invert(truth.apply(det)), det, atol=1e-9)
 
 
 def test_detector_finds_the_face_in_dev_photos_and_nme_holds(detector, dev):

@@ -1,0 +1,181 @@
+"""Where the served model's points land against dlib's 68-point shape predictor, on the same faces, side by side.
+
+dlib's `shape_predictor_68_face_landmarks.dat` (a cascade of regression trees, Kazemi and Sullivan 2014) is the free
+68-point landmarker most face pipelines run. It learnt on iBUG 300-W, whose training faces include 300W's AFW and
+HELEN training subsets: our dev split (helen/trainset faces we hold out) is among dlib's training faces, so dev
+favours dlib. p1-ytf68 test (YouTube Faces frames) is new to both. The iBUG 300-W licence excludes commercial use,
+which is why dlib's file is a bench dependency here and nothing ships it.
+
+Three protocols, scored as the README results table scores (inter-ocular NME, FR and AUC at 0.1):
+- dlib's boxes: both tools at the boxes of dlib's HOG face detector (one upsampling), on the faces it finds. dlib's
+  predictor learnt on exactly these boxes; ours gets them mapped onto its own convention (the offset and scale
+  between HOG boxes and the true points' box, medians fitted on train-dev faces, landmarks.face_detector.BoxMapping)
+  and, as for any detector's box, the second pass.
+- own detector: each tool's whole pipeline on the photo. Ours is what `/align` without boxes runs (BlazeFace, the
+  landmark model, the second pass); dlib's is its HOG detector and the predictor. A face counts as found where a
+  detection overlaps its true box with IoU >= 0.5.
+- true points' box (the benchmark protocol): ours at the box of the true points; dlib at the HOG-shaped box that
+  the fitted mapping gives for it. A box from anything but dlib's own detector: this shows how much dlib depends on
+  its detector's framing, since the HOG box of a turned face is not where the points' box predicts.
+
+Each comparison is paired on the faces both scored (share of faces where ours is closer, Wilcoxon p). Speed: the
+landmark step alone at the true points' boxes, one thread each (dlib's predictor runs on one), timed in alternating
+rounds on photos decoded beforehand, so that load from other processes hits both alike.
+
+    .venv/bin/pip install -e '.[compare]'     # dlib-bin and the 100 MB face_recognition_models sdist (requirements/compare.txt)
+    .venv/bin/python bench/versus_dlib.py [--model sdhrnet/default_model] [--sets dev "p1-ytf68 test"] [--json F]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from results_table import DEV, P1_TEST
+from trainer.evaluate import resolve_model
+from landmarks.datasets import get_info, load_image, load_samples
+from landmarks.face_detector import BoxMapping, FaceDetector, match_faces
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.scoring import predict_with_landmarker, score_predictions
+from landmarks.selection import paired
+
+PREDICTOR = "shape_predictor_68_face_landmarks.dat"
+HOG_UPSAMPLE = 1  # dlib's examples upsample once so that faces down to ~40 px are found
+SETS = {t.name: t for t in (DEV, P1_TEST)}
+INSTALL = "pip install -e '.[compare]' (requirements/compare.txt)"
+
+try:
+    import dlib
+except ImportError:
+    sys.exit(f"dlib is not installed: {INSTALL}")
+
+
+def predictor_path() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        sys.exit(f"face_recognition_models (dlib's trained models) is not installed: {INSTALL}")
+    # its __init__ needs pkg_resources, which recent setuptools dropped: the file is read beside it instead
+    return Path(spec.submodule_search_locations[0]) / "models" / PREDICTOR
+
+
+class DlibDetector:
+    """dlib's HOG detector behind FaceDetector's detect(): boxes in the landmark-box convention."""
+
+    def __init__(self, mapping: BoxMapping = BoxMapping()):
+        self.hog = dlib.get_frontal_face_detector()
+        self.mapping = mapping
+
+    def raw_detect(self, image: np.ndarray) -> np.ndarray:
+        rects = self.hog(image, HOG_UPSAMPLE)
+        return np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], float).reshape(-1, 4)
+
+    def detect(self, image: np.ndarray) -> SimpleNamespace:
+        return SimpleNamespace(boxes=self.mapping.apply(self.raw_detect(image)))
+
+
+class DlibLandmarker:
+    """dlib's predictor behind OnnxLandmarker's predict(): landmark-convention boxes in, (N, 68, 2) points out."""
+
+    def __init__(self, path: Path, mapping: BoxMapping):
+        self.predictor = dlib.shape_predictor(str(path))
+        self.mapping = mapping
+
+    def predict(self, image, boxes, flip_test: bool = False, recrop: bool = False):
+        faces = []
+        for x1, y1, x2, y2 in self.mapping.invert(boxes):
+            rect = dlib.rectangle(round(x1), round(y1), round(x2) - 1, round(y2) - 1)
+            faces.append([(p.x, p.y) for p in self.predictor(image, rect).parts()])
+        points = np.asarray(faces, np.float64).reshape(-1, 68, 2)
+        return points, np.ones(points.shape[:2])
+
+
+def fit_hog_mapping(data_root: Path, faces: int, seed: int) -> tuple[BoxMapping, str]:
+    """HOG box -> true points' box, medians over `faces` train-dev faces the HOG detector finds."""
+    samples = load_samples("300w", data_root, "train-dev")
+    pick = np.random.default_rng(seed).choice(len(samples), min(faces, len(samples)), replace=False)
+    hog, found, truth = DlibDetector(), [], []
+    for i in sorted(pick):
+        s = samples[int(i)]
+        raw = hog.raw_detect(load_image(s))
+        # a loose match: the HOG box is shaped unlike the landmark box (bench/detect_align.py fits BlazeFace alike)
+        m = match_faces(raw, s.box[None], min_iou=0.3)[0]
+        if m is not None:
+            found.append(raw[m])
+            truth.append(s.box)
+    return BoxMapping.fit(found, truth), f"{len(truth)} of {len(pick)} train-dev faces found by HOG"
+
+
+def ms_per_face(landmarkers: dict, samples, rounds: int) -> dict[str, float]:
+    """Landmark ms per face at the true points' boxes, tools alternating round by round."""
+    photos = [(load_image(s), s.box[None]) for s in samples]
+    spent = dict.fromkeys(landmarkers, 0.0)
+    for _ in range(rounds):
+        for name, landmarker in landmarkers.items():
+            t = time.perf_counter()
+            for image, box in photos:
+                landmarker.predict(image, box)
+            spent[name] += time.perf_counter() - t
+    return {name: s * 1e3 / (rounds * len(photos)) for name, s in spent.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="sdhrnet/default_model", help="anything `sdhrnet evaluate --model` takes")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--fit-faces", type=int, default=400, help="train-dev faces the HOG box mapping is fitted on")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds over the first set's faces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write every figure (and each face's NME) here")
+    args = ap.parse_args()
+
+    onnx_path, card = resolve_model(args.model)
+    mapping, fitted_on = fit_hog_mapping(DEV.root, args.fit_faces, args.seed)
+    print(f"HOG box -> landmark box: {mapping.to_dict()} ({fitted_on})", flush=True)
+    ours = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=1)
+    theirs = DlibLandmarker(predictor_path(), mapping)
+    hog = DlibDetector(mapping)
+    runs = {  # row -> (tool, the protocols it stands in, landmarker, predict_with_landmarker's options)
+        "served model at dlib's boxes": ("served model", ("dlib's boxes",), ours, {"detector": hog, "recrop": True}),
+        "served model, own detector": ("served model", ("own detector",), ours,
+                                       {"detector": FaceDetector(), "recrop": True}),
+        "dlib at its own boxes (its whole pipeline)": ("dlib", ("dlib's boxes", "own detector"), theirs,
+                                                       {"detector": hog}),
+        "served model at the true points' box": ("served model", ("true points' box",), ours, {}),
+        "dlib at the HOG-shaped true box": ("dlib", ("true points' box",), theirs, {}),
+    }
+    report = {"model": args.model, "hog_mapping": {**mapping.to_dict(), "fitted_on": fitted_on}, "sets": {}}
+    for name in args.sets:
+        t = SETS[name]
+        info, samples = get_info(t.dataset), load_samples(t.dataset, t.root, t.split)
+        print(f"\n{name} ({len(samples)} faces)\n| row | faces scored | NME | FR | AUC |\n|" + " --- |" * 5, flush=True)
+        scored = {}
+        for row, (tool, protocols, landmarker, options) in runs.items():
+            r = score_predictions(samples, info, predict_with_landmarker(landmarker, samples, **options))
+            scored.update({(tool, protocol): r for protocol in protocols})
+            print(f"| {row} | {r['n']} | {r['nme']:.4f} | {r['fr']:.3f} | {r['auc']:.3f} |", flush=True)
+            report["sets"].setdefault(name, {})[row] = {**{k: r[k] for k in ("n", "nme", "fr", "auc")},
+                                                        "per_face": r["per_image"]}
+        for protocol in ("dlib's boxes", "own detector", "true points' box"):
+            p = paired([scored["dlib", protocol]["per_image"]], [scored["served model", protocol]["per_image"]])
+            print(f"{protocol}, the {p['faces']} faces both scored: served {p['nme_b']:.4f}, dlib {p['nme_a']:.4f} "
+                  f"({p['relative_change']:+.1%}); served closer on {p['b_better_share']:.0%} of faces, Wilcoxon p "
+                  f"{p['wilcoxon_p']:.2g}", flush=True)
+            report["sets"][name][f"paired, {protocol}"] = p
+    first = SETS[args.sets[0]]
+    speed = ms_per_face({"served model": ours, "dlib": theirs},
+                        load_samples(first.dataset, first.root, first.split), args.rounds)
+    print(f"\nlandmark ms per face ({first.name}, one thread, {args.rounds} alternating rounds): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in speed.items()), flush=True)
+    report["ms_per_face"] = speed
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
