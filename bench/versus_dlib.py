@@ -18,9 +18,9 @@ Three protocols, scored as the README results table scores (inter-ocular NME, FR
   the fitted mapping gives for it. A box from anything but dlib's own detector: this shows how much dlib depends on
   its detector's framing, since the HOG box of a turned face is not where the points' box predicts.
 
-Each comparison is paired on the faces both scored (share of faces where ours is closer, Wilcoxon p). Speed: the
-landmark step alone at the true points' boxes, one thread each (dlib's predictor runs on one), timed in alternating
-rounds on photos decoded beforehand, so that load from other processes hits both alike.
+Each comparison is paired on the faces both scored (share of faces where ours is closer, Wilcoxon p). Speed, one
+thread each (dlib runs on one), timed in alternating rounds on photos decoded beforehand so that load from other
+processes hits both alike: the landmark step alone at the true points' box, and each whole pipeline per photo.
 
     .venv/bin/pip install -e '.[compare]'     # dlib-bin and the 100 MB face_recognition_models sdist (requirements/compare.txt)
     .venv/bin/python bench/versus_dlib.py [--model sdhrnet/default_model] [--sets dev "p1-ytf68 test"] [--json F]
@@ -34,7 +34,9 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
+import cv2
 import numpy as np
 
 from results_table import DEV, P1_TEST
@@ -111,17 +113,24 @@ def fit_hog_mapping(data_root: Path, faces: int, seed: int) -> tuple[BoxMapping,
     return BoxMapping.fit(found, truth), f"{len(truth)} of {len(pick)} train-dev faces found by HOG"
 
 
-def ms_per_face(landmarkers: dict, samples, rounds: int) -> dict[str, float]:
-    """Landmark ms per face at the true points' boxes, tools alternating round by round."""
+def ms_per_photo(tools: dict[str, Callable], samples, rounds: int) -> dict[str, float]:
+    """ms per photo of each tool(image, true box), tools alternating round by round on photos decoded beforehand."""
     photos = [(load_image(s), s.box[None]) for s in samples]
-    spent = dict.fromkeys(landmarkers, 0.0)
+    spent = dict.fromkeys(tools, 0.0)
     for _ in range(rounds):
-        for name, landmarker in landmarkers.items():
+        for name, tool in tools.items():
             t = time.perf_counter()
             for image, box in photos:
-                landmarker.predict(image, box)
+                tool(image, box)
             spent[name] += time.perf_counter() - t
     return {name: s * 1e3 / (rounds * len(photos)) for name, s in spent.items()}
+
+
+def whole_pipeline(landmarker, detector, **options) -> Callable:
+    def run(image, _box):
+        boxes = detector.detect(image).boxes
+        return landmarker.predict(image, boxes, **options) if len(boxes) else None
+    return run
 
 
 def main() -> None:
@@ -133,17 +142,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write every figure (and each face's NME) here")
     args = ap.parse_args()
+    cv2.setNumThreads(1)  # BlazeFace and the crops on one thread, as dlib's detector and predictor run
 
     onnx_path, card = resolve_model(args.model)
     mapping, fitted_on = fit_hog_mapping(DEV.root, args.fit_faces, args.seed)
     print(f"HOG box -> landmark box: {mapping.to_dict()} ({fitted_on})", flush=True)
     ours = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=1)
     theirs = DlibLandmarker(predictor_path(), mapping)
-    hog = DlibDetector(mapping)
+    hog, blazeface = DlibDetector(mapping), FaceDetector()
     runs = {  # row -> (tool, the protocols it stands in, landmarker, predict_with_landmarker's options)
         "served model at dlib's boxes": ("served model", ("dlib's boxes",), ours, {"detector": hog, "recrop": True}),
         "served model, own detector": ("served model", ("own detector",), ours,
-                                       {"detector": FaceDetector(), "recrop": True}),
+                                       {"detector": blazeface, "recrop": True}),
         "dlib at its own boxes (its whole pipeline)": ("dlib", ("dlib's boxes", "own detector"), theirs,
                                                        {"detector": hog}),
         "served model at the true points' box": ("served model", ("true points' box",), ours, {}),
@@ -168,11 +178,14 @@ def main() -> None:
                   f"{p['wilcoxon_p']:.2g}", flush=True)
             report["sets"][name][f"paired, {protocol}"] = p
     first = SETS[args.sets[0]]
-    speed = ms_per_face({"served model": ours, "dlib": theirs},
-                        load_samples(first.dataset, first.root, first.split), args.rounds)
-    print(f"\nlandmark ms per face ({first.name}, one thread, {args.rounds} alternating rounds): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in speed.items()), flush=True)
-    report["ms_per_face"] = speed
+    timed = {"served model, landmarks at the true box": lambda image, box: ours.predict(image, box),
+             "dlib, landmarks at the true box": lambda image, box: theirs.predict(image, box),
+             "served model, own pipeline": whole_pipeline(ours, blazeface, recrop=True),
+             "dlib, own pipeline": whole_pipeline(theirs, hog)}
+    speed = ms_per_photo(timed, load_samples(first.dataset, first.root, first.split), args.rounds)
+    print(f"\nms per photo ({first.name}, one face each, one thread, {args.rounds} alternating rounds):\n"
+          + "\n".join(f"  {k}: {v:.2f}" for k, v in speed.items()), flush=True)
+    report["ms_per_photo"] = speed
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
