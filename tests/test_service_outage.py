@@ -56,7 +56,7 @@ def api_behind_proxy(tmp_path, mlflow_server, monkeypatch):
 
 def load(base: str, seconds: float) -> dict:
     body = {"image": base64.b64encode(png_bytes()).decode(), "boxes": [BOX]}
-    return asyncio.run(run_level(base, body, {}, {}, CLIENTS, seconds, 10**9, 1))
+    return asyncio.run(run_level(base, body, {}, {}, CLIENTS, seconds, 10**9))
 
 
 def test_align_keeps_serving_while_mlflow_is_silent(api_behind_proxy):
