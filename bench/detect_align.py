@@ -44,18 +44,27 @@ def best_match(boxes: np.ndarray, truth: np.ndarray) -> tuple[int | None, float]
     return i, float(ious[i])
 
 
-def fit(data_root: Path, out: Path) -> dict:
-    detector = FaceDetector(mapping=BoxMapping())
+LOOSE_MATCH_IOU = 0.3  # a detector's own box is shaped unlike the landmark box, so it is matched loosely
+
+
+def fit_mapping(raw_detect, samples) -> tuple[BoxMapping, int]:
+    """A detector's own boxes -> the true points' box: BoxMapping.fit over the faces `raw_detect(image) -> (N, 4)
+    boxes` finds in `samples`; -> (mapping, faces matched)."""
     detector_boxes, truth = [], []
-    samples = load_samples("300w", data_root, "train-dev")
     for s in samples:
-        raw, _ = detector.raw_detect(load_image(s))
+        raw = raw_detect(load_image(s))
         i, iou = best_match(raw, s.box)
-        if i is not None and iou >= 0.3:  # a loose match: the unmapped box is shaped unlike the landmark box
+        if i is not None and iou >= LOOSE_MATCH_IOU:
             detector_boxes.append(raw[i])
             truth.append(s.box)
-    mapping = BoxMapping.fit(detector_boxes, truth)
-    record = {**mapping.to_dict(), "fitted_on": f"300w train-dev, {len(truth)} of {len(samples)} faces matched",
+    return BoxMapping.fit(detector_boxes, truth), len(truth)
+
+
+def fit(data_root: Path, out: Path) -> dict:
+    detector = FaceDetector(mapping=BoxMapping())
+    samples = load_samples("300w", data_root, "train-dev")
+    mapping, matched = fit_mapping(lambda image: detector.raw_detect(image)[0], samples)
+    record = {**mapping.to_dict(), "fitted_on": f"300w train-dev, {matched} of {len(samples)} faces matched",
               "command": "python bench/detect_align.py fit"}
     out.write_text(json.dumps(record, indent=1) + "\n")
     return record
@@ -115,34 +124,45 @@ def measure(data_root: Path, model_dir: Path, rounds: int, threads: int) -> dict
     }
 
 
+def alternating(tools: dict, photos, rounds: int, by_photo: bool = True) -> dict[str, dict[str, float]]:
+    """Each `tools[name](image, true box) -> faces answered` over the same decoded photos [(image, true box)], the
+    tools taking turns photo by photo (`by_photo`) or each over all photos in turn, round after round, so that load
+    from other processes hits all alike; per tool the wall and CPU (process) milliseconds per photo and faces/s,
+    since a loaded machine inflates wall time."""
+    wall, cpu, faces = dict.fromkeys(tools, 0.0), dict.fromkeys(tools, 0.0), dict.fromkeys(tools, 0)
+    turns = ([[(name, [photo]) for name in tools] for photo in photos] if by_photo
+             else [[(name, photos) for name in tools]])
+    for _ in range(rounds):
+        for turn in turns:
+            for name, some in turn:
+                t, c = time.perf_counter(), time.process_time()
+                for image, box in some:
+                    faces[name] += tools[name](image, box)
+                wall[name] += time.perf_counter() - t
+                cpu[name] += time.process_time() - c
+    n = rounds * len(photos)
+    return {name: {"ms_per_image": 1e3 * wall[name] / n, "cpu_ms_per_image": 1e3 * cpu[name] / n,
+                   "faces_per_s": faces[name] / wall[name]} for name in tools}
+
+
+def detect_then_align(detector, landmarker, **options):
+    """/align without boxes as one call (image, ignored true box) -> faces answered."""
+    def run(image, _box) -> int:
+        found = detector.detect(image)
+        if len(found):
+            landmarker.predict(image, found.boxes, **options)
+        return len(found)
+    return run
+
+
 def side_by_side(samples, images, detector, landmarker, rounds: int) -> dict:
     """faces/s of the request kinds /align serves (given boxes; no boxes, with its default second pass and
-    with ?recrop=false), in alternating rounds over the same photos; wall and CPU (process) time, since a loaded
-    machine inflates the first."""
-    kinds = ("given_boxes", "detect_then_align", "detect_then_align_recrop")
-    wall, cpu, faces = dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0.0), dict.fromkeys(kinds, 0)
-    for _ in range(rounds):
-        for s, image in zip(samples, images):
-            for kind in kinds:
-                t, c = time.perf_counter(), time.process_time()
-                if kind == "given_boxes":
-                    landmarker.predict(image, s.box[None])
-                    n = 1
-                else:
-                    found = detector.detect(image)
-                    if len(found):
-                        landmarker.predict(image, found.boxes, recrop=kind.endswith("recrop"))
-                    n = len(found)
-                wall[kind] += time.perf_counter() - t
-                cpu[kind] += time.process_time() - c
-                faces[kind] += n
-    images_timed = rounds * len(samples)
-    out = {}
-    for kind in kinds:
-        out[f"faces_per_s_{kind}"] = faces[kind] / wall[kind]
-        out[f"ms_per_image_{kind}"] = 1e3 * wall[kind] / images_timed
-        out[f"cpu_ms_per_image_{kind}"] = 1e3 * cpu[kind] / images_timed
-    return out
+    with ?recrop=false)."""
+    tools = {"given_boxes": lambda image, box: len(landmarker.predict(image, box[None])[0]),
+             "detect_then_align": detect_then_align(detector, landmarker, recrop=False),
+             "detect_then_align_recrop": detect_then_align(detector, landmarker, recrop=True)}
+    timed = alternating(tools, [(image, s.box) for s, image in zip(samples, images)], rounds)
+    return {f"{figure}_{kind}": value for kind, figures in timed.items() for figure, value in figures.items()}
 
 
 def flip_cost(samples, images, landmarker, rounds: int, nme) -> dict:

@@ -193,7 +193,7 @@ def main() -> None:
         for nf in args.align_faces:
             body = {"image": base64.b64encode(buf.tobytes()).decode(), "boxes": boxes_for(box, nf).tolist()}
             for level in args.align_concurrency:
-                r = asyncio.run(load_align.run_level(url, body, {}, {}, level, args.align_duration, 100_000, nf))
+                r = asyncio.run(load_align.run_level(url, body, {}, {}, level, args.align_duration, 100_000))
                 align.append({"faces_per_request": nf, **r})
                 print(f"{nf:>9} {level:>7} {r['requests']:>8} {r['faces_per_s']:>8} {r['p50_ms']:>8} "
                       f"{r['p99_ms']:>8} {sum(r['errors'].values()):>6}", flush=True)

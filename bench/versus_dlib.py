@@ -21,10 +21,11 @@ Two more rows show what a caller who sends dlib's rectangles unchanged to `/alig
 second (`?recrop=true`).
 
 Each comparison is paired on the faces both scored (share of faces where ours is closer, Wilcoxon p). Speed, one
-thread each (dlib runs on one), timed in alternating rounds on photos decoded beforehand so that load from other
-processes hits both alike: the landmark step alone at the true points' box, and each whole pipeline per photo.
+thread each (dlib runs on one), on photos decoded beforehand, each tool over all of them in turn, round after round
+(`--by-photo`: taking turns photo by photo): the landmark step alone at the true points' box, and each whole
+pipeline per photo.
 
-    .venv/bin/pip install -e '.[compare]'     # dlib-bin and the 100 MB face_recognition_models sdist (requirements/compare.txt)
+    .venv/bin/pip install -e '.[compare]'   # requirements/compare.txt: dlib-bin, the 100 MB face_recognition_models
     .venv/bin/python bench/versus_dlib.py [--model sdhrnet/default_model] [--sets dev "p1-ytf68 test"] [--json F]
 """
 from __future__ import annotations
@@ -33,18 +34,16 @@ import argparse
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Callable
 
 import cv2
 import numpy as np
 
+from detect_align import alternating, detect_then_align, fit_mapping
 from results_table import DEV, P1_TEST
 from trainer.evaluate import resolve_model
 from landmarks.datasets import get_info, load_image, load_samples
-from landmarks.face_detector import BoxMapping, FaceDetector, match_faces
+from landmarks.face_detector import BoxMapping, Detections, FaceDetector
 from landmarks.landmarker import OnnxLandmarker
 from landmarks.scoring import predict_with_landmarker, score_predictions
 from landmarks.selection import paired
@@ -79,8 +78,9 @@ class DlibDetector:
         rects = self.hog(image, HOG_UPSAMPLE)
         return np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], float).reshape(-1, 4)
 
-    def detect(self, image: np.ndarray) -> SimpleNamespace:
-        return SimpleNamespace(boxes=self.mapping.apply(self.raw_detect(image)))
+    def detect(self, image: np.ndarray) -> Detections:
+        raw = self.raw_detect(image)
+        return Detections(self.mapping.apply(raw), raw, np.ones(len(raw)))
 
 
 class DlibLandmarker:
@@ -100,39 +100,22 @@ class DlibLandmarker:
 
 
 def fit_hog_mapping(data_root: Path, faces: int, seed: int) -> tuple[BoxMapping, str]:
-    """HOG box -> true points' box, medians over `faces` train-dev faces the HOG detector finds."""
+    """HOG box -> true points' box, fitted as bench/detect_align.py fits BlazeFace's, on `faces` train-dev faces."""
     samples = load_samples("300w", data_root, "train-dev")
     pick = np.random.default_rng(seed).choice(len(samples), min(faces, len(samples)), replace=False)
-    hog, found, truth = DlibDetector(), [], []
-    for i in sorted(pick):
-        s = samples[int(i)]
-        raw = hog.raw_detect(load_image(s))
-        # a loose match: the HOG box is shaped unlike the landmark box (bench/detect_align.py fits BlazeFace alike)
-        m = match_faces(raw, s.box[None], min_iou=0.3)[0]
-        if m is not None:
-            found.append(raw[m])
-            truth.append(s.box)
-    return BoxMapping.fit(found, truth), f"{len(truth)} of {len(pick)} train-dev faces found by HOG"
+    mapping, matched = fit_mapping(DlibDetector().raw_detect, [samples[int(i)] for i in sorted(pick)])
+    return mapping, f"{matched} of {len(pick)} train-dev faces found by HOG"
 
 
-def ms_per_photo(tools: dict[str, Callable], samples, rounds: int) -> dict[str, float]:
-    """ms per photo of each tool(image, true box), tools alternating round by round on photos decoded beforehand."""
-    photos = [(load_image(s), s.box[None]) for s in samples]
-    spent = dict.fromkeys(tools, 0.0)
-    for _ in range(rounds):
-        for name, tool in tools.items():
-            t = time.perf_counter()
-            for image, box in photos:
-                tool(image, box)
-            spent[name] += time.perf_counter() - t
-    return {name: s * 1e3 / (rounds * len(photos)) for name, s in spent.items()}
+class SentAsIs:
+    """The served model handed dlib's rectangles unchanged, as a caller who sends them to /align does; the faces
+    are matched on the mapped boxes, so these rows score the same faces as the others."""
 
+    def __init__(self, landmarker: OnnxLandmarker, mapping: BoxMapping):
+        self.landmarker, self.mapping = landmarker, mapping
 
-def whole_pipeline(landmarker, detector, **options) -> Callable:
-    def run(image, _box):
-        boxes = detector.detect(image).boxes
-        return landmarker.predict(image, boxes, **options) if len(boxes) else None
-    return run
+    def predict(self, image, boxes, **options):
+        return self.landmarker.predict(image, self.mapping.invert(boxes), **options)
 
 
 def main() -> None:
@@ -141,6 +124,8 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--fit-faces", type=int, default=400, help="train-dev faces the HOG box mapping is fitted on")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds over the first set's faces")
+    ap.add_argument("--by-photo", action="store_true",
+                    help="time the tools taking turns photo by photo rather than each over all photos in turn")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write every figure (and each face's NME) here")
     args = ap.parse_args()
@@ -161,9 +146,9 @@ def main() -> None:
         "served model at the true points' box": ("served model", ("true points' box",), ours, {}),
         "dlib at the HOG-shaped true box": ("dlib", ("true points' box",), theirs, {}),
         # what a caller who sends dlib's rectangles unchanged gets, without and with `?recrop=true`
-        "served model at dlib's rectangles sent as they are, one pass": ("served model", (), ours,
-                                                                          {"detector": DlibDetector()}),
-        "same, second pass": ("served model", (), ours, {"detector": DlibDetector(), "recrop": True}),
+        "served model at dlib's rectangles sent as they are, one pass": ("served model", (), SentAsIs(ours, mapping),
+                                                                          {"detector": hog}),
+        "same, second pass": ("served model", (), SentAsIs(ours, mapping), {"detector": hog, "recrop": True}),
     }
     report = {"model": args.model, "hog_mapping": {**mapping.to_dict(), "fitted_on": fitted_on}, "sets": {}}
     for name in args.sets:
@@ -178,20 +163,27 @@ def main() -> None:
             report["sets"].setdefault(name, {})[row] = {**{k: r[k] for k in ("n", "nme", "fr", "auc")},
                                                         "per_face": r["per_image"]}
         for protocol in ("dlib's boxes", "own detector", "true points' box"):
-            p = paired([scored["dlib", protocol]["per_image"]], [scored["served model", protocol]["per_image"]])
+            sides = [scored["dlib", protocol]["per_image"]], [scored["served model", protocol]["per_image"]]
+            p = paired(*sides)
+            # one-sided both ways: a mean can favour one tool while most faces favour the other
+            p["served_lower_p"], p["dlib_lower_p"] = (paired(*sides, alternative=a)["wilcoxon_p"]
+                                                      for a in ("less", "greater"))
             print(f"{protocol}, the {p['faces']} faces both scored: served {p['nme_b']:.4f}, dlib {p['nme_a']:.4f} "
-                  f"({p['relative_change']:+.1%}); served closer on {p['b_better_share']:.0%} of faces, Wilcoxon p "
-                  f"{p['wilcoxon_p']:.2g}", flush=True)
+                  f"({p['relative_change']:+.1%}); served closer on {p['b_better_share']:.0%} of faces; one-sided "
+                  f"Wilcoxon p {p['served_lower_p']:.2g} that served is lower, {p['dlib_lower_p']:.2g} that dlib is",
+                  flush=True)
             report["sets"][name][f"paired, {protocol}"] = p
     first = SETS[args.sets[0]]
-    timed = {"served model, landmarks at the true box": lambda image, box: ours.predict(image, box),
-             "dlib, landmarks at the true box": lambda image, box: theirs.predict(image, box),
-             "served model, own pipeline": whole_pipeline(ours, blazeface, recrop=True),
-             "dlib, own pipeline": whole_pipeline(theirs, hog)}
-    speed = ms_per_photo(timed, load_samples(first.dataset, first.root, first.split), args.rounds)
-    print(f"\nms per photo ({first.name}, one face each, one thread, {args.rounds} alternating rounds):\n"
-          + "\n".join(f"  {k}: {v:.2f}" for k, v in speed.items()), flush=True)
-    report["ms_per_photo"] = speed
+    photos = [(load_image(s), s.box) for s in load_samples(first.dataset, first.root, first.split)]
+    timed = alternating({
+        "served model, landmarks at the true box": lambda image, box: len(ours.predict(image, box[None])[0]),
+        "dlib, landmarks at the true box": lambda image, box: len(theirs.predict(image, box[None])[0]),
+        "served model, own pipeline": detect_then_align(blazeface, ours, recrop=True),
+        "dlib, own pipeline": detect_then_align(hog, theirs)}, photos, args.rounds, by_photo=args.by_photo)
+    turns = "photo by photo" if args.by_photo else "each over all photos in turn"
+    print(f"\nms per photo ({first.name}, one face each, one thread, {args.rounds} rounds, tools {turns}):\n"
+          + "\n".join(f"  {k}: {v['ms_per_image']:.2f}" for k, v in timed.items()), flush=True)
+    report["speed"] = timed
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
