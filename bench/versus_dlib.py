@@ -20,7 +20,8 @@ Three protocols, scored as the README results table scores (inter-ocular NME, FR
 Two more rows show what a caller who sends dlib's rectangles unchanged to `/align` gets, with one pass and with the
 second (`?recrop=true`).
 
-Each comparison is paired on the faces both scored (share of faces where ours is closer, Wilcoxon p). Speed, one
+Each comparison is paired on the faces both scored (share of faces where ours is closer, one-sided Wilcoxon p each
+way, since a mean can favour one tool while most faces favour the other). Speed, one
 thread each (dlib runs on one), on photos decoded beforehand, each tool over all of them in turn, round after round
 (`--by-photo`: taking turns photo by photo): the landmark step alone at the true points' box, and each whole
 pipeline per photo.
