@@ -92,9 +92,9 @@ def main() -> None:
         except SelectionError as e:
             ap.error(f"--package-into: {e}")
         if packaged is not None:
-            print(f"{'kept' if packaged[2].served == 'champion' else 'replacing'} the model in {args.package_into}: "
-                  f"{packaged[2].why}")
-            if packaged[2].served == "champion":
+            print(f"{'kept' if packaged.kept else 'replacing'} the model in {args.package_into}: "
+                  f"{packaged.choice.why}")
+            if packaged.kept:
                 return
         package(rows, served, args.package_into, extra, TEST_SETS)
 

@@ -369,10 +369,10 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
         packaged = None if replace else against_the_packaged(folder, scored[served], sets)
     except SelectionError as e:
         raise PipelineError(f"--package-into: {e}") from None
-    kept = packaged is not None and packaged[2].served == "champion"
+    kept = packaged is not None and packaged.kept
     if packaged is not None:
-        scored[packaged[0]] = packaged[1]
-        say(f"pipeline: {'kept' if kept else 'replacing'} the model in {folder}: {packaged[2].why}")
+        scored[packaged.label] = packaged.row
+        say(f"pipeline: {'kept' if kept else 'replacing'} the model in {folder}: {packaged.choice.why}")
     table = markdown(scored, sets)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"rows": scored, "served": served, "packaged": not kept},

@@ -9,7 +9,7 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from landmarks.datasets import parse_source
 from landmarks.datasets.base import DatasetInfo, Sample
@@ -139,10 +139,22 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     return into
 
 
-def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSet]) -> tuple[str, dict, Choice] | None:
+class Packaged(NamedTuple):
+    """The model already in a --package-into folder, scored: its row label and row, and the promotion rule's choice
+    between it (the champion) and the candidate row."""
+    label: str
+    row: dict[str, Any]
+    choice: Choice
+
+    @property
+    def kept(self) -> bool:
+        return self.choice.served == "champion"
+
+
+def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSet]) -> Packaged | None:
     """Whether `row` may replace the model already packaged in `into`: that model scored on `test_sets` and the
     registry's promotion rule (landmarks.selection.choose_between: better beyond the noise on the clean or the
-    occluded validation faces, worse on neither) -> (its row label, its row, the choice), or None where `into`
+    occluded validation faces, worse on neither) -> Packaged, or None where `into`
     holds no model or exactly this one. Packaging is how the served default changes, so it asks what promotion
     asks."""
     card_path = into / "model_card.json"
@@ -162,7 +174,7 @@ def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSe
     label = f"already in {into.name}"
     packaged = score(str(into), test_sets)
     choice = choose_between(face_scores(headline.name, packaged), face_scores(headline.name, row))
-    return label, packaged, choice
+    return Packaged(label, packaged, choice)
 
 
 def _summary(figures: dict[str, Any]) -> dict[str, Any]:
