@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from landmarks import metrics  # noqa: E402
 from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
 from landmarks.face_detector import MAPPING_PATH, MATCH_IOU, BoxMapping, FaceDetector, box_iou  # noqa: E402
-from landmarks.landmarker import OnnxLandmarker  # noqa: E402
+from landmarks.landmarker import OnnxLandmarker, eye_indices_for  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"
@@ -73,7 +73,7 @@ def fit(data_root: Path, out: Path) -> dict:
 def load_landmarker(model_dir: Path, threads: int) -> OnnxLandmarker:
     card = json.loads((model_dir / "model_card.json").read_text())
     return OnnxLandmarker(model_dir / "model.onnx", input_size=card["input_size"], flip_pairs=card["flip_pairs"],
-                          threads=threads)
+                          threads=threads, eye_indices=eye_indices_for(card))
 
 
 def measure(data_root: Path, model_dir: Path, rounds: int, threads: int) -> dict:

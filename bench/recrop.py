@@ -28,7 +28,7 @@ from landmarks.geometry import scale_box
 from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
 from landmarks.face_detector import FaceDetector, match_faces
-from landmarks.landmarker import OnnxLandmarker, merge_passes, recrop_boxes
+from landmarks.landmarker import OnnxLandmarker, eye_indices_for, merge_passes, second_pass
 from landmarks.scoring import faces_by_photo
 from landmarks.selection import paired
 
@@ -70,8 +70,9 @@ def passes(landmarker: OnnxLandmarker, samples, boxes: dict[str, np.ndarray], in
         t0 = time.perf_counter()
         first = landmarker.predict(image, box)
         t1 = time.perf_counter()
-        second = landmarker.predict(image, recrop_boxes(first[0], box))
-        both = merge_passes(first, second)
+        plan = second_pass(first[0], box, landmarker.eye_indices)
+        second = landmarker.predict(image, plan.boxes, rolls=plan.rolls)
+        both = merge_passes(first, second, plan)
         t2 = time.perf_counter()
         one_s, two_s = one_s + (t1 - t0), two_s + (t2 - t0)
         for name, (pts, _) in (("one pass", first), ("second pass alone", second), ("mean of both", both)):
@@ -90,7 +91,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     onnx_path, card = resolve_model(args.model)
-    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=args.threads)
+    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=args.threads,
+                                eye_indices=eye_indices_for(card))
     detector = FaceDetector()
     report = {}
     for t in (t for t in TEST_SETS if t.name in args.sets):

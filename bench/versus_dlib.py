@@ -45,7 +45,7 @@ from results_table import DEV, P1_TEST
 from trainer.evaluate import resolve_model
 from landmarks.datasets import get_info, load_image, load_samples
 from landmarks.face_detector import BoxMapping, Detections, FaceDetector
-from landmarks.landmarker import OnnxLandmarker
+from landmarks.landmarker import OnnxLandmarker, eye_indices_for
 from landmarks.scoring import predict_with_landmarker, score_predictions
 from landmarks.selection import paired
 
@@ -91,7 +91,8 @@ class DlibLandmarker:
         self.predictor = dlib.shape_predictor(str(path))
         self.mapping = mapping
 
-    def predict(self, image, boxes, flip_test: bool = False, recrop: bool = False):
+    def predict(self, image, boxes, flip_test: bool = False, recrop: bool = False, rolls=None):
+        # dlib's rectangles are upright: a crop turned with a tilted face (rolls) has no counterpart there
         faces = []
         for x1, y1, x2, y2 in self.mapping.invert(boxes):
             rect = dlib.rectangle(round(x1), round(y1), round(x2) - 1, round(y2) - 1)
@@ -135,7 +136,7 @@ def main() -> None:
     onnx_path, card = resolve_model(args.model)
     mapping, fitted_on = fit_hog_mapping(DEV.root, args.fit_faces, args.seed)
     print(f"HOG box -> landmark box: {mapping.to_dict()} ({fitted_on})", flush=True)
-    ours = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=1)
+    ours = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=1, eye_indices=eye_indices_for(card))
     theirs = DlibLandmarker(predictor_path(), mapping)
     hog, blazeface = DlibDetector(mapping), FaceDetector()
     runs = {  # row -> (tool, the protocols it stands in, landmarker, predict_with_landmarker's options)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks.landmarker import validate_image
+from landmarks.landmarker import TILTED, validate_image
 
 ASSETS = Path(__file__).resolve().parent / "detector_assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.tflite"
@@ -26,6 +26,7 @@ STRIDES = (8, 16, 16, 16)  # MediaPipe's SSD options for the short-range model
 SCORE_THRESHOLD = 0.5  # MediaPipe's min_score for this model
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold
 RAW_SCORE_LIMIT = 80.0  # logits beyond this overflow float32 in the sigmoid
+EYES = (slice(4, 6), slice(6, 8))  # the right and left eye keypoints' columns in a box's 16 regressor values
 MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this much (the usual detection criterion)
 
 
@@ -69,7 +70,8 @@ def match_faces(found: np.ndarray, truth: np.ndarray, min_iou: float = MATCH_IOU
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's blending suppression: each kept box is the score-weighted mean of the boxes it suppresses,
-    which steadies the box (and so the landmark crop) more than keeping the single best anchor."""
+    which steadies the box (and so the landmark crop) more than keeping the single best anchor. `boxes` may carry
+    more columns after the four of the box (keypoints): they are blended alike."""
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
     kept_boxes, kept_scores = [], []
@@ -77,13 +79,13 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) ->
     for i in range(len(boxes)):
         if not remaining[i]:
             continue
-        group = remaining & (box_iou(boxes[i], boxes) > iou)
+        group = remaining & (box_iou(boxes[i, :4], boxes[:, :4]) > iou)
         group[i] = True
         w = scores[group]
         kept_boxes.append((boxes[group] * w[:, None]).sum(0) / w.sum())
         kept_scores.append(scores[i])
         remaining &= ~group
-    return np.asarray(kept_boxes, np.float64).reshape(-1, 4), np.asarray(kept_scores, np.float64)
+    return np.asarray(kept_boxes, np.float64).reshape(-1, boxes.shape[1]), np.asarray(kept_scores, np.float64)
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,17 @@ class BoxMapping:
         return cls(float(np.median(shift[:, 0])), float(np.median(shift[:, 1])),
                    float(np.median((g[:, 2] - g[:, 0]) / side)), float(np.median((g[:, 3] - g[:, 1]) / side)))
 
-    def apply(self, detector_boxes) -> np.ndarray:
+    def apply(self, detector_boxes, rolls=None) -> np.ndarray:
+        """Landmark boxes; with `rolls` (degrees) the offset follows each face's tilt and the box is the face's box in
+        its own upright frame (geometry.crop_face turns the crop by the same roll)."""
         d = np.asarray(detector_boxes, np.float64).reshape(-1, 4)
         side = _side(d)
-        c = _centre(d) + np.array([self.offset_x, self.offset_y]) * side[:, None]
+        offset = np.array([self.offset_x, self.offset_y]) * side[:, None]
+        if rolls is not None:
+            t = np.radians(np.asarray(rolls, np.float64).reshape(-1))
+            cos, sin = np.cos(t), np.sin(t)
+            offset = np.stack([offset[:, 0] * cos - offset[:, 1] * sin, offset[:, 0] * sin + offset[:, 1] * cos], 1)
+        c = _centre(d) + offset
         half = np.stack([self.scale_w * side, self.scale_h * side], 1) / 2
         return np.concatenate([c - half, c + half], 1)
 
@@ -139,9 +148,16 @@ def _side(b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Detections:
-    boxes: np.ndarray  # (N, 4) landmark-convention boxes in image px: what the landmark crop uses
+    boxes: np.ndarray  # (N, 4) landmark-convention boxes in image px (a tilted face's in its upright frame): the crops
     detector_boxes: np.ndarray  # (N, 4) the detector's own boxes in image px
     scores: np.ndarray  # (N,) detection scores in (0, 1], best first
+    # (N,) degrees each crop is turned by (geometry.face_roll's convention): the detector's estimate of the face's
+    # tilt where it reaches landmarker.TILTED, else 0; None: all 0
+    rolls: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.rolls is None:
+            self.rolls = np.zeros(len(self.scores))
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -166,8 +182,10 @@ class FaceDetector:
         self.score_threshold = float(score_threshold)
         self._lock = threading.Lock()
 
-    def raw_detect(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (detector boxes (N, 4) in image px, scores (N,)), best first, after suppression."""
+    def raw_detect(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (detector boxes (N, 4) in image px, scores (N,), rolls (N,) in degrees), best first, after
+        suppression. The roll is the tilt of the line through the two eye keypoints that BlazeFace predicts with
+        each box (MediaPipe turns its landmark crops by the same line)."""
         h, w = image_rgb.shape[:2]
         f = INPUT_SIZE / max(h, w)
         # image pinned to the top-left corner of the square input: the inverse is a single division by f
@@ -185,24 +203,32 @@ class FaceDetector:
         scores = 1.0 / (1.0 + np.exp(-logits))
         keep = scores >= self.score_threshold
         if not keep.any():
-            return np.zeros((0, 4)), np.zeros(0)
-        r = regress.reshape(-1, 16)[keep, :4].astype(np.float64) / INPUT_SIZE
-        centre = r[:, :2] + self.anchors[keep]
-        boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1) * (INPUT_SIZE / f)
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return weighted_nms(boxes[valid], scores[keep][valid])
+            return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+        r = regress.reshape(-1, 16)[keep].astype(np.float64) / INPUT_SIZE
+        anchors = self.anchors[keep]
+        centre = r[:, :2] + anchors
+        boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1)
+        # keypoints 0 and 1: the face's right and left eye (MediaPipe's order), offsets from the anchor like the centre
+        eyes = np.concatenate([r[:, EYES[0]] + anchors, r[:, EYES[1]] + anchors], 1)
+        rows = np.concatenate([boxes, eyes], 1) * (INPUT_SIZE / f)
+        valid = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
+        kept, kept_scores = weighted_nms(rows[valid], scores[keep][valid])
+        line = kept[:, 6:8] - kept[:, 4:6]
+        return kept[:, :4], kept_scores, np.degrees(np.arctan2(line[:, 1], line[:, 0]))
 
     def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0) -> Detections:
         """Faces in an RGB uint8 image, best first. `min_face_size`: drop faces whose landmark box is smaller
         (longer side, px); `max_faces`: keep the best this many."""
-        det_boxes, scores = self.raw_detect(validate_image(image_rgb))
-        boxes = self.mapping.apply(det_boxes)
+        det_boxes, scores, tilts = self.raw_detect(validate_image(image_rgb))
+        # only a tilted face's crop turns with it, so an upright face is cropped as the model's training crops were
+        rolls = np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
+        boxes = self.mapping.apply(det_boxes, rolls)
         h, w = image_rgb.shape[:2]
         big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes[keep], det_boxes[keep], scores[keep])
+        return Detections(boxes[keep], det_boxes[keep], scores[keep], rolls[keep])
 
 
 def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

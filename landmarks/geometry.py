@@ -99,11 +99,69 @@ def warp(image: np.ndarray, m: np.ndarray, output_size: int) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def crop_face(image: np.ndarray, box, output_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation/serving crop of one face: (S x S x 3 uint8, source -> crop matrix)."""
+def crop_face(image: np.ndarray, box, output_size: int, roll: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation/serving crop of one face: (S x S x 3 uint8, source -> crop matrix). `roll` (degrees, as face_roll
+    measures it) turns the crop with the face about the box centre, so a tilted face reaches the network upright;
+    the box is then the face's box in its own upright frame."""
     center, scale = box_to_center_scale(box)
-    m = crop_matrix(center, scale, output_size)
+    m = crop_matrix(center, scale, output_size, rotation=roll)
     return warp(image, m, output_size), m
+
+
+def face_roll(points, eye_indices) -> float:
+    """A face's in-plane rotation in degrees, in (-180, 180]: the angle of the line through its two outer eye corners
+    `eye_indices` in image coordinates (y down, so positive is clockwise on screen), 0 for an upright face. The line
+    alone cannot tell a face from one turned upside down; the side of it that the points' centroid lies on (nose,
+    mouth and jaw are below the eyes) does, so the sign does not depend on which eye a layout lists first."""
+    pts = np.asarray(points, dtype=np.float64)
+    a, b = pts[eye_indices[0]], pts[eye_indices[1]]
+    angle = math.atan2(b[1] - a[1], b[0] - a[0])
+    down = np.array([-math.sin(angle), math.cos(angle)])  # the line's normal that points down when angle is 0
+    if down @ (pts.mean(axis=0) - (a + b) / 2) < 0:
+        angle += math.pi
+    degrees = math.degrees(math.atan2(math.sin(angle), math.cos(angle)))
+    return degrees + 360.0 if degrees <= -180.0 else degrees
+
+
+def turn_points(points, degrees: float, about=(0.0, 0.0)) -> np.ndarray:
+    """Points (N, 2) turned by `degrees` about `about` in image coordinates (clockwise on screen for positive
+    angles, as face_roll counts them)."""
+    t = math.radians(degrees)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    centre = np.asarray(about, dtype=np.float64)
+    return (np.asarray(points, dtype=np.float64) - centre) @ rot.T + centre
+
+
+def upright_box(points, roll: float) -> np.ndarray:
+    """The box of `points` in a face frame turned by `roll`: the box that encloses them once they are turned upright
+    about their centroid, placed at the matching centre in the image ([x1, y1, x2, y2] in image px), so that
+    crop_face(image, box, S, roll) frames them as landmark_box frames an upright face."""
+    pts = np.asarray(points, dtype=np.float64)
+    centroid = pts.mean(axis=0)
+    box = landmark_box(turn_points(pts, -roll, centroid))
+    half = (box[2:] - box[:2]) / 2
+    centre = turn_points(((box[:2] + box[2:]) / 2)[None], roll, centroid)[0]
+    return np.concatenate([centre - half, centre + half])
+
+
+def turn_image(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole image turned by `degrees` (clockwise on screen for positive angles, as face_roll counts them) on a
+    canvas large enough to keep every pixel -> (turned image, 2x3 matrix that maps points onto it)."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -degrees, 1.0)  # OpenCV's positive is anti-clockwise
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    out_w, out_h = int(math.ceil(h * sin + w * cos)), int(math.ceil(h * cos + w * sin))
+    m[:, 2] += np.array([(out_w - 1) / 2, (out_h - 1) / 2]) - np.array([(w - 1) / 2, (h - 1) / 2])
+    return cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0), m
+
+
+def enclosing_box(box, roll: float) -> np.ndarray:
+    """The upright image box around `box` turned by `roll` about its centre (what to draw on the photo)."""
+    b = validate_box(box)
+    centre, half = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) / 2
+    corners = turn_points(centre + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half, roll, centre)
+    return landmark_box(corners)
 
 
 def _normalize_arithmetic(crop: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 torch), so that the service reports exactly the numbers the trainer measured."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +45,20 @@ def validate_boxes(boxes) -> np.ndarray:
     return b
 
 
-def prepare_faces(image_rgb, boxes, input_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (batch float32 (N, 3, S, S) normalised, transforms float64 (N, 2, 3) image px -> input px)."""
+def prepare_faces(image_rgb, boxes, input_size: int, rolls=None) -> tuple[np.ndarray, np.ndarray]:
+    """-> (batch float32 (N, 3, S, S) normalised, transforms float64 (N, 2, 3) image px -> input px). `rolls`
+    (N,) degrees: each crop turned with its face (geometry.crop_face); none: every crop upright."""
     image = validate_image(image_rgb)
     b = validate_boxes(boxes)
     if not (isinstance(input_size, (int, np.integer)) and input_size > 0 and input_size % hm.STRIDE == 0):
         raise InvalidInputError(f"input_size must be a positive multiple of {hm.STRIDE}, got {input_size!r}")
+    r = np.zeros(len(b)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
+    if r.shape != (len(b),) or not np.all(np.isfinite(r)):
+        raise InvalidInputError(f"rolls must be {len(b)} finite angles in degrees, one per box, got {np.shape(rolls)}")
     batch = np.empty((len(b), 3, input_size, input_size), dtype=np.float32)
     transforms = np.empty((len(b), 2, 3), dtype=np.float64)
     for i, box in enumerate(b):
-        crop, m = geometry.crop_face(image, box, input_size)
+        crop, m = geometry.crop_face(image, box, input_size, r[i])
         batch[i] = geometry.normalize_crop(crop)
         transforms[i] = m
     return batch, transforms
@@ -99,30 +104,78 @@ def heatmaps_to_landmarks(heatmaps, transforms, flip_heatmaps=None, flip_pairs=N
     return out, maxvals
 
 
-def recrop_boxes(landmarks, boxes) -> np.ndarray:
-    """The second pass's face boxes: the box of each face's first-pass points. The model learnt on crops boxed that
-    way, so a second look is framed as in training whatever box the caller had (a detector's, a tracker's). A face
-    whose points collapsed onto a line keeps its box."""
+# Degrees of roll from which a crop turns with the face (the detector's estimate for the first pass, the first pass's
+# points for the second): training turns faces by at most 30, and beyond about 20 the error grows (bench/rotation.py)
+TILTED = 20.0
+
+
+def eye_indices_for(card: dict) -> tuple[int, int] | None:
+    """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
+    normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
+    know, whose second pass then crops upright."""
+    from landmarks.datasets import get_info
+
+    try:
+        info = get_info(card.get("dataset", ""))
+    except ValueError:
+        return None
+    return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """The faces to crop again and where (`second_pass`)."""
+    index: np.ndarray  # (K,) which faces of the first pass
+    boxes: np.ndarray  # (K, 4)
+    rolls: np.ndarray  # (K,) degrees
+    tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
+
+
+def second_pass(landmarks, boxes, eye_indices=None, every: bool = True) -> SecondPass:
+    """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
+    upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
+    is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
+    TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
+    of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
+    cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
+    measured both rules). A face whose points collapsed onto a line keeps its box."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    rolls = np.zeros(len(out))
     for i, pts in enumerate(landmarks):
-        box = geometry.landmark_box(pts)
-        if np.all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]:
-            out[i] = box
-    return out
+        if not np.all(np.isfinite(pts)):
+            continue
+        roll = geometry.face_roll(pts, eye_indices) if eye_indices is not None else 0.0
+        roll = roll if abs(roll) >= TILTED else 0.0
+        box = geometry.upright_box(pts, roll)
+        if box[2] > box[0] and box[3] > box[1]:
+            out[i], rolls[i] = box, roll
+    tilted = rolls != 0
+    index = np.arange(len(out)) if every else np.flatnonzero(tilted)
+    return SecondPass(index, out[index], rolls[index], tilted[index])
 
 
-def merge_passes(first, second) -> tuple[np.ndarray, np.ndarray]:
-    """(landmarks, confidence) of the two passes -> their mean. The second pass alone is worse where the first box
-    was already the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about
-    level with one pass there and better at every other kind of box measured."""
-    return tuple((np.asarray(a) + np.asarray(b)) / 2 for a, b in zip(first, second))
+def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks, confidence) of the first pass and of the second pass over `plan.index` -> each face's answer: the
+    mean of both, the second alone for a tilted face, the first where no second pass ran. Without a plan the two
+    passes cover the same faces and are averaged. The second pass alone is worse where the first box was already
+    the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about level with
+    one pass there and better at every other kind of box measured."""
+    out = [np.array(a) for a in first]
+    index = np.arange(len(out[0])) if plan is None else plan.index
+    tilted = np.zeros(len(index), bool) if plan is None else plan.tilted
+    for o, a, b in zip(out, first, second):
+        b = np.asarray(b)
+        o[index] = np.where(tilted.reshape(-1, *([1] * (b.ndim - 1))), b, (np.asarray(a)[index] + b) / 2)
+    return tuple(out)
 
 
 class OnnxLandmarker:
     """ONNX model (input "image" N x 3 x S x S, output "heatmaps") + the shared pre/post-processing."""
 
     def __init__(self, onnx_path, input_size: int | None = None, flip_pairs=None, threads: int | None = None,
-                 batch_size: int = 16, refine: str | None = None):
+                 batch_size: int = 16, refine: str | None = None, eye_indices=None):
+        """`eye_indices`: the layout's outer eye corners (DatasetInfo.norm_indices), which tell the second pass how a
+        face is tilted; without them every second pass crops upright."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
@@ -145,6 +198,7 @@ class OnnxLandmarker:
             raise ValueError(f"{path}: model expects {static} px inputs, input_size={input_size} given")
         self.input_size = int(input_size)
         self.flip_pairs = [tuple(p) for p in flip_pairs] if flip_pairs is not None else None
+        self.eye_indices = tuple(eye_indices) if eye_indices is not None else None
         self.batch_size = max(1, int(batch_size))
         if refine is not None and refine not in hm.REFINEMENTS:
             raise ValueError(f"refine must be one of {hm.REFINEMENTS}, got {refine!r}")
@@ -156,16 +210,21 @@ class OnnxLandmarker:
                 for i in range(0, len(batch), self.batch_size)]
         return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
 
-    def predict(self, image_rgb, boxes, flip_test: bool = False, recrop: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """-> (landmarks (N, M, 2) in image px, confidence (N, M)). `recrop`: a second pass at recrop_boxes."""
-        landmarks, confidence = self._predict_at(image_rgb, boxes, flip_test)
-        if recrop and len(landmarks):
-            second = self._predict_at(image_rgb, recrop_boxes(landmarks, boxes), flip_test)
-            landmarks, confidence = merge_passes((landmarks, confidence), second)
-        return landmarks, confidence
+    def predict(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False,
+                rolls=None) -> tuple[np.ndarray, np.ndarray]:
+        """-> (landmarks (N, M, 2) in image px, confidence (N, M)). `rolls`: each face's crop turned by that many
+        degrees (a face detector's estimate, prepare_faces). `recrop`: a second pass (second_pass) on every face;
+        None: on the tilted faces only; False: none."""
+        first = self._predict_at(image_rgb, boxes, flip_test, rolls)
+        if recrop is False or not len(first[0]):
+            return first
+        plan = second_pass(first[0], boxes, self.eye_indices, every=bool(recrop))
+        if not len(plan.index):
+            return first
+        return merge_passes(first, self._predict_at(image_rgb, plan.boxes, flip_test, plan.rolls), plan)
 
-    def _predict_at(self, image_rgb, boxes, flip_test: bool) -> tuple[np.ndarray, np.ndarray]:
-        batch, transforms = prepare_faces(image_rgb, boxes, self.input_size)
+    def _predict_at(self, image_rgb, boxes, flip_test: bool, rolls=None) -> tuple[np.ndarray, np.ndarray]:
+        batch, transforms = prepare_faces(image_rgb, boxes, self.input_size, rolls)
         if len(batch) == 0:
             return np.zeros((0, 0, 2)), np.zeros((0, 0), np.float32)
         heat = self.run(batch)

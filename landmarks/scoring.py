@@ -81,7 +81,7 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
     the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
-    the box of its first-pass points (landmarks.landmarker.recrop_boxes). `low_resolution` (a
+    the box of its first-pass points (landmarks.landmarker.second_pass). `low_resolution` (a
     landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction and maps the points
     back."""
     out, done = {}, 0
@@ -93,14 +93,15 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         scale = np.ones(2)  # the photo's scale, where low_resolution shrank it
         if low_resolution is not None:
             image, boxes, scale = low_resolution.apply(image, boxes)
-        faces = group
+        faces, rolls = group, None
         if detector is not None:
-            found = detector.detect(image).boxes
-            matches = match_faces(found, boxes)
+            found = detector.detect(image)
+            matches = match_faces(found.boxes, boxes)
             faces = [s for s, m in zip(group, matches) if m is not None]
-            boxes = found[[m for m in matches if m is not None]]
+            picked = [m for m in matches if m is not None]
+            boxes, rolls = found.boxes[picked], found.rolls[picked]
         if faces:
-            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop)
+            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls)
             for s, pts in zip(faces, landmarks):
                 out[s.sample_id] = restore(pts, scale)
         done += len(group)

@@ -212,7 +212,7 @@ async def score(model, samples, info) -> dict:
             image = sample.image if getattr(sample, "image", None) is not None \
                 else await asyncio.to_thread(load_image, sample)
             box = np.asarray(sample.box, dtype=np.float32).reshape(1, 4)
-            landmarks, _, _ = await align_faces(model, image, box)
+            landmarks, *_ = await align_faces(model, image, box)
             return sample.sample_id, landmarks[0]
 
     predictions = dict(await asyncio.gather(*(predict(s) for s in samples)))

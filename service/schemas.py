@@ -31,18 +31,27 @@ class ModelRef(BaseModel):
 class Face(BaseModel):
     box: Box = Field(description="the box the landmarks were cropped around: the one sent, or the detected face "
                      "mapped onto the landmark box convention (sending it back with the same recrop gives the same "
-                     "landmarks)")
+                     "landmarks when box_roll is 0)")
+    box_roll: float = Field(0.0, description="degrees the first crop was turned by about the box's centre (positive: "
+                            "clockwise on screen): 0 for boxes sent and upright faces; for a face the detector finds "
+                            "tilted by 20 degrees or more, its tilt, and the box is then the face's box in its own "
+                            "upright frame (turn it by box_roll to draw it)")
     detection_score: float | None = Field(None, description="detector confidence in (0, 1]; only for detected faces")
     detection_box: Box | None = Field(None, description="the face detector's own box; only for detected faces")
     landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")
     confidence: list[float] = Field(description="heatmap peak value per landmark")
+    roll: float | None = Field(None, description="the face's in-plane tilt in degrees from its landmarks: the line "
+                               "through the outer eye corners, 0 upright, positive clockwise on screen, in (-180, "
+                               "180]; null for a landmark layout without known eye corners")
+    passes: int = Field(1, description="2 where the second pass ran on this face (see recrop), else 1")
 
 
 class AlignResponse(BaseModel):
     faces: list[Face]
     model: ModelRef
-    recrop: bool = Field(description="whether the second pass ran (the recrop query parameter, or its default: on "
-                         "for detected faces, off for boxes sent)")
+    recrop: bool = Field(description="whether every face got the second pass (the recrop query parameter, or its "
+                         "default: on for detected faces, off for boxes sent); without recrop=false a face tilted by "
+                         "20 degrees or more gets it anyway (each face's passes)")
     timing_ms: dict[str, float]
 
 

@@ -153,13 +153,15 @@ def test_onnx_landmarker_and_predict_with_landmarker(tmp_path, afw):
         lm.predict(image, [[0, 0, 0, 0]])
 
 
-def test_recrop_boxes_frame_the_first_pass_points():
-    from landmarks.landmarker import recrop_boxes
+def test_second_pass_frames_the_first_pass_points():
+    from landmarks.landmarker import second_pass
 
     spread = np.array([[10.0, 20.0], [50.0, 25.0], [30.0, 90.0]])
     on_a_line = np.array([[5.0, 5.0], [5.0, 40.0], [5.0, 60.0]])  # no width: no crop can be framed on it
     boxes = np.array([[0.0, 0.0, 100.0, 100.0], [1.0, 2.0, 30.0, 40.0]])
-    np.testing.assert_array_equal(recrop_boxes([spread, on_a_line], boxes), [[10, 20, 50, 90], [1, 2, 30, 40]])
+    plan = second_pass([spread, on_a_line], boxes)
+    np.testing.assert_allclose(plan.boxes, [[10, 20, 50, 90], [1, 2, 30, 40]], atol=1e-9)
+    assert plan.index.tolist() == [0, 1] and plan.rolls.tolist() == [0, 0] and not plan.tilted.any()
 
 
 def test_tiny_dataset_without_shared_data(tmp_path):

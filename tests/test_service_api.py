@@ -67,13 +67,16 @@ def test_align_multipart_and_json_agree(client):
 
 
 def test_align_matches_the_shared_landmarker(client, model_dirs):
-    from landmarks.landmarker import OnnxLandmarker
+    from landmarks.landmarker import OnnxLandmarker, eye_indices_for
 
     image = png_bytes()
     boxes = [BOX, [30, 20, 100, 100]]
     r = client.post("/align", json={"image": b64(image), "boxes": boxes})
-    expected, conf = OnnxLandmarker(model_dirs[1] / "model.onnx", 64).predict(
-        cv2.cvtColor(cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), boxes)
+    card = json.loads((model_dirs[1] / "model_card.json").read_text())
+    # boxes sent: one pass, and a second on the faces whose points look tilted (the service's default)
+    expected, conf = OnnxLandmarker(model_dirs[1] / "model.onnx", 64, eye_indices=eye_indices_for(card)).predict(
+        cv2.cvtColor(cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), boxes,
+        recrop=None)
     got = np.asarray([f["landmarks"] for f in r.json()["faces"]])
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_allclose([f["confidence"] for f in r.json()["faces"]], conf, atol=1e-5)

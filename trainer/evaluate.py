@@ -39,7 +39,8 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
     if card.get("num_landmarks") not in (None, info.num_landmarks):
         raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
     flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
-    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads)
+    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads,
+                                eye_indices=info.norm_indices)
     detector = None
     if detected_boxes:
         from landmarks.face_detector import FaceDetector

@@ -7,7 +7,9 @@ from fastapi import APIRouter, Query, Request
 
 from ..deps import Metrics, Models, Settings
 from ..detection import check_max_faces, detect_faces
-from ..inference import align_faces, flip_pairs_of
+from landmarks.geometry import face_roll
+
+from ..inference import align_faces, eye_indices_of, flip_pairs_of
 from ..requests import decode_and_check, read_align_body
 from ..schemas import DATASET_PATTERN, AlignRequest, AlignResponse, problem_responses
 from ..security import AlignKey
@@ -45,10 +47,12 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
                                    "and the heatmaps are averaged; about twice the landmark time for a lower "
                                    "error (README: flip test)"),
                 recrop: bool | None = Query(None, description="a second pass: each face is cropped again at the "
-                                            "box of its first-pass points and the two answers are averaged; about "
-                                            "twice the landmark time, for a lower error where the boxes are not "
-                                            "tight around the face's points (README: second pass). Default: on for "
-                                            "the faces the service detects, off for boxes sent")):
+                                            "box of its first-pass points and the two answers are averaged (a face "
+                                            "tilted by 20 degrees or more is cropped turned upright and that answer "
+                                            "stands); about twice the landmark time, for a lower error where the "
+                                            "boxes are not tight around the face's points (README: second pass). "
+                                            "Default: on for the faces the service detects; for boxes sent, on for "
+                                            "tilted faces only")):
     dataset = dataset or settings.default_dataset
     keep = check_max_faces(max_faces, settings.max_faces)
     start = time.perf_counter()
@@ -62,22 +66,27 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         detect_timing = {"detect": detect_ms}
     # the detector's boxes frame faces unlike the true points' box the model learnt on, and the second pass wins
     # that back (README: second pass); a caller's own boxes may already be tight, so theirs stay one pass
-    second_pass = recrop if recrop is not None else detected is not None
+    # a caller's boxes sent without recrop: one pass, and a second only for the faces the first finds tilted
+    second_pass = recrop if recrop is not None else (True if detected is not None else None)
+    rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
     async with models.use(dataset) as model:
         flip_pairs = flip_pairs_of(model) if flip else None
+        eyes = eye_indices_of(model)
         if len(boxes):
-            landmarks, confidence, timing = await align_faces(model, image, boxes, flip_pairs, second_pass)
+            landmarks, confidence, passes, timing = await align_faces(model, image, boxes, flip_pairs, second_pass,
+                                                                      rolls)
         else:  # nothing detected: an empty answer, not an error
-            landmarks, confidence, timing = [], [], {}
+            landmarks, confidence, passes, timing = [], [], [], {}
         described = model.describe()
     metrics.faces.labels(dataset).inc(len(boxes))
-    faces = [{"box": [float(v) for v in box], "landmarks": lm.astype(float).tolist(),
-              "confidence": conf.astype(float).tolist()}
-             for box, lm, conf in zip(boxes, landmarks, confidence)]
+    faces = [{"box": [float(v) for v in box], "box_roll": float(box_roll), "landmarks": lm.astype(float).tolist(),
+              "confidence": conf.astype(float).tolist(), "passes": int(n),
+              "roll": None if eyes is None else round(face_roll(lm, eyes), 2)}
+             for box, box_roll, lm, conf, n in zip(boxes, rolls, landmarks, confidence, passes)]
     if detected is not None:
         for face, score, det_box in zip(faces, detected.scores, detected.detector_boxes):
             face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
-    return {"faces": faces, "model": described, "recrop": second_pass,
+    return {"faces": faces, "model": described, "recrop": bool(second_pass),
             "timing_ms": {k: round(v, 3) for k, v in timing.items()}}

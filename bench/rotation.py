@@ -1,0 +1,122 @@
+"""Tilted faces: NME as the photo turns, with every crop upright (the service before tilted faces were turned) and
+with crops that turn with a tilted face (landmarks.landmarker.TILTED: the face detector's eye keypoints for the
+first pass, the first pass's eye corners for the second).
+
+Each photo of the set is turned about its centre by each angle on a canvas that keeps every pixel, with its points.
+Boxes:
+- the true points' box (the axis-aligned box of the turned points: what a caller's tight box is). Upright: one pass
+  (the default for boxes sent before) and two passes (`?recrop=true`); turned: the default for boxes sent now (a
+  second pass on tilted faces only) and `?recrop=true`.
+- the service's face detector (`/align` without boxes, two passes). Upright: the detector's box with no roll and
+  an upright second pass; turned: what /align does now.
+Each turned rule is paired face by face with its upright counterpart (share of faces better, Wilcoxon p). Also
+printed: the detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed.
+
+    .venv/bin/python bench/rotation.py [--model sdhrnet/default_model] [--set dev] [--angles 0 15 30 45 60 90]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from results_table import TEST_SETS
+from trainer.evaluate import resolve_model
+from landmarks import metrics
+from landmarks.datasets import get_info, load_samples
+from landmarks.datasets.base import load_image
+from landmarks.face_detector import FaceDetector, match_faces
+from landmarks.geometry import face_roll, landmark_box, transform_points, turn_image
+from landmarks.landmarker import OnnxLandmarker, eye_indices_for
+from landmarks.selection import paired
+
+RULES = {  # name: (box kind, eye corners known (turned crops), recrop)
+    "true box, upright, one pass": ("true", False, False),
+    "true box, turned, default": ("true", True, None),
+    "true box, upright, two passes": ("true", False, True),
+    "true box, turned, two passes": ("true", True, True),
+    "detector, upright, two passes": ("detector", False, True),
+    "detector, turned, two passes": ("detector", True, True),
+}
+PAIRS = [("true box, upright, one pass", "true box, turned, default"),
+         ("true box, upright, two passes", "true box, turned, two passes"),
+         ("detector, upright, two passes", "detector, turned, two passes")]
+
+
+def tilt_error(found_roll: float, true_roll: float) -> float:
+    return abs((found_roll - true_roll + 180.0) % 360.0 - 180.0)
+
+
+def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetector) -> tuple[dict, dict]:
+    """-> ({rule: {sample id: NME}}, {"tilt_error": [degrees per face found], "missed": faces not found}). A
+    detection matches the turned face's box at IoU 0.3: a tilted face's box in its own frame overlaps the upright
+    box of its turned points less than an upright face's does."""
+    nmes = {rule: {} for rule in RULES}
+    errors, missed = [], 0
+    for s in samples:
+        image, m = turn_image(load_image(s), angle)
+        truth = transform_points(s.landmarks, m)
+        true_box = landmark_box(truth)[None]
+        found = detector.detect(image)
+        match = match_faces(found.boxes, true_box, min_iou=0.3)[0]
+        if match is None:
+            missed += 1
+        else:  # the detector's own estimate, also where it is below TILTED and the crop stays upright
+            raw, _, tilts = detector.raw_detect(image)
+            own = match_faces(detector.mapping.apply(raw, tilts), true_box, min_iou=0.3)[0]
+            if own is not None:
+                errors.append(tilt_error(float(tilts[own]), face_roll(truth, info.norm_indices)))
+        for rule, (kind, turned, recrop) in RULES.items():
+            if kind == "detector" and match is None:
+                continue
+            box = true_box if kind == "true" else found.boxes[[match]]
+            rolls = found.rolls[[match]] if kind == "detector" and turned else None
+            points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls)
+            nmes[rule][s.sample_id] = float(metrics.nme_per_image(points, truth[None], info)[0])
+    return nmes, {"tilt_error": errors, "missed": missed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="sdhrnet/default_model", help="anything `sdhrnet evaluate --model` takes")
+    names = [t.name for t in TEST_SETS if not t.detected_boxes and t.occlusion is None and t.low_resolution is None]
+    ap.add_argument("--set", default=names[0], choices=names, help="a results-table test set")
+    ap.add_argument("--every", type=int, default=1, help="score every n-th face (p1-ytf68 test has 770)")
+    ap.add_argument("--angles", type=float, nargs="+", default=[0, 10, 20, 30, 45, 60, 75, 90])
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    args = ap.parse_args()
+    t = next(t for t in TEST_SETS if t.name == args.set)
+    info, samples = get_info(t.dataset), load_samples(t.dataset, t.root, t.split)[::args.every]
+    onnx_path, card = resolve_model(args.model)
+    landmarkers = {turned: OnnxLandmarker(onnx_path, input_size=card.get("input_size"), threads=args.threads,
+                                          eye_indices=eye_indices_for(card) if turned else None)
+                   for turned in (False, True)}
+    detector = FaceDetector()
+    print(f"{t.name}: {len(samples)} faces, {args.model}, {args.threads} thread(s); NME by rule and angle\n")
+    print("| turned by | " + " | ".join(RULES) + " | detector tilt error, mean / p90 | missed |\n|"
+          + " --- |" * (len(RULES) + 3))
+    report = {}
+    for angle in args.angles:
+        nmes, extra = at_angle(samples, info, angle, landmarkers, detector)
+        comparisons = {f"{a} -> {b}": paired([nmes[a]], [nmes[b]]) for a, b in PAIRS}
+        report[str(angle)] = {"nme": {r: float(np.mean(list(v.values()))) for r, v in nmes.items()},
+                              "comparisons": comparisons, "per_face": nmes, **extra}
+        errors = extra["tilt_error"] or [math.nan]
+        print(f"| {angle:g} | " + " | ".join(f"{report[str(angle)]['nme'][r]:.4f}" for r in RULES)
+              + f" | {np.mean(errors):.1f} / {np.percentile(errors, 90):.1f} | {extra['missed']} |", flush=True)
+    print("\nturned against upright, face by face: share of faces better, Wilcoxon p")
+    print("| turned by | " + " | ".join(f"{b}" for _, b in PAIRS) + " |\n|" + " --- |" * (len(PAIRS) + 1))
+    for angle, r in report.items():
+        print(f"| {float(angle):g} | " + " | ".join(
+            f"{c['relative_change']:+.1%}, {c['b_better_share']:.0%}, {c['wilcoxon_p']:.2g}"
+            for c in r["comparisons"].values()) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
