@@ -45,7 +45,12 @@
     for (const face of faces) {
       if (face.detection_score == null) continue;
       const [x1, y1, x2, y2] = face.box;
-      ctx.strokeRect(x1 * scale, y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale);
+      // a tilted face's box is in its own upright frame: turned by box_roll about its centre (clockwise on screen)
+      ctx.save();
+      ctx.translate((x1 + x2) / 2 * scale, (y1 + y2) / 2 * scale);
+      ctx.rotate((face.box_roll || 0) * Math.PI / 180);
+      ctx.strokeRect(-(x2 - x1) / 2 * scale, -(y2 - y1) / 2 * scale, (x2 - x1) * scale, (y2 - y1) * scale);
+      ctx.restore();
     }
     ctx.fillStyle = "#ff1744";
     const radius = Math.max(2.5, Math.min(canvas.width, canvas.height) / 200);
