@@ -10,7 +10,8 @@ Boxes:
 - the service's face detector (`/align` without boxes, two passes). Upright: the detector's box with no roll and
   an upright second pass; turned: what /align does now.
 Each turned rule is paired face by face with its upright counterpart (share of faces better, Wilcoxon p). Also
-printed: the detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed.
+printed: the detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed; with
+`--dlib`, dlib's HOG detector and 68-point predictor on the faces HOG finds (bench/versus_dlib.py's tools).
 
     .venv/bin/python bench/rotation.py [--model sdhrnet/default_model] [--set dev] [--angles 0 15 30 45 60 90]
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_table import TEST_SETS
+from results_table import DEV, TEST_SETS
 from trainer.evaluate import resolve_model
 from landmarks import metrics
 from landmarks.datasets import get_info, load_samples
@@ -50,12 +51,15 @@ def tilt_error(found_roll: float, true_roll: float) -> float:
     return abs((found_roll - true_roll + 180.0) % 360.0 - 180.0)
 
 
-def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetector) -> tuple[dict, dict]:
+def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetector, dlib_tools=None
+             ) -> tuple[dict, dict]:
     """-> ({rule: {sample id: NME}}, {"tilt_error": [degrees per face found], "missed": faces not found}). A
     detection matches the turned face's box at IoU 0.3: a tilted face's box in its own frame overlaps the upright
     box of its turned points less than an upright face's does."""
     nmes = {rule: {} for rule in RULES}
-    errors, missed = [], 0
+    errors, missed, dlib_missed = [], 0, 0
+    if dlib_tools is not None:
+        nmes["dlib: HOG + its predictor"] = {}
     for s in samples:
         image, m = turn_image(load_image(s), angle)
         truth = transform_points(s.landmarks, m)
@@ -76,7 +80,17 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
             rolls = found.rolls[[match]] if kind == "detector" and turned else None
             points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls)
             nmes[rule][s.sample_id] = float(metrics.nme_per_image(points, truth[None], info)[0])
-    return nmes, {"tilt_error": errors, "missed": missed}
+        if dlib_tools is not None:
+            hog, predictor = dlib_tools
+            boxes = hog.detect(image).boxes
+            found_by_hog = match_faces(boxes, true_box, min_iou=0.3)[0]
+            if found_by_hog is None:
+                dlib_missed += 1
+            else:
+                points, _ = predictor.predict(image, boxes[[found_by_hog]])
+                nmes["dlib: HOG + its predictor"][s.sample_id] = float(
+                    metrics.nme_per_image(points, truth[None], info)[0])
+    return nmes, {"tilt_error": errors, "missed": missed, "dlib_missed": dlib_missed}
 
 
 def main() -> None:
@@ -87,6 +101,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="score every n-th face (p1-ytf68 test has 770)")
     ap.add_argument("--angles", type=float, nargs="+", default=[0, 10, 20, 30, 45, 60, 75, 90])
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    ap.add_argument("--dlib", action="store_true", help="also dlib's HOG detector and 68-point predictor "
+                    "(bench/versus_dlib.py; pip install -e '.[compare]'), on the faces HOG finds")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     t = next(t for t in TEST_SETS if t.name == args.set)
@@ -96,18 +112,32 @@ def main() -> None:
                                           eye_indices=eye_indices_for(card) if turned else None)
                    for turned in (False, True)}
     detector = FaceDetector()
+    dlib_tools = None
+    if args.dlib:
+        from versus_dlib import DlibDetector, DlibLandmarker, fit_hog_mapping, predictor_path
+
+        mapping, fitted_on = fit_hog_mapping(DEV.root, 400, 0)  # as versus_dlib.py fits it
+        print(f"HOG box -> landmark box fitted on {fitted_on}", flush=True)
+        dlib_tools = (DlibDetector(mapping), DlibLandmarker(predictor_path(), mapping))
     print(f"{t.name}: {len(samples)} faces, {args.model}, {args.threads} thread(s); NME by rule and angle\n")
-    print("| turned by | " + " | ".join(RULES) + " | detector tilt error, mean / p90 | missed |\n|"
-          + " --- |" * (len(RULES) + 3))
+    dlib_head = " dlib: HOG + its predictor |" if dlib_tools is not None else ""
+    print("| turned by | " + " | ".join(RULES) + " | detector tilt error, mean / p90 | missed |" + dlib_head + "\n|"
+          + " --- |" * (len(RULES) + 3 + bool(dlib_tools)))
     report = {}
     for angle in args.angles:
-        nmes, extra = at_angle(samples, info, angle, landmarkers, detector)
+        nmes, extra = at_angle(samples, info, angle, landmarkers, detector, dlib_tools)
         comparisons = {f"{a} -> {b}": paired([nmes[a]], [nmes[b]]) for a, b in PAIRS}
         report[str(angle)] = {"nme": {r: float(np.mean(list(v.values()))) for r, v in nmes.items()},
                               "comparisons": comparisons, "per_face": nmes, **extra}
         errors = extra["tilt_error"] or [math.nan]
+        dlib_cell = ""
+        if dlib_tools is not None:
+            scored = nmes["dlib: HOG + its predictor"]
+            mean = np.mean(list(scored.values())) if scored else math.nan
+            dlib_cell = f" {mean:.4f} on {len(scored)}, missed {extra['dlib_missed']} |"
         print(f"| {angle:g} | " + " | ".join(f"{report[str(angle)]['nme'][r]:.4f}" for r in RULES)
-              + f" | {np.mean(errors):.1f} / {np.percentile(errors, 90):.1f} | {extra['missed']} |", flush=True)
+              + f" | {np.mean(errors):.1f} / {np.percentile(errors, 90):.1f} | {extra['missed']} |{dlib_cell}",
+              flush=True)
     print("\nturned against upright, face by face: share of faces better, Wilcoxon p")
     print("| turned by | " + " | ".join(f"{b}" for _, b in PAIRS) + " |\n|" + " --- |" * (len(PAIRS) + 1))
     for angle, r in report.items():
