@@ -253,3 +253,24 @@ def test_a_tilted_face_is_cropped_turned_with_or_without_boxes(client, photo):
 
     upright = client.post("/align", json={"image": b64(data), "boxes": [[float(v) for v in sample.box]]}).json()
     assert upright["faces"][0]["passes"] == 1 and abs(upright["faces"][0]["roll"]) < TILTED
+
+
+def test_a_photo_stored_on_its_side_is_turned_by_its_exif_orientation(client, photo):
+    """A phone stores a portrait photo on its side with an EXIF note to turn it: the decoder applies it, so the face
+    is upright and the points come back in the photo as it is shown."""
+    import io
+
+    import cv2
+    Image = pytest.importorskip("PIL.Image")
+
+    sample, data = photo
+    upright = _rgb(data)
+    stored = Image.fromarray(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    shown = client.post("/align", json={"image": b64(buffer.getvalue())}).json()["faces"]
+    plain = client.post("/align", json={"image": b64(data)}).json()["faces"]
+    assert len(shown) == len(plain) == 1 and abs(shown[0]["roll"]) < TILTED
+    assert np.median(np.linalg.norm(np.asarray(shown[0]["landmarks"]) - plain[0]["landmarks"], axis=1)) < 2.0
