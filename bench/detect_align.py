@@ -96,7 +96,7 @@ def measure(data_root: Path, model_dir: Path, rounds: int, threads: int) -> dict
         raw_iou.append(best_match(found.detector_boxes, s.box)[1])
         gt_pred[s.sample_id] = landmarker.predict(image, s.box[None])[0][0]
         if i is not None and iou >= MATCH_IOU:
-            det_pred[s.sample_id] = landmarker.predict(image, found.boxes[i][None])[0][0]
+            det_pred[s.sample_id] = landmarker.predict(image, found.boxes[i][None], rolls=found.rolls[[i]])[0][0]
         else:
             missed.append(s.sample_id)
 
@@ -150,7 +150,7 @@ def detect_then_align(detector, landmarker, **options):
     def run(image, _box) -> int:
         found = detector.detect(image)
         if len(found):
-            landmarker.predict(image, found.boxes, **options)
+            landmarker.predict(image, found.boxes, rolls=found.rolls, **options)
         return len(found)
     return run
 

@@ -41,36 +41,38 @@ def jittered(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return box + rng.uniform(-JITTER, JITTER, 4) * side
 
 
-def box_kinds(samples, detector: FaceDetector, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """Box kind -> {sample id: box}; a face the detector misses has no detected box."""
+def box_kinds(samples, detector: FaceDetector, seed: int) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
+    """Box kind -> {sample id: (box, the crop's roll)}; a face the detector misses has no detected box."""
     rng = np.random.default_rng(seed)
     kinds = {"true points' box": {}, "face detector": {}, f"edges moved up to {JITTER:.0%}": {},
              **{name: {} for name in SCALES}}
     for s in samples:
-        kinds["true points' box"][s.sample_id] = s.box
-        kinds[f"edges moved up to {JITTER:.0%}"][s.sample_id] = jittered(s.box, rng)
+        kinds["true points' box"][s.sample_id] = (s.box, 0.0)
+        kinds[f"edges moved up to {JITTER:.0%}"][s.sample_id] = (jittered(s.box, rng), 0.0)
         for name, factor in SCALES.items():
-            kinds[name][s.sample_id] = scale_box(s.box, factor)
+            kinds[name][s.sample_id] = (scale_box(s.box, factor), 0.0)
     for group in faces_by_photo(samples):
-        found = detector.detect(load_image(group[0])).boxes
-        for s, m in zip(group, match_faces(found, np.stack([s.box for s in group]))):
+        found = detector.detect(load_image(group[0]))
+        for s, m in zip(group, match_faces(found.boxes, np.stack([s.box for s in group]))):
             if m is not None:
-                kinds["face detector"][s.sample_id] = found[m]
+                kinds["face detector"][s.sample_id] = (found.boxes[m], float(found.rolls[m]))
     return kinds
 
 
-def passes(landmarker: OnnxLandmarker, samples, boxes: dict[str, np.ndarray], info) -> tuple[dict, float, float]:
+def passes(landmarker: OnnxLandmarker, samples, boxes: dict[str, tuple[np.ndarray, float]], info
+           ) -> tuple[dict, float, float]:
     """-> ({pass name: {sample id: NME}}, ms per face for one pass, for both)."""
     out = {"one pass": {}, "second pass alone": {}, "mean of both": {}}
     one_s = two_s = 0.0
     for s in samples:
         if s.sample_id not in boxes:
             continue
-        image, box = load_image(s), boxes[s.sample_id][None]
+        image, (box, roll) = load_image(s), boxes[s.sample_id]
+        box, rolls = box[None], [roll]
         t0 = time.perf_counter()
-        first = landmarker.predict(image, box)
+        first = landmarker.predict(image, box, rolls=rolls)
         t1 = time.perf_counter()
-        plan = second_pass(first[0], box, landmarker.eye_indices)
+        plan = second_pass(first[0], box, landmarker.eye_indices, rolls=rolls)
         second = landmarker.predict(image, plan.boxes, rolls=plan.rolls)
         both = merge_passes(first, second, plan)
         t2 = time.perf_counter()

@@ -76,8 +76,12 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
         for rule, (kind, turned, recrop) in RULES.items():
             if kind == "detector" and match is None:
                 continue
-            box = true_box if kind == "true" else found.boxes[[match]]
-            rolls = found.rolls[[match]] if kind == "detector" and turned else None
+            if kind == "true":
+                box, rolls = true_box, None
+            elif turned:
+                box, rolls = found.boxes[[match]], found.rolls[[match]]
+            else:  # the service before: the detector's box mapped with its offset upright, crops upright
+                box, rolls = detector.mapping.apply(found.detector_boxes[[match]]), None
             points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls)
             nmes[rule][s.sample_id] = float(metrics.nme_per_image(points, truth[None], info)[0])
         if dlib_tools is not None:

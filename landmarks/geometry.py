@@ -137,6 +137,8 @@ def upright_box(points, roll: float) -> np.ndarray:
     about their centroid, placed at the matching centre in the image ([x1, y1, x2, y2] in image px), so that
     crop_face(image, box, S, roll) frames them as landmark_box frames an upright face."""
     pts = np.asarray(points, dtype=np.float64)
+    if roll == 0:
+        return landmark_box(pts)
     centroid = pts.mean(axis=0)
     box = landmark_box(turn_points(pts, -roll, centroid))
     half = (box[2:] - box[:2]) / 2
@@ -154,14 +156,6 @@ def turn_image(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarra
     m[:, 2] += np.array([(out_w - 1) / 2, (out_h - 1) / 2]) - np.array([(w - 1) / 2, (h - 1) / 2])
     return cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0), m
-
-
-def enclosing_box(box, roll: float) -> np.ndarray:
-    """The upright image box around `box` turned by `roll` about its centre (what to draw on the photo)."""
-    b = validate_box(box)
-    centre, half = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) / 2
-    corners = turn_points(centre + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half, roll, centre)
-    return landmark_box(corners)
 
 
 def _normalize_arithmetic(crop: np.ndarray) -> np.ndarray:

@@ -131,27 +131,34 @@ class SecondPass:
     tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
 
 
-def second_pass(landmarks, boxes, eye_indices=None, every: bool = True) -> SecondPass:
+def second_pass(landmarks, boxes, eye_indices=None, every: bool = True, rolls=None) -> SecondPass:
     """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
     upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
     is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
     TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
     of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
     cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
-    measured both rules). A face whose points collapsed onto a line keeps its box."""
+    measured both rules). Without eye corners, or where the points are not finite, a face keeps the turn of its first
+    crop (`rolls`, none: upright) and the answers are averaged; a face whose points collapsed onto a line also keeps
+    its box."""
     out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    rolls = np.zeros(len(out))
+    first = np.zeros(len(out)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
+    out_rolls, tilted = first.copy(), np.zeros(len(out), bool)
     for i, pts in enumerate(landmarks):
         if not np.all(np.isfinite(pts)):
             continue
-        roll = geometry.face_roll(pts, eye_indices) if eye_indices is not None else 0.0
-        roll = roll if abs(roll) >= TILTED else 0.0
+        roll = first[i]
+        if eye_indices is not None:
+            measured = geometry.face_roll(pts, eye_indices)
+            roll = measured if abs(measured) >= TILTED else 0.0
+            tilted[i] = roll != 0
         box = geometry.upright_box(pts, roll)
         if box[2] > box[0] and box[3] > box[1]:
-            out[i], rolls[i] = box, roll
-    tilted = rolls != 0
+            out[i], out_rolls[i] = box, roll
+        else:
+            tilted[i] = False
     index = np.arange(len(out)) if every else np.flatnonzero(tilted)
-    return SecondPass(index, out[index], rolls[index], tilted[index])
+    return SecondPass(index, out[index], out_rolls[index], tilted[index])
 
 
 def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +225,7 @@ class OnnxLandmarker:
         first = self._predict_at(image_rgb, boxes, flip_test, rolls)
         if recrop is False or not len(first[0]):
             return first
-        plan = second_pass(first[0], boxes, self.eye_indices, every=bool(recrop))
+        plan = second_pass(first[0], boxes, self.eye_indices, every=bool(recrop), rolls=rolls)
         if not len(plan.index):
             return first
         return merge_passes(first, self._predict_at(image_rgb, plan.boxes, flip_test, plan.rolls), plan)

@@ -212,7 +212,8 @@ async def score(model, samples, info) -> dict:
             image = sample.image if getattr(sample, "image", None) is not None \
                 else await asyncio.to_thread(load_image, sample)
             box = np.asarray(sample.box, dtype=np.float32).reshape(1, 4)
-            landmarks, *_ = await align_faces(model, image, box)
+            # as /align answers a box sent: one pass, and a second on a face the first finds tilted
+            landmarks, *_ = await align_faces(model, image, box, recrop=None)
             return sample.sample_id, landmarks[0]
 
     predictions = dict(await asyncio.gather(*(predict(s) for s in samples)))

@@ -33,7 +33,7 @@ async def align_faces(model, image: np.ndarray, boxes: np.ndarray, flip_pairs=No
     answer = await _one_pass(model, image, boxes, rolls, flip_pairs, timing)
     passes = np.ones(len(boxes), int)
     if recrop is not False and len(boxes):
-        plan = second_pass(answer[0], boxes, eye_indices_of(model), every=bool(recrop))
+        plan = second_pass(answer[0], boxes, eye_indices_of(model), every=bool(recrop), rolls=rolls)
         if len(plan.index):
             second = await _one_pass(model, image, plan.boxes, plan.rolls, flip_pairs, timing)
             answer = merge_passes(answer, second, plan)

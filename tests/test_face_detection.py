@@ -65,7 +65,8 @@ def test_detector_finds_the_face_in_dev_photos_and_nme_holds(detector, dev):
         iou = box_iou(sample.box, found.boxes)
         ious.append(iou.max() if len(iou) else 0.0)
         if len(iou) and iou.max() >= 0.5:
-            with_detected.append(landmarker.predict(image, found.boxes[int(iou.argmax())][None])[0][0])
+            i = int(iou.argmax())
+            with_detected.append(landmarker.predict(image, found.boxes[[i]], rolls=found.rolls[[i]])[0][0])
             with_truth.append(landmarker.predict(image, sample.box[None])[0][0])
             gt.append(sample.landmarks)
     recall = float(np.mean(np.asarray(ious) >= 0.5))

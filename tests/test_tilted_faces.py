@@ -41,14 +41,6 @@ def test_a_crop_turned_with_the_face_sees_it_as_the_upright_crop_does(degrees):
     np.testing.assert_allclose(g.transform_points(tilted, turned_crop), g.transform_points(face, upright), atol=1e-9)
 
 
-def test_enclosing_box_of_a_turned_box():
-    box = np.array([10.0, 20.0, 50.0, 40.0])
-    np.testing.assert_allclose(g.enclosing_box(box, 0), box)
-    np.testing.assert_allclose(g.enclosing_box(box, 90), [20, 10, 40, 50], atol=1e-9)
-    side = 40 * np.cos(np.pi / 4) + 20 * np.sin(np.pi / 4)
-    np.testing.assert_allclose(np.diff(g.enclosing_box(box, 45).reshape(2, 2), axis=0)[0], [side, side], atol=1e-9)
-
-
 def test_turn_image_moves_pixels_with_the_points():
     image = np.zeros((60, 90, 3), np.uint8)
     image[10, 70] = 255
@@ -88,6 +80,9 @@ def test_second_pass_turns_only_tilted_faces_upright():
     only = second_pass([level, tilted, slight], boxes, EYES, every=False)
     assert only.index.tolist() == [1] and only.tilted.tolist() == [True]
     assert not second_pass([tilted], boxes[1:2]).tilted.any(), "without eye corners every crop stays upright"
+    kept = second_pass([tilted, np.full((68, 2), np.nan)], np.tile(boxes[1], (2, 1)), rolls=[33.0, 33.0])
+    assert kept.rolls.tolist() == [33.0, 33.0] and not kept.tilted.any(), "...or keeps the first crop's turn"
+    np.testing.assert_allclose(kept.boxes, [g.upright_box(tilted, 33.0), boxes[1]])
 
 
 def test_merge_passes_averages_replaces_tilted_faces_and_keeps_the_rest():
@@ -154,9 +149,9 @@ def test_faces_turned_45_degrees_are_found_turned_and_aligned(dev_faces):
         match = match_faces(found.boxes, g.landmark_box(truth)[None], min_iou=0.3)[0]
         assert match is not None, f"{s.sample_id}: no face found at 45 degrees"
         assert abs(found.rolls[match] - g.face_roll(truth, EYES)) < 12
-        box = found.boxes[[match]]
-        for name, points in (("upright crops", landmarker[None].predict(image, box, recrop=True)[0]),
-                             ("turned crops", landmarker[EYES].predict(image, box, recrop=True,
+        upright_box = detector.mapping.apply(found.detector_boxes[[match]])  # as the service cropped before
+        for name, points in (("upright crops", landmarker[None].predict(image, upright_box, recrop=True)[0]),
+                             ("turned crops", landmarker[EYES].predict(image, found.boxes[[match]], recrop=True,
                                                                        rolls=found.rolls[[match]])[0])):
             nme[name].append(metrics.nme_per_image(points, truth[None], info)[0])
         nme["upright photo"].append(metrics.nme_per_image(

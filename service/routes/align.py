@@ -65,8 +65,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
     # the detector's boxes frame faces unlike the true points' box the model learnt on, and the second pass wins
-    # that back (README: second pass); a caller's own boxes may already be tight, so theirs stay one pass
-    # a caller's boxes sent without recrop: one pass, and a second only for the faces the first finds tilted
+    # that back (README: second pass); a caller's own boxes may already be tight, so theirs get one pass, and a
+    # second only where the first finds the face tilted
     second_pass = recrop if recrop is not None else (True if detected is not None else None)
     rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
     async with models.use(dataset) as model:
@@ -81,7 +81,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     metrics.faces.labels(dataset).inc(len(boxes))
     faces = [{"box": [float(v) for v in box], "box_roll": float(box_roll), "landmarks": lm.astype(float).tolist(),
               "confidence": conf.astype(float).tolist(), "passes": int(n),
-              "roll": None if eyes is None else round(face_roll(lm, eyes), 2)}
+              "roll": None if eyes is None else face_roll(lm, eyes)}
              for box, box_roll, lm, conf, n in zip(boxes, rolls, landmarks, confidence, passes)]
     if detected is not None:
         for face, score, det_box in zip(faces, detected.scores, detected.detector_boxes):
