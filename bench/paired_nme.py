@@ -22,7 +22,8 @@ from landmarks.selection import paired
 
 
 def per_face(uri: str, test_set) -> dict[str, float]:
-    report = evaluate_split(test_set.dataset, test_set.root, test_set.split, model=uri, occlusion=test_set.occlusion)
+    report = evaluate_split(test_set.dataset, test_set.root, test_set.split, model=uri, occlusion=test_set.occlusion,
+                            detected_boxes=test_set.detected_boxes, low_resolution=test_set.low_resolution)
     return report["per_image"]
 
 
@@ -33,6 +34,8 @@ def compare(pairs: list[tuple[str, str]], test_set) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pair", action="append", required=True, help="NAME=A,B: two models (anything evaluate takes)")
+    names = [t.name for t in TEST_SETS]
+    ap.add_argument("--sets", nargs="+", default=names, choices=names, help="results-table test sets (default: all)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     pairs = []
@@ -46,7 +49,7 @@ def main() -> None:
     print("| set | faces | NME A | NME B | faces B improves | mean change | Wilcoxon p |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     out = {}
-    for t in TEST_SETS:
+    for t in (t for t in TEST_SETS if t.name in args.sets):
         r = out[t.name] = compare(pairs, t)
         print(f"| {t.name} | {r['faces']} | {r['nme_a']:.4f} | {r['nme_b']:.4f} | {r['b_better_share']:.0%} | "
               f"{r['relative_change']:+.1%} | {r['wilcoxon_p']:.2g} |", flush=True)
