@@ -112,7 +112,7 @@ TILTED = 20.0
 def eye_indices_for(card: dict) -> tuple[int, int] | None:
     """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
     normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
-    know, whose second pass then crops upright."""
+    know, whose second pass then keeps the turn of each face's first crop."""
     from landmarks.datasets import get_info
 
     try:
@@ -182,7 +182,7 @@ class OnnxLandmarker:
     def __init__(self, onnx_path, input_size: int | None = None, flip_pairs=None, threads: int | None = None,
                  batch_size: int = 16, refine: str | None = None, eye_indices=None):
         """`eye_indices`: the layout's outer eye corners (DatasetInfo.norm_indices), which tell the second pass how a
-        face is tilted; without them every second pass crops upright."""
+        face is tilted; without them a second pass keeps the turn of the face's first crop."""
         import onnxruntime as ort
 
         path = Path(onnx_path)

@@ -5,10 +5,10 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from ..deps import Metrics, Models, Settings
-from ..detection import check_max_faces, detect_faces
 from landmarks.geometry import face_roll
 
+from ..deps import Metrics, Models, Settings
+from ..detection import check_max_faces, detect_faces
 from ..inference import align_faces, eye_indices_of, flip_pairs_of
 from ..requests import decode_and_check, read_align_body
 from ..schemas import DATASET_PATTERN, AlignRequest, AlignResponse, problem_responses
