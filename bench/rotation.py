@@ -69,10 +69,7 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
         if match is None:
             missed += 1
         else:  # the detector's own estimate, also where it is below TILTED and the crop stays upright
-            raw, _, tilts = detector.raw_detect(image)
-            own = match_faces(detector.mapping.apply(raw, tilts), true_box, min_iou=0.3)[0]
-            if own is not None:
-                errors.append(tilt_error(float(tilts[own]), face_roll(truth, info.norm_indices)))
+            errors.append(tilt_error(float(found.tilts[match]), face_roll(truth, info.norm_indices)))
         for rule, (kind, turned, recrop) in RULES.items():
             if kind == "detector" and match is None:
                 continue

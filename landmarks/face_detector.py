@@ -146,18 +146,27 @@ def _side(b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(b[:, 2] - b[:, 0], 1e-6, None) * np.clip(b[:, 3] - b[:, 1], 1e-6, None))
 
 
+def crop_rolls(tilts) -> np.ndarray:
+    """Degrees each crop is turned by: the tilt where it reaches landmarker.TILTED, else 0 (an upright face is
+    cropped as the model's training crops were)."""
+    tilts = np.asarray(tilts, np.float64)
+    return np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
+
+
 @dataclass
 class Detections:
     boxes: np.ndarray  # (N, 4) landmark-convention boxes in image px (a tilted face's in its upright frame): the crops
     detector_boxes: np.ndarray  # (N, 4) the detector's own boxes in image px
     scores: np.ndarray  # (N,) detection scores in (0, 1], best first
-    # (N,) degrees each crop is turned by (geometry.face_roll's convention): the detector's estimate of the face's
-    # tilt where it reaches landmarker.TILTED, else 0; None: all 0
-    rolls: np.ndarray | None = None
+    tilts: np.ndarray | None = None  # (N,) each face's tilt in degrees by the eye keypoints (face_roll's convention)
 
     def __post_init__(self):
-        if self.rolls is None:
-            self.rolls = np.zeros(len(self.scores))
+        if self.tilts is None:
+            self.tilts = np.zeros(len(self.scores))
+
+    @property
+    def rolls(self) -> np.ndarray:
+        return crop_rolls(self.tilts)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -220,15 +229,13 @@ class FaceDetector:
         """Faces in an RGB uint8 image, best first. `min_face_size`: drop faces whose landmark box is smaller
         (longer side, px); `max_faces`: keep the best this many."""
         det_boxes, scores, tilts = self.raw_detect(validate_image(image_rgb))
-        # only a tilted face's crop turns with it, so an upright face is cropped as the model's training crops were
-        rolls = np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
-        boxes = self.mapping.apply(det_boxes, rolls)
+        boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
         h, w = image_rgb.shape[:2]
         big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes[keep], det_boxes[keep], scores[keep], rolls[keep])
+        return Detections(boxes[keep], det_boxes[keep], scores[keep], tilts[keep])
 
 
 def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
