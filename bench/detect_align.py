@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 from landmarks import metrics  # noqa: E402
 from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
 from landmarks.face_detector import MAPPING_PATH, MATCH_IOU, BoxMapping, FaceDetector, box_iou  # noqa: E402
-from landmarks.landmarker import OnnxLandmarker, eye_indices_for  # noqa: E402
+from landmarks.landmarker import OnnxLandmarker  # noqa: E402
+from landmarks.passes import eye_indices_for  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"

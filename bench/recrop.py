@@ -28,7 +28,8 @@ from landmarks.geometry import scale_box
 from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
 from landmarks.face_detector import FaceDetector, match_faces
-from landmarks.landmarker import OnnxLandmarker, eye_indices_for, merge_passes, second_pass
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.passes import eye_indices_for, merge_passes, second_pass
 from landmarks.scoring import faces_by_photo
 from landmarks.selection import paired
 

@@ -1,17 +1,20 @@
 """Tilted faces: NME as the photo turns, with every crop upright (the service before tilted faces were turned) and
-with crops that turn with a tilted face (landmarks.landmarker.TILTED: the face detector's eye keypoints for the
-first pass, the first pass's eye corners for the second).
+with crops that turn with a tilted face (landmarks.passes.TILTED: the face detector's eye keypoints for the
+first pass, the first pass's eye corners for the second, and the detector's look at the box for faces the first pass
+is unsure of, landmarks.passes.turn_unsure).
 
 Each photo of the set is turned about its centre by each angle on a canvas that keeps every pixel, with its points.
 Boxes:
 - the true points' box (the axis-aligned box of the turned points: what a caller's tight box is). Upright: one pass
-  (the default for boxes sent before) and two passes (`?recrop=true`); turned: the default for boxes sent now (a
-  second pass on tilted faces only) and `?recrop=true`.
+  (the default for boxes sent before tilted faces were turned) and two passes (`?recrop=true`); turned: the default
+  for boxes sent now (a second pass on tilted faces, the detector's tilt for unsure ones), the same turned by the
+  points only (the default before the detector was asked), and `?recrop=true`.
 - the service's face detector (`/align` without boxes, two passes). Upright: the detector's box with no roll and
   an upright second pass; turned: what /align does now.
-Each turned rule is paired face by face with its upright counterpart (share of faces better, Wilcoxon p). Also
-printed: the detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed; with
-`--dlib`, dlib's HOG detector and 68-point predictor on the faces HOG finds (bench/versus_dlib.py's tools).
+Each turned rule is paired face by face with its counterpart (share of faces better, Wilcoxon p). Also printed: the
+detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed, its tilt error at
+the true box (FaceDetector.tilt_at, what a box sent gets); with `--dlib`, dlib's HOG detector and 68-point predictor
+on the faces HOG finds (bench/versus_dlib.py's tools).
 
     .venv/bin/python bench/rotation.py [--model sdhrnet/default_model] [--set dev] [--angles 0 15 30 45 60 90]
 """
@@ -30,47 +33,50 @@ from landmarks import metrics
 from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
 from landmarks.face_detector import FaceDetector, match_faces
-from landmarks.geometry import face_roll, landmark_box, transform_points, turn_image
-from landmarks.landmarker import OnnxLandmarker, eye_indices_for
+from landmarks.geometry import angle_difference, face_roll, landmark_box, transform_points, turn_image
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.passes import eye_indices_for
 from landmarks.selection import paired
 
-RULES = {  # name: (box kind, eye corners known (turned crops), recrop)
-    "true box, upright, one pass": ("true", False, False),
-    "true box, turned, default": ("true", True, None),
-    "true box, upright, two passes": ("true", False, True),
-    "true box, turned, two passes": ("true", True, True),
-    "detector, upright, two passes": ("detector", False, True),
-    "detector, turned, two passes": ("detector", True, True),
+RULES = {  # name: (box kind, eye corners known (turned crops), recrop, the detector's tilt for unsure faces)
+    "true box, upright, one pass": ("true", False, False, False),
+    "true box, turned by the points, default": ("true", True, None, False),
+    "true box, turned, default": ("true", True, None, True),
+    "true box, upright, two passes": ("true", False, True, False),
+    "true box, turned, two passes": ("true", True, True, True),
+    "detector, upright, two passes": ("detector", False, True, False),
+    "detector, turned, two passes": ("detector", True, True, True),
 }
 PAIRS = [("true box, upright, one pass", "true box, turned, default"),
+         ("true box, turned by the points, default", "true box, turned, default"),
          ("true box, upright, two passes", "true box, turned, two passes"),
          ("detector, upright, two passes", "detector, turned, two passes")]
 
 
-def tilt_error(found_roll: float, true_roll: float) -> float:
-    return abs((found_roll - true_roll + 180.0) % 360.0 - 180.0)
-
-
 def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetector, dlib_tools=None
              ) -> tuple[dict, dict]:
-    """-> ({rule: {sample id: NME}}, {"tilt_error": [degrees per face found], "missed": faces not found}). A
+    """-> ({rule: {sample id: NME}}, {"tilt_error": [degrees per face found], "missed": faces not found,
+    "box_tilt_error": [the detector's tilt at the true box (FaceDetector.tilt_at), degrees per face], ...}). A
     detection matches the turned face's box at IoU 0.3: a tilted face's box in its own frame overlaps the upright
     box of its turned points less than an upright face's does."""
     nmes = {rule: {} for rule in RULES}
-    errors, missed, dlib_missed = [], 0, 0
+    errors, box_errors, missed, dlib_missed = [], [], 0, 0
     if dlib_tools is not None:
         nmes["dlib: HOG + its predictor"] = {}
     for s in samples:
         image, m = turn_image(load_image(s), angle)
         truth = transform_points(s.landmarks, m)
         true_box = landmark_box(truth)[None]
+        true_roll = face_roll(truth, info.norm_indices)
         found = detector.detect(image)
         match = match_faces(found.boxes, true_box, min_iou=0.3)[0]
         if match is None:
             missed += 1
         else:  # the detector's own estimate, also where it is below TILTED and the crop stays upright
-            errors.append(tilt_error(float(found.tilts[match]), face_roll(truth, info.norm_indices)))
-        for rule, (kind, turned, recrop) in RULES.items():
+            errors.append(float(angle_difference(found.tilts[match], true_roll)))
+        box_tilt = detector.tilt_at(image, true_box[0])
+        box_errors.append(math.nan if box_tilt is None else float(angle_difference(box_tilt, true_roll)))
+        for rule, (kind, turned, recrop, ask_detector) in RULES.items():
             if kind == "detector" and match is None:
                 continue
             if kind == "true":
@@ -79,7 +85,8 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
                 box, rolls = found.boxes[[match]], found.rolls[[match]]
             else:  # the service before: the detector's box mapped with its offset upright, crops upright
                 box, rolls = detector.mapping.apply(found.detector_boxes[[match]]), None
-            points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls)
+            points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls,
+                                                    tilt_at=detector.tilt_at if ask_detector else None)
             nmes[rule][s.sample_id] = float(metrics.nme_per_image(points, truth[None], info)[0])
         if dlib_tools is not None:
             hog, predictor = dlib_tools
@@ -91,7 +98,7 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
                 points, _ = predictor.predict(image, boxes[[found_by_hog]])
                 nmes["dlib: HOG + its predictor"][s.sample_id] = float(
                     metrics.nme_per_image(points, truth[None], info)[0])
-    return nmes, {"tilt_error": errors, "missed": missed, "dlib_missed": dlib_missed}
+    return nmes, {"tilt_error": errors, "box_tilt_error": box_errors, "missed": missed, "dlib_missed": dlib_missed}
 
 
 def main() -> None:
@@ -122,8 +129,8 @@ def main() -> None:
         dlib_tools = (DlibDetector(mapping), DlibLandmarker(predictor_path(), mapping))
     print(f"{t.name}: {len(samples)} faces, {args.model}, {args.threads} thread(s); NME by rule and angle\n")
     dlib_head = " dlib: HOG + its predictor |" if dlib_tools is not None else ""
-    print("| turned by | " + " | ".join(RULES) + " | detector tilt error, mean / p90 | missed |" + dlib_head + "\n|"
-          + " --- |" * (len(RULES) + 3 + bool(dlib_tools)))
+    print("| turned by | " + " | ".join(RULES) + " | detector tilt error, mean / p90 | missed | tilt error at the true "
+          "box, mean / p90 / not found |" + dlib_head + "\n|" + " --- |" * (len(RULES) + 4 + bool(dlib_tools)))
     report = {}
     for angle in args.angles:
         nmes, extra = at_angle(samples, info, angle, landmarkers, detector, dlib_tools)
@@ -131,13 +138,17 @@ def main() -> None:
         report[str(angle)] = {"nme": {r: float(np.mean(list(v.values()))) for r, v in nmes.items()},
                               "comparisons": comparisons, "per_face": nmes, **extra}
         errors = extra["tilt_error"] or [math.nan]
+        box_errors = np.asarray(extra["box_tilt_error"])
+        found_at_box = box_errors[np.isfinite(box_errors)] if np.isfinite(box_errors).any() else np.array([math.nan])
         dlib_cell = ""
         if dlib_tools is not None:
             scored = nmes["dlib: HOG + its predictor"]
             mean = np.mean(list(scored.values())) if scored else math.nan
             dlib_cell = f" {mean:.4f} on {len(scored)}, missed {extra['dlib_missed']} |"
         print(f"| {angle:g} | " + " | ".join(f"{report[str(angle)]['nme'][r]:.4f}" for r in RULES)
-              + f" | {np.mean(errors):.1f} / {np.percentile(errors, 90):.1f} | {extra['missed']} |{dlib_cell}",
+              + f" | {np.mean(errors):.1f} / {np.percentile(errors, 90):.1f} | {extra['missed']} | "
+              f"{np.mean(found_at_box):.1f} / {np.percentile(found_at_box, 90):.1f} / "
+              f"{int(np.sum(~np.isfinite(box_errors)))} |{dlib_cell}",
               flush=True)
     print("\nturned against upright, face by face: share of faces better, Wilcoxon p")
     print("| turned by | " + " | ".join(f"{b}" for _, b in PAIRS) + " |\n|" + " --- |" * (len(PAIRS) + 1))

@@ -45,7 +45,8 @@ from results_table import DEV, P1_TEST
 from trainer.evaluate import resolve_model
 from landmarks.datasets import get_info, load_image, load_samples
 from landmarks.face_detector import BoxMapping, Detections, FaceDetector
-from landmarks.landmarker import OnnxLandmarker, eye_indices_for
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.passes import eye_indices_for
 from landmarks.scoring import predict_with_landmarker, score_predictions
 from landmarks.selection import paired
 

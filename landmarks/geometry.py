@@ -123,6 +123,11 @@ def face_roll(points, eye_indices) -> float:
     return degrees + 360.0 if degrees <= -180.0 else degrees
 
 
+def angle_difference(a, b) -> float | np.ndarray:
+    """How far apart two angles in degrees are, in [0, 180]: 170 and -170 are 20 apart."""
+    return np.abs((np.asarray(a, dtype=np.float64) - b + 180.0) % 360.0 - 180.0)
+
+
 def turn_points(points, degrees: float, about=(0.0, 0.0)) -> np.ndarray:
     """Points (N, 2) turned by `degrees` about `about` in image coordinates (clockwise on screen for positive
     angles, as face_roll counts them)."""

@@ -2,12 +2,12 @@
 torch), so that the service reports exactly the numbers the trainer measured."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from landmarks import geometry, heatmaps as hm
+from landmarks.passes import face_passes, run_passes
 
 
 class InvalidInputError(ValueError):
@@ -104,78 +104,6 @@ def heatmaps_to_landmarks(heatmaps, transforms, flip_heatmaps=None, flip_pairs=N
     return out, maxvals
 
 
-# Degrees of roll from which a crop turns with the face (the detector's estimate for the first pass, the first pass's
-# points for the second): training turns faces by at most 30, and beyond about 20 the error grows (bench/rotation.py)
-TILTED = 20.0
-
-
-def eye_indices_for(card: dict) -> tuple[int, int] | None:
-    """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
-    normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
-    know, whose second pass then keeps the turn of each face's first crop."""
-    from landmarks.datasets import get_info
-
-    try:
-        info = get_info(card.get("dataset", ""))
-    except ValueError:
-        return None
-    return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
-
-
-@dataclass(frozen=True)
-class SecondPass:
-    """The faces to crop again and where (`second_pass`)."""
-    index: np.ndarray  # (K,) which faces of the first pass
-    boxes: np.ndarray  # (K, 4)
-    rolls: np.ndarray  # (K,) degrees
-    tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
-
-
-def second_pass(landmarks, boxes, eye_indices=None, every: bool = True, rolls=None) -> SecondPass:
-    """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
-    upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
-    is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
-    TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
-    of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
-    cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
-    measured both rules). Without eye corners, or where the points are not finite, a face keeps the turn of its first
-    crop (`rolls`, none: upright) and the answers are averaged; a face whose points collapsed onto a line also keeps
-    its box."""
-    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    first = np.zeros(len(out)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
-    out_rolls, tilted = first.copy(), np.zeros(len(out), bool)
-    for i, pts in enumerate(landmarks):
-        if not np.all(np.isfinite(pts)):
-            continue
-        roll = first[i]
-        if eye_indices is not None:
-            measured = geometry.face_roll(pts, eye_indices)
-            roll = measured if abs(measured) >= TILTED else 0.0
-            tilted[i] = roll != 0
-        box = geometry.upright_box(pts, roll)
-        if box[2] > box[0] and box[3] > box[1]:
-            out[i], out_rolls[i] = box, roll
-        else:
-            tilted[i] = False
-    index = np.arange(len(out)) if every else np.flatnonzero(tilted)
-    return SecondPass(index, out[index], out_rolls[index], tilted[index])
-
-
-def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(landmarks, confidence) of the first pass and of the second pass over `plan.index` -> each face's answer: the
-    mean of both, the second alone for a tilted face, the first where no second pass ran. Without a plan the two
-    passes cover the same faces and are averaged. The second pass alone is worse where the first box was already
-    the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about level with
-    one pass there and better at every other kind of box measured."""
-    out = [np.array(a) for a in first]
-    index = np.arange(len(out[0])) if plan is None else plan.index
-    tilted = np.zeros(len(index), bool) if plan is None else plan.tilted
-    for o, a, b in zip(out, first, second):
-        b = np.asarray(b)
-        o[index] = np.where(tilted.reshape(-1, *([1] * (b.ndim - 1))), b, (np.asarray(a)[index] + b) / 2)
-    return tuple(out)
-
-
 class OnnxLandmarker:
     """ONNX model (input "image" N x 3 x S x S, output "heatmaps") + the shared pre/post-processing."""
 
@@ -218,17 +146,20 @@ class OnnxLandmarker:
         return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
 
     def predict(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False,
-                rolls=None) -> tuple[np.ndarray, np.ndarray]:
+                rolls=None, tilt_at=None) -> tuple[np.ndarray, np.ndarray]:
         """-> (landmarks (N, M, 2) in image px, confidence (N, M)). `rolls`: each face's crop turned by that many
-        degrees (a face detector's estimate, prepare_faces). `recrop`: a second pass (second_pass) on every face;
-        None: on the tilted faces only; False: none."""
-        first = self._predict_at(image_rgb, boxes, flip_test, rolls)
-        if recrop is False or not len(first[0]):
-            return first
-        plan = second_pass(first[0], boxes, self.eye_indices, every=bool(recrop), rolls=rolls)
-        if not len(plan.index):
-            return first
-        return merge_passes(first, self._predict_at(image_rgb, plan.boxes, flip_test, plan.rolls), plan)
+        degrees (a face detector's estimate, prepare_faces). `recrop`: a second pass (passes.second_pass) on every
+        face; None: on the tilted faces only; False: none, and no `tilt_at`. `tilt_at(image, box)`: a face
+        detector's tilt of the face in a box (FaceDetector.tilt_at), asked about the faces the first pass is unsure
+        of (passes.turn_unsure)."""
+        return self.align(image_rgb, boxes, flip_test, recrop, rolls, tilt_at)[:2]
+
+    def align(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False, rolls=None,
+              tilt_at=None):
+        """predict's passes with what they did to each face (passes.Aligned)."""
+        boxes = validate_boxes(boxes)
+        plan = face_passes(image_rgb, boxes, rolls, recrop, self.eye_indices, tilt_at)
+        return run_passes(plan, lambda b, r: self._predict_at(image_rgb, b, flip_test, r))
 
     def _predict_at(self, image_rgb, boxes, flip_test: bool, rolls=None) -> tuple[np.ndarray, np.ndarray]:
         batch, transforms = prepare_faces(image_rgb, boxes, self.input_size, rolls)

@@ -81,7 +81,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
     the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
-    the box of its first-pass points (landmarks.landmarker.second_pass). `low_resolution` (a
+    the box of its first-pass points (landmarks.passes.second_pass), and with a detector its tilt for the faces
+    the first pass is unsure of (landmarks.passes.turn_unsure). `low_resolution` (a
     landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction and maps the points
     back."""
     out, done = {}, 0
@@ -93,15 +94,17 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         scale = np.ones(2)  # the photo's scale, where low_resolution shrank it
         if low_resolution is not None:
             image, boxes, scale = low_resolution.apply(image, boxes)
-        faces, rolls = group, None
+        faces, rolls, tilt_at = group, None, None
         if detector is not None:
+            tilt_at = detector.tilt_at  # as /align without boxes
             found = detector.detect(image)
             matches = match_faces(found.boxes, boxes)
             faces = [s for s, m in zip(group, matches) if m is not None]
             picked = [m for m in matches if m is not None]
             boxes, rolls = found.boxes[picked], found.rolls[picked]
         if faces:
-            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls)
+            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls,
+                                              tilt_at=tilt_at)
             for s, pts in zip(faces, landmarks):
                 out[s.sample_id] = restore(pts, scale)
         done += len(group)

@@ -1,4 +1,5 @@
-"""Faces for POST /align when the request brings no boxes: one detector per app, loaded on first use."""
+"""The face detector for POST /align and /evaluate: faces where the request brings no boxes, and the tilt of a face in
+a box sent; one detector per app, loaded on first use."""
 import asyncio
 import threading
 import time
@@ -25,6 +26,21 @@ def _detector(state):
                                        "boxes with the image, or reinstall the package") from exc
                 state.face_detector = detector
     return detector
+
+
+def tilt_checker(app):
+    """The face detector's tilt for a face box (FaceDetector.tilt_at), which the landmarker asks about the faces its
+    first pass is unsure of; the detector loads on first use, and where it cannot, faces keep their crops' turn."""
+    state = app.state
+
+    def tilt_at(image, box):
+        try:
+            detector = _detector(state)
+        except Problem:
+            return None
+        return detector.tilt_at(image, box)
+
+    return tilt_at
 
 
 def check_max_faces(max_faces: int | None, limit: int) -> int:

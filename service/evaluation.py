@@ -26,7 +26,7 @@ class EvaluateJob:
     folder: Path
 
 
-async def evaluate_items(model, items, settings) -> dict | EvaluateJob:
+async def evaluate_items(model, items, settings, tilt_at=None) -> dict | EvaluateJob:
     """JSON items: the report, or above SDHRNET_EVALUATE_SYNC_LIMIT the items written as a CSV set for a job."""
     if len(items) > settings.evaluate_sync_limit:
         folder = await asyncio.to_thread(write_items_as_csv_set, items, settings, model.num_landmarks)
@@ -34,12 +34,13 @@ async def evaluate_items(model, items, settings) -> dict | EvaluateJob:
                             "model": f"models:/{model.name}/{model.version}"}, folder)
     info = dataset_info(model.dataset)
     samples = await asyncio.to_thread(samples_from_items, items, settings, model.num_landmarks)
-    report = await score(model, samples, info)
+    report = await score(model, samples, info, tilt_at)
     report["model"] = model.describe()
     return report
 
 
-async def evaluate_archive(model, source, layout: str, split: str | None, settings) -> dict | EvaluateJob:
+async def evaluate_archive(model, source, layout: str, split: str | None, settings,
+                           tilt_at=None) -> dict | EvaluateJob:
     """An uploaded archive in `layout`: the report (with the split scored), or above SDHRNET_EVALUATE_SYNC_LIMIT
     samples the unpacked set for a job."""
     info = dataset_info(layout)
@@ -51,7 +52,7 @@ async def evaluate_archive(model, source, layout: str, split: str | None, settin
         return EvaluateJob({"dataset": layout, "data_root": str(root), "split": split,
                             "model": f"models:/{model.name}/{model.version}"}, folder)
     try:
-        report = await score(model, samples, info)
+        report = await score(model, samples, info, tilt_at)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report["model"] = model.describe()
@@ -200,7 +201,9 @@ def check_labels(samples, info) -> None:
                          f"{b} must differ to normalise the error), e.g. {', '.join(map(str, bad[:3]))}")
 
 
-async def score(model, samples, info) -> dict:
+async def score(model, samples, info, tilt_at=None) -> dict:
+    """`tilt_at`: the face detector's tilt for a face box (service.detection.tilt_checker), so that each box is
+    answered as /align answers it."""
     from landmarks.datasets import load_image
     from landmarks.scoring import score_predictions
 
@@ -212,8 +215,8 @@ async def score(model, samples, info) -> dict:
             image = sample.image if getattr(sample, "image", None) is not None \
                 else await asyncio.to_thread(load_image, sample)
             box = np.asarray(sample.box, dtype=np.float32).reshape(1, 4)
-            # as /align answers a box sent: one pass, and a second on a face the first finds tilted
-            landmarks, *_ = await align_faces(model, image, box, recrop=None)
+            # as /align answers a box sent: one pass, and more on a face the first finds tilted or is unsure of
+            landmarks, *_ = await align_faces(model, image, box, recrop=None, tilt_at=tilt_at)
             return sample.sample_id, landmarks[0]
 
     predictions = dict(await asyncio.gather(*(predict(s) for s in samples)))

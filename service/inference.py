@@ -16,29 +16,41 @@ def flip_pairs_of(model) -> list:
 
 
 def eye_indices_of(model) -> tuple[int, int] | None:
-    from landmarks.landmarker import eye_indices_for
+    from landmarks.passes import eye_indices_for
 
     return eye_indices_for(model.card)
 
 
 async def align_faces(model, image: np.ndarray, boxes: np.ndarray, flip_pairs=None, recrop: bool | None = False,
-                      rolls=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+                      rolls=None, tilt_at=None) -> tuple:
     """Landmarks for `boxes` (each turned by `rolls` degrees, a detector's estimate) in `image` through the model's
-    batcher; shared with /evaluate. -> (landmarks, confidence, passes per face, timing ms). With `flip_pairs` the
-    flip test: the mirrored crops go through the network too and the heatmaps are averaged. `recrop`: a second pass
-    from the first pass's points on every face; None: on tilted faces only (landmarks.landmarker.second_pass)."""
-    from landmarks.landmarker import merge_passes, second_pass
+    batcher; shared with /evaluate. -> (landmarks, confidence, passes per face, final crop rolls, timing ms): the
+    passes of landmarks.passes.face_passes (`recrop`, `tilt_at`), whose planning and detector looks run in a
+    thread. With `flip_pairs` the flip test: the mirrored crops go through the network too and the heatmaps are
+    averaged."""
+    from landmarks.passes import face_passes
 
     timing: dict[str, float] = {}
-    answer = await _one_pass(model, image, boxes, rolls, flip_pairs, timing)
-    passes = np.ones(len(boxes), int)
-    if recrop is not False and len(boxes):
-        plan = second_pass(answer[0], boxes, eye_indices_of(model), every=bool(recrop), rolls=rolls)
-        if len(plan.index):
-            second = await _one_pass(model, image, plan.boxes, plan.rolls, flip_pairs, timing)
-            answer = merge_passes(answer, second, plan)
-            passes[plan.index] = 2
-    return np.asarray(answer[0]), np.asarray(answer[1]), passes, timing
+    plan = face_passes(image, boxes, rolls, recrop, eye_indices_of(model), tilt_at)
+    finished, step = await _advance(plan, None, timing)
+    while not finished:
+        answer = await _one_pass(model, image, *step, flip_pairs, timing)
+        finished, step = await _advance(plan, answer, timing)
+    return (*step, timing)
+
+
+async def _advance(plan, answer, timing: dict) -> tuple[bool, object]:
+    """One step of face_passes in a thread -> (finished, the next pass's crops or the Aligned answer)."""
+    def step():  # StopIteration cannot cross a future, so it becomes a flag here
+        try:
+            return False, (next(plan) if answer is None else plan.send(answer))
+        except StopIteration as done:
+            return True, done.value
+
+    t0 = time.perf_counter()
+    out = await asyncio.to_thread(step)
+    timing["plan"] = timing.get("plan", 0.0) + (time.perf_counter() - t0) * 1e3
+    return out
 
 
 async def _one_pass(model, image, boxes, rolls, flip_pairs, timing: dict) -> tuple[np.ndarray, np.ndarray]:

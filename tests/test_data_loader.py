@@ -154,7 +154,7 @@ def test_onnx_landmarker_and_predict_with_landmarker(tmp_path, afw):
 
 
 def test_second_pass_frames_the_first_pass_points():
-    from landmarks.landmarker import second_pass
+    from landmarks.passes import second_pass
 
     spread = np.array([[10.0, 20.0], [50.0, 25.0], [30.0, 90.0]])
     on_a_line = np.array([[5.0, 5.0], [5.0, 40.0], [5.0, 60.0]])  # no width: no crop can be framed on it

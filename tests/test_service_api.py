@@ -67,7 +67,8 @@ def test_align_multipart_and_json_agree(client):
 
 
 def test_align_matches_the_shared_landmarker(client, model_dirs):
-    from landmarks.landmarker import OnnxLandmarker, eye_indices_for
+    from landmarks.landmarker import OnnxLandmarker
+    from landmarks.passes import eye_indices_for
 
     image = png_bytes()
     boxes = [BOX, [30, 20, 100, 100]]

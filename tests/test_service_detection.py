@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from landmarks.landmarker import TILTED, OnnxLandmarker
+from landmarks.landmarker import OnnxLandmarker
+from landmarks.passes import TILTED
 from sdhrnet.settings import ServiceSettings
 from service.app import create_app
 from tests.service_support import FakeJobs, FakeRegistry, b64, build_tiny_model, png_bytes
@@ -247,7 +248,7 @@ def test_a_tilted_face_is_cropped_turned_with_or_without_boxes(client, photo):
 
     box = [float(v) for v in geometry.landmark_box(truth)]
     sent = client.post("/align", json={**body, "boxes": [box]}).json()
-    assert sent["recrop"] is False and sent["faces"][0]["passes"] == 2, "a tilted face sent gets the second pass"
+    assert sent["recrop"] is False and sent["faces"][0]["passes"] >= 2, "a tilted face sent gets the second pass"
     np.testing.assert_allclose(sent["faces"][0]["box"], box, rtol=1e-6)
     one = client.post("/align?recrop=false", json={**body, "boxes": [box]}).json()["faces"][0]
     assert one["passes"] == 1
@@ -257,6 +258,47 @@ def test_a_tilted_face_is_cropped_turned_with_or_without_boxes(client, photo):
 
     upright = client.post("/align", json={"image": b64(data), "boxes": [[float(v) for v in sample.box]]}).json()
     assert upright["faces"][0]["passes"] == 1 and abs(upright["faces"][0]["roll"]) < TILTED
+
+
+def test_a_box_sent_for_a_face_turned_80_degrees_gets_the_detectors_tilt(client, photo):
+    """The first pass at an upright crop of a face turned 80 degrees is unsure and its points cannot tell the tilt;
+    the detector's look at the box can: the face is cropped again turned by it, as the shared landmarker does, and
+    /evaluate scores the box as /align answers it."""
+    import cv2
+
+    from landmarks import geometry, metrics
+    from landmarks.datasets import get_info
+    from landmarks.face_detector import FaceDetector
+
+    sample, data = photo
+    info = get_info("300w")
+    image, m = geometry.turn_image(_rgb(data), 80)
+    truth = geometry.transform_points(sample.landmarks, m)
+    true_roll = geometry.face_roll(truth, info.norm_indices)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    box = [float(v) for v in geometry.landmark_box(truth)]
+    body = {"image": b64(png.tobytes()), "boxes": [box]}
+
+    (face,) = client.post("/align", json=body).json()["faces"]
+    assert abs(face["box_roll"] - true_roll) < 12 and face["passes"] >= 3, face["passes"]
+    assert abs(face["roll"] - true_roll) < 5
+    nme = metrics.nme_per_image(np.asarray(face["landmarks"])[None], truth[None], info)[0]
+    assert nme < 0.06
+    card = json.loads((MODEL / "model_card.json").read_text())
+    expected = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=info.norm_indices).align(
+        image, [box], recrop=None, tilt_at=FaceDetector().tilt_at)
+    assert face["passes"] == expected.passes[0] and face["box_roll"] == pytest.approx(expected.rolls[0], abs=1e-3)
+    # each pass's crop follows the previous pass's points, so the service's ONNX session (its own thread count)
+    # drifts from this one by hundredths of a pixel
+    np.testing.assert_allclose(face["landmarks"], expected.landmarks[0], atol=0.1)
+    (one,) = client.post("/align?recrop=false", json=body).json()["faces"]
+    assert one["passes"] == 1 and one["box_roll"] == 0
+    assert metrics.nme_per_image(np.asarray(one["landmarks"])[None], truth[None], info)[0] > 3 * nme
+
+    item = {"image": body["image"], "box": box, "landmarks": truth.tolist()}
+    report = client.post("/evaluate", json={"items": [item]})
+    assert report.status_code == 200, report.text
+    assert report.json()["nme"] == pytest.approx(nme, rel=1e-3)
 
 
 def test_a_photo_stored_on_its_side_is_turned_by_its_exif_orientation(client, photo):

@@ -1,12 +1,13 @@
 """Tilted faces: the roll of a face from its points, crops that turn with it, the second pass that turns a tilted
-face upright, and the face detector's tilt from its eye keypoints (landmarks.geometry, landmarks.landmarker,
-landmarks.face_detector)."""
+face upright, the face detector's tilt from its eye keypoints, and its look at a box for a face the first pass is
+unsure of (landmarks.geometry, landmarks.landmarker, landmarks.face_detector)."""
 import numpy as np
 import pytest
 
 from landmarks import geometry as g
 from landmarks.datasets import get_info
-from landmarks.landmarker import TILTED, merge_passes, prepare_faces, second_pass
+from landmarks.landmarker import prepare_faces
+from landmarks.passes import LOW_CONFIDENCE, TILTED, merge_passes, second_pass, turn_unsure
 
 EYES = get_info("300w").norm_indices
 
@@ -96,6 +97,67 @@ def test_merge_passes_averages_replaces_tilted_faces_and_keeps_the_rest():
     assert confidence[:, 0].tolist() == [0.5, 1.0, 0.0] and confidence.dtype == np.float32
 
 
+def test_angle_difference_goes_the_short_way_round():
+    assert g.angle_difference(170, -170) == pytest.approx(20)
+    assert g.angle_difference(-90, 90) == pytest.approx(180)
+    np.testing.assert_allclose(g.angle_difference([0, 359, 45], 0), [0, 1, 45])
+
+
+def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_it_disagrees():
+    """Faces 1-4 are the unsure ones: only they are asked. 1 is found turned 70 degrees while its points say
+    5 (cropped again at 70); 2 is found turned as its points say (the second pass turns it); 3 is found nowhere; 4 is
+    found upright in an upright crop (nothing to change)."""
+    points = [upright_face(seed=i) for i in range(5)]
+    points[1] = turned(points[1], 5, points[1].mean(0))
+    points[2] = turned(points[2], 62, points[2].mean(0))
+    confidence = np.full((5, 68), LOW_CONFIDENCE - 0.1, np.float32)
+    confidence[0] = 0.9
+    boxes = np.array([g.landmark_box(p) for p in points])
+    found = {1: 70.0, 2: 60.0, 3: None, 4: 8.0}
+    asked = []
+
+    def tilt_at(image, box):
+        face = int(np.flatnonzero((boxes == box).all(1))[0])
+        asked.append(face)
+        return found.get(face)
+
+    unsure = np.arange(1, 5)
+    index, rolls = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), EYES, tilt_at, unsure)
+    assert sorted(asked) == [1, 2, 3, 4]
+    assert index.tolist() == [1] and rolls.tolist() == [70.0]
+    index, rolls = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0]), (np.stack(points), confidence), EYES,
+                               tilt_at, unsure)
+    assert index.tolist() == [], "a face already cropped at the detector's turn is not cropped again"
+    index, _ = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), None, tilt_at, unsure)
+    assert index.tolist() == [1, 2], "without eye corners the points cannot agree with the detector"
+
+
+def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_is_surest_of():
+    """A stand-in network sure only of crops turned within 15 degrees of 90; the detector points the wrong way
+    (-80): the crop turned by -80 stays unsure, so -80 + 90, -80 - 90 and -80 + 180 are tried and 100 stands."""
+    from landmarks.passes import face_passes, run_passes
+
+    asked = []
+
+    def run(boxes, rolls):
+        asked.append(np.round(rolls, 6).tolist())
+        sure = g.angle_difference(rolls, 90.0) < 15
+        confidence = np.where(sure[:, None], 0.9, 0.4) * np.ones((len(rolls), 68))
+        return np.repeat(rolls[:, None, None], 68, axis=1) * np.ones(2), confidence
+
+    box = np.array([[10.0, 10.0, 110.0, 110.0]])
+    done = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0), run)
+    assert asked == [[0.0], [-80.0], [10.0, -170.0, 100.0]]
+    assert done.rolls.tolist() == [100.0] and done.passes.tolist() == [3]
+    assert done.landmarks[0, 0, 0] == 100.0 and done.confidence[0, 0] == pytest.approx(0.9)
+    asked.clear()
+    sure = run_passes(face_passes(None, box, [90.0], None, None, lambda image, b: -80.0), run)
+    assert asked == [[90.0]] and sure.passes.tolist() == [1], "a face the network is sure of is left alone"
+    asked.clear()
+    run_passes(face_passes(None, box, None, False, None, lambda image, b: -80.0), run)
+    assert asked == [[0.0]], "recrop=false: one pass, no detector"
+
+
 def test_weighted_nms_blends_keypoint_columns_with_their_boxes():
     from landmarks.face_detector import weighted_nms
 
@@ -159,3 +221,48 @@ def test_faces_turned_45_degrees_are_found_turned_and_aligned(dev_faces):
     mean = {k: float(np.mean(v)) for k, v in nme.items()}
     assert mean["turned crops"] < 1.25 * mean["upright photo"], mean
     assert mean["turned crops"] < 0.7 * mean["upright crops"], mean
+
+
+@pytest.mark.parametrize("degrees", [70, -90])
+def test_a_box_sent_for_a_face_turned_far_gets_the_detectors_tilt(dev_faces, degrees):
+    """At the tight box of a face turned by 70 or 90 degrees the first pass's points cannot tell the tilt; the
+    detector's look at the box can, and the crops turned by it land the points about as well as on the upright
+    photo."""
+    import json
+
+    from landmarks import metrics
+    from landmarks.datasets.base import load_image
+    from landmarks.face_detector import FaceDetector
+    from landmarks.landmarker import OnnxLandmarker
+    from tests.test_default_model import MODEL
+
+    card = json.loads((MODEL / "model_card.json").read_text())
+    info, detector = get_info("300w"), FaceDetector()
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=EYES)
+    nme, errors = {"points only": [], "detector asked": [], "upright photo": []}, []
+    for s in dev_faces:
+        image, m = g.turn_image(load_image(s), degrees)
+        truth = g.transform_points(s.landmarks, m)
+        box = g.landmark_box(truth)[None]
+        tilt = detector.tilt_at(image, box[0])
+        assert tilt is not None, f"{s.sample_id}: no face found in its box at {degrees} degrees"
+        errors.append(float(g.angle_difference(tilt, g.face_roll(truth, EYES))))
+        for name, tilt_at in (("points only", None), ("detector asked", detector.tilt_at)):
+            points, _ = landmarker.predict(image, box, recrop=None, tilt_at=tilt_at)
+            nme[name].append(metrics.nme_per_image(points, truth[None], info)[0])
+        nme["upright photo"].append(metrics.nme_per_image(
+            landmarker.predict(load_image(s), s.box[None])[0], s.landmarks[None], info)[0])
+    mean = {k: float(np.mean(v)) for k, v in nme.items()}
+    assert np.median(errors) < 10, errors
+    assert mean["detector asked"] < 1.5 * mean["upright photo"], mean
+    assert mean["detector asked"] < 0.5 * mean["points only"], mean
+
+
+def test_tilt_at_a_box_without_a_face_is_none(dev_faces):
+    from landmarks.datasets.base import load_image
+    from landmarks.face_detector import FaceDetector
+
+    image = load_image(dev_faces[0])
+    corner = np.array([0.0, 0.0, 12.0, 12.0])  # a face has no room in this corner of a 300W photo
+    assert FaceDetector().tilt_at(np.zeros_like(image), corner) is None
+    assert FaceDetector().tilt_at(np.zeros((200, 200, 3), np.uint8), np.array([50.0, 50.0, 150.0, 150.0])) is None

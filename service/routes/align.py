@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from landmarks.geometry import face_roll
 
 from ..deps import Metrics, Models, Settings
-from ..detection import check_max_faces, detect_faces
+from ..detection import check_max_faces, detect_faces, tilt_checker
 from ..inference import align_faces, eye_indices_of, flip_pairs_of
 from ..requests import decode_and_check, read_align_body
 from ..schemas import DATASET_PATTERN, AlignRequest, AlignResponse, problem_responses
@@ -73,8 +73,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         flip_pairs = flip_pairs_of(model) if flip else None
         eyes = eye_indices_of(model)
         if len(boxes):
-            landmarks, confidence, passes, timing = await align_faces(model, image, boxes, flip_pairs, second_pass,
-                                                                      rolls)
+            landmarks, confidence, passes, rolls, timing = await align_faces(
+                model, image, boxes, flip_pairs, second_pass, rolls, tilt_checker(request.app))
         else:  # nothing detected: an empty answer, not an error
             landmarks, confidence, passes, timing = [], [], [], {}
         described = model.describe()

@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse
 
 from .. import evaluation
 from ..deps import Jobs, Models, Settings
+from ..detection import tilt_checker
 from ..requests import read_evaluate_body
 from ..schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
 from ..security import ApiKey
@@ -48,11 +49,12 @@ async def evaluate(request: Request, settings: Settings, models: Models, jobs: J
                                                description="which dataset's champion model to score (default 300w)")):
     dataset = dataset or settings.default_dataset
     body = await read_evaluate_body(request, default_layout=dataset)
+    tilt_at = tilt_checker(request.app)
     async with models.use(dataset) as model:
         if isinstance(body, EvaluateRequest):
-            outcome = await evaluation.evaluate_items(model, body.items, settings)
+            outcome = await evaluation.evaluate_items(model, body.items, settings, tilt_at)
         else:
-            outcome = await evaluation.evaluate_archive(model, body.file, body.layout, body.split, settings)
+            outcome = await evaluation.evaluate_archive(model, body.file, body.layout, body.split, settings, tilt_at)
     if isinstance(outcome, evaluation.EvaluateJob):
         return await _start_evaluate_job(jobs, outcome.params, outcome.folder)
     return outcome

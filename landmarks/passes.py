@@ -1,0 +1,203 @@
+"""Which crops of a photo's faces the landmark network sees, pass after pass: the first at the boxes given, the
+faces it is unsure of turned by a face detector's tilt, a second pass framed by the first pass's points, and how
+the answers combine. One implementation for the synchronous landmarker (run_passes) and the service's batcher:
+face_passes yields each pass's crops and is sent the network's answer (numpy only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from landmarks import geometry
+
+# Degrees of roll from which a crop turns with the face (the detector's estimate for the first pass, the first pass's
+# points for the second): training turns faces by at most 30, and beyond about 20 the error grows (bench/rotation.py)
+TILTED = 20.0
+# Mean heatmap peak under which a first pass may have seen a face turned too far for its points to tell the tilt: every
+# upright dev face scores above 0.73, every dev face turned by 75 degrees below 0.62 (bench/rotation.py)
+LOW_CONFIDENCE = 0.7
+
+
+def crop_rolls(tilts) -> np.ndarray:
+    """Degrees each crop is turned by: the tilt where it reaches TILTED, else 0 (an upright face is cropped as the
+    model's training crops were)."""
+    tilts = np.asarray(tilts, np.float64)
+    return np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
+
+
+def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> tuple[np.ndarray, np.ndarray]:
+    """The faces whose first crop was turned wrong by TILTED or more -> (which, the roll to crop them at again).
+    A first pass on a face turned by more than ~45 degrees from its crop gives points too poor to measure the tilt, and
+    is unsure of them: those faces (`unsure`, the indices whose mean confidence is under LOW_CONFIDENCE) are looked at
+    by `tilt_at(image, box)`, a face detector's tilt for the face in `box` (None: no face there;
+    FaceDetector.tilt_at). A face is cropped again
+    where that tilt turns its crop by TILTED or more and its points disagree with it by as much (where they agree,
+    the second pass turns the crop by the points)."""
+    landmarks, confidence = first
+    index, new_rolls = [], []
+    for i in unsure:
+        tilt = tilt_at(image_rgb, boxes[i])
+        if tilt is None:
+            continue
+        roll = float(crop_rolls(tilt))
+        seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
+            geometry.angle_difference(geometry.face_roll(landmarks[i], eye_indices), tilt) < TILTED
+        if geometry.angle_difference(roll, rolls[i]) >= TILTED and not seen:
+            index.append(i)
+            new_rolls.append(roll)
+    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64)
+
+
+def replace_faces(answer, index, again) -> tuple[np.ndarray, ...]:
+    """`answer` (arrays over faces) with the faces `index` taken from `again` (arrays over those faces)."""
+    out = tuple(np.array(a) for a in answer)
+    for o, b in zip(out, again):
+        o[index] = b
+    return out
+
+
+def eye_indices_for(card: dict) -> tuple[int, int] | None:
+    """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
+    normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
+    know, whose second pass then keeps the turn of each face's first crop."""
+    from landmarks.datasets import get_info
+
+    try:
+        info = get_info(card.get("dataset", ""))
+    except ValueError:
+        return None
+    return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """The faces to crop again and where (`second_pass`)."""
+    index: np.ndarray  # (K,) which faces of the first pass
+    boxes: np.ndarray  # (K, 4)
+    rolls: np.ndarray  # (K,) degrees
+    tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
+
+
+def second_pass(landmarks, boxes, eye_indices=None, every: bool = True, rolls=None) -> SecondPass:
+    """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
+    upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
+    is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
+    TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
+    of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
+    cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
+    measured both rules). Without eye corners, or where the points are not finite, a face keeps the turn of its first
+    crop (`rolls`, none: upright) and the answers are averaged; a face whose points collapsed onto a line also keeps
+    its box."""
+    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    first = np.zeros(len(out)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
+    out_rolls, tilted = first.copy(), np.zeros(len(out), bool)
+    for i, pts in enumerate(landmarks):
+        if not np.all(np.isfinite(pts)):
+            continue
+        roll = first[i]
+        if eye_indices is not None:
+            measured = geometry.face_roll(pts, eye_indices)
+            roll = measured if abs(measured) >= TILTED else 0.0
+            tilted[i] = roll != 0
+        box = geometry.upright_box(pts, roll)
+        if box[2] > box[0] and box[3] > box[1]:
+            out[i], out_rolls[i] = box, roll
+        else:
+            tilted[i] = False
+    index = np.arange(len(out)) if every else np.flatnonzero(tilted)
+    return SecondPass(index, out[index], out_rolls[index], tilted[index])
+
+
+def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks, confidence) of the first pass and of the second pass over `plan.index` -> each face's answer: the
+    mean of both, the second alone for a tilted face, the first where no second pass ran. Without a plan the two
+    passes cover the same faces and are averaged. The second pass alone is worse where the first box was already
+    the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about level with
+    one pass there and better at every other kind of box measured."""
+    out = [np.array(a) for a in first]
+    index = np.arange(len(out[0])) if plan is None else plan.index
+    tilted = np.zeros(len(index), bool) if plan is None else plan.tilted
+    for o, a, b in zip(out, first, second):
+        b = np.asarray(b)
+        o[index] = np.where(tilted.reshape(-1, *([1] * (b.ndim - 1))), b, (np.asarray(a)[index] + b) / 2)
+    return tuple(out)
+
+
+# Turns tried on a face still unsure after the detector's look, added to its crop's: on a face near 90 degrees
+# BlazeFace's keypoints can point the wrong way (bench/rotation.py), and the network is surest of the upright crop
+OTHER_TURNS = (90.0, -90.0, 180.0)
+
+
+class Aligned(NamedTuple):
+    landmarks: np.ndarray  # (N, M, 2) image px
+    confidence: np.ndarray  # (N, M)
+    passes: np.ndarray  # (N,) network passes each face went through
+    rolls: np.ndarray  # (N,) degrees each face's crop at its box was finally turned by
+
+
+def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_indices=None, tilt_at=None):
+    """A generator over the network passes for one photo's faces: it yields each pass's crops (boxes (K, 4), rolls
+    (K,)), is sent that pass's (landmarks (K, M, 2), confidence (K, M)) and returns an Aligned.
+
+    1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
+    2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
+       LOW_CONFIDENCE) and the detector finds turned otherwise (turn_unsure) are cropped again turned by the
+       detector's tilt; a face still unsure after that is also cropped turned by each of OTHER_TURNS more, and the
+       crop the network is surest of stands for it.
+    3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
+       merge_passes)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rolls = np.zeros(len(boxes)) if rolls is None else np.array(rolls, dtype=np.float64).reshape(-1)
+    answer = yield boxes, rolls
+    passes = np.ones(len(boxes), int)
+    if recrop is False or not len(boxes):
+        return Aligned(*answer, passes, rolls)
+    if tilt_at is not None:
+        unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
+        index, turned = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
+        if len(index):
+            answer = replace_faces(answer, index, (yield boxes[index], turned))
+            rolls[index] = turned
+            passes[index] += 1
+        still = unsure[mean_confidence(answer[1][unsure]) < LOW_CONFIDENCE]
+        if len(still):
+            other_rolls = ((rolls[still, None] + np.asarray(OTHER_TURNS) + 180.0) % 360.0 - 180.0).ravel()
+            others = yield np.repeat(boxes[still], len(OTHER_TURNS), axis=0), other_rolls
+            answer, rolls = surest(answer, rolls, still, others, other_rolls)
+            passes[still] += 1
+    plan = second_pass(answer[0], boxes, eye_indices, every=bool(recrop), rolls=rolls)
+    if len(plan.index):
+        answer = merge_passes(answer, (yield plan.boxes, plan.rolls), plan)
+        passes[plan.index] += 1
+    return Aligned(*answer, passes, rolls)
+
+
+def run_passes(passes, run) -> Aligned:
+    """Drives face_passes with `run(boxes, rolls) -> (landmarks, confidence)`."""
+    request = next(passes)
+    while True:
+        try:
+            request = passes.send(run(*request))
+        except StopIteration as done:
+            return done.value
+
+
+def mean_confidence(confidence) -> np.ndarray:
+    """(K, M) heatmap peaks -> (K,) each face's mean."""
+    return np.asarray(confidence, dtype=np.float64).mean(axis=1)
+
+
+def surest(answer, rolls, index, others, other_rolls):
+    """(answer, rolls) over some faces with the faces `index` replaced by whichever of their crop and its
+    len(OTHER_TURNS) others (`others`, `other_rolls`: the faces' tries one after another) the network is surest of."""
+    tries = len(OTHER_TURNS)
+    landmarks, confidence = (np.array(a) for a in answer)
+    rolls = np.array(rolls)
+    other_confidence = mean_confidence(others[1]).reshape(len(index), tries)
+    for k, i in enumerate(index):
+        best = int(np.argmax(other_confidence[k]))
+        if other_confidence[k, best] > mean_confidence(confidence[i:i + 1])[0]:
+            landmarks[i], confidence[i] = others[0][k * tries + best], others[1][k * tries + best]
+            rolls[i] = other_rolls[k * tries + best]
+    return (landmarks, confidence), rolls
