@@ -11,7 +11,8 @@ Boxes:
   points only (the default before the detector was asked), and `?recrop=true`.
 - the service's face detector (`/align` without boxes, two passes). Upright: the detector's box with no roll and
   an upright second pass; turned: what /align does now.
-Each turned rule is paired face by face with its counterpart (share of faces better, Wilcoxon p). Also printed: the
+Each turned rule is paired face by face with its counterpart (share of faces better, Wilcoxon p), and each rule's
+landmark time and network passes per face are printed. Also printed: the
 detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed, its tilt error at
 the true box (FaceDetector.tilt_at, what a box sent gets); with `--dlib`, dlib's HOG detector and 68-point predictor
 on the faces HOG finds (bench/versus_dlib.py's tools).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,7 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
     box of its turned points less than an upright face's does."""
     nmes = {rule: {} for rule in RULES}
     errors, box_errors, missed, dlib_missed = [], [], 0, 0
+    cost = {rule: [] for rule in RULES}  # (ms, network passes) per face
     if dlib_tools is not None:
         nmes["dlib: HOG + its predictor"] = {}
     for s in samples:
@@ -85,9 +88,11 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
                 box, rolls = found.boxes[[match]], found.rolls[[match]]
             else:  # the service before: the detector's box mapped with its offset upright, crops upright
                 box, rolls = detector.mapping.apply(found.detector_boxes[[match]]), None
-            points, _ = landmarkers[turned].predict(image, box, recrop=recrop, rolls=rolls,
-                                                    tilt_at=detector.tilt_at if ask_detector else None)
-            nmes[rule][s.sample_id] = float(metrics.nme_per_image(points, truth[None], info)[0])
+            start = time.perf_counter()
+            done = landmarkers[turned].align(image, box, recrop=recrop, rolls=rolls,
+                                             tilt_at=detector.tilt_at if ask_detector else None)
+            cost[rule].append(((time.perf_counter() - start) * 1e3, int(done.passes[0])))
+            nmes[rule][s.sample_id] = float(metrics.nme_per_image(done.landmarks, truth[None], info)[0])
         if dlib_tools is not None:
             hog, predictor = dlib_tools
             boxes = hog.detect(image).boxes
@@ -98,7 +103,8 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
                 points, _ = predictor.predict(image, boxes[[found_by_hog]])
                 nmes["dlib: HOG + its predictor"][s.sample_id] = float(
                     metrics.nme_per_image(points, truth[None], info)[0])
-    return nmes, {"tilt_error": errors, "box_tilt_error": box_errors, "missed": missed, "dlib_missed": dlib_missed}
+    return nmes, {"tilt_error": errors, "box_tilt_error": box_errors, "missed": missed, "dlib_missed": dlib_missed,
+                  "ms_and_passes": cost}
 
 
 def main() -> None:
@@ -156,6 +162,14 @@ def main() -> None:
         print(f"| {float(angle):g} | " + " | ".join(
             f"{c['relative_change']:+.1%}, {c['b_better_share']:.0%}, {c['wilcoxon_p']:.2g}"
             for c in r["comparisons"].values()) + " |")
+    print("\nlandmark time per face (ms, after the detection; one ORT thread) and mean network passes")
+    print("| turned by | " + " | ".join(RULES) + " |\n|" + " --- |" * (len(RULES) + 1))
+    for angle, r in report.items():
+        cells = []
+        for rule in RULES:
+            cost = np.asarray(r["ms_and_passes"][rule]).reshape(-1, 2)
+            cells.append(f"{cost[:, 0].mean():.1f}, {cost[:, 1].mean():.2f}" if len(cost) else "-")
+        print(f"| {float(angle):g} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 

@@ -18,112 +18,6 @@ TILTED = 20.0
 # upright dev face scores above 0.73, every dev face turned by 75 degrees below 0.62 (bench/rotation.py)
 LOW_CONFIDENCE = 0.7
 
-
-def crop_rolls(tilts) -> np.ndarray:
-    """Degrees each crop is turned by: the tilt where it reaches TILTED, else 0 (an upright face is cropped as the
-    model's training crops were)."""
-    tilts = np.asarray(tilts, np.float64)
-    return np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
-
-
-def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> tuple[np.ndarray, np.ndarray]:
-    """The faces whose first crop was turned wrong by TILTED or more -> (which, the roll to crop them at again).
-    A first pass on a face turned by more than ~45 degrees from its crop gives points too poor to measure the tilt, and
-    is unsure of them: those faces (`unsure`, the indices whose mean confidence is under LOW_CONFIDENCE) are looked at
-    by `tilt_at(image, box)`, a face detector's tilt for the face in `box` (None: no face there;
-    FaceDetector.tilt_at). A face is cropped again
-    where that tilt turns its crop by TILTED or more and its points disagree with it by as much (where they agree,
-    the second pass turns the crop by the points)."""
-    landmarks, confidence = first
-    index, new_rolls = [], []
-    for i in unsure:
-        tilt = tilt_at(image_rgb, boxes[i])
-        if tilt is None:
-            continue
-        roll = float(crop_rolls(tilt))
-        seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
-            geometry.angle_difference(geometry.face_roll(landmarks[i], eye_indices), tilt) < TILTED
-        if geometry.angle_difference(roll, rolls[i]) >= TILTED and not seen:
-            index.append(i)
-            new_rolls.append(roll)
-    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64)
-
-
-def replace_faces(answer, index, again) -> tuple[np.ndarray, ...]:
-    """`answer` (arrays over faces) with the faces `index` taken from `again` (arrays over those faces)."""
-    out = tuple(np.array(a) for a in answer)
-    for o, b in zip(out, again):
-        o[index] = b
-    return out
-
-
-def eye_indices_for(card: dict) -> tuple[int, int] | None:
-    """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
-    normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
-    know, whose second pass then keeps the turn of each face's first crop."""
-    from landmarks.datasets import get_info
-
-    try:
-        info = get_info(card.get("dataset", ""))
-    except ValueError:
-        return None
-    return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
-
-
-@dataclass(frozen=True)
-class SecondPass:
-    """The faces to crop again and where (`second_pass`)."""
-    index: np.ndarray  # (K,) which faces of the first pass
-    boxes: np.ndarray  # (K, 4)
-    rolls: np.ndarray  # (K,) degrees
-    tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
-
-
-def second_pass(landmarks, boxes, eye_indices=None, every: bool = True, rolls=None) -> SecondPass:
-    """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
-    upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
-    is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
-    TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
-    of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
-    cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
-    measured both rules). Without eye corners, or where the points are not finite, a face keeps the turn of its first
-    crop (`rolls`, none: upright) and the answers are averaged; a face whose points collapsed onto a line also keeps
-    its box."""
-    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    first = np.zeros(len(out)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
-    out_rolls, tilted = first.copy(), np.zeros(len(out), bool)
-    for i, pts in enumerate(landmarks):
-        if not np.all(np.isfinite(pts)):
-            continue
-        roll = first[i]
-        if eye_indices is not None:
-            measured = geometry.face_roll(pts, eye_indices)
-            roll = measured if abs(measured) >= TILTED else 0.0
-            tilted[i] = roll != 0
-        box = geometry.upright_box(pts, roll)
-        if box[2] > box[0] and box[3] > box[1]:
-            out[i], out_rolls[i] = box, roll
-        else:
-            tilted[i] = False
-    index = np.arange(len(out)) if every else np.flatnonzero(tilted)
-    return SecondPass(index, out[index], out_rolls[index], tilted[index])
-
-
-def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(landmarks, confidence) of the first pass and of the second pass over `plan.index` -> each face's answer: the
-    mean of both, the second alone for a tilted face, the first where no second pass ran. Without a plan the two
-    passes cover the same faces and are averaged. The second pass alone is worse where the first box was already
-    the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about level with
-    one pass there and better at every other kind of box measured."""
-    out = [np.array(a) for a in first]
-    index = np.arange(len(out[0])) if plan is None else plan.index
-    tilted = np.zeros(len(index), bool) if plan is None else plan.tilted
-    for o, a, b in zip(out, first, second):
-        b = np.asarray(b)
-        o[index] = np.where(tilted.reshape(-1, *([1] * (b.ndim - 1))), b, (np.asarray(a)[index] + b) / 2)
-    return tuple(out)
-
-
 # Turns tried on a face still unsure after the detector's look, added to its crop's: on a face near 90 degrees
 # BlazeFace's keypoints can point the wrong way (bench/rotation.py), and the network is surest of the upright crop
 OTHER_TURNS = (90.0, -90.0, 180.0)
@@ -183,6 +77,48 @@ def run_passes(passes, run) -> Aligned:
             return done.value
 
 
+def crop_rolls(tilts) -> np.ndarray:
+    """Degrees each crop is turned by: the tilt where it reaches TILTED, else 0 (an upright face is cropped as the
+    model's training crops were)."""
+    tilts = np.asarray(tilts, np.float64)
+    return np.where(np.abs(tilts) >= TILTED, tilts, 0.0)
+
+
+def eye_indices_for(card: dict) -> tuple[int, int] | None:
+    """The outer eye corners of a model card's landmark layout, from the dataset registry (the corners that
+    normalise its NME): what tells the second pass how a face is tilted. None for a layout the registry does not
+    know, whose second pass then keeps the turn of each face's first crop."""
+    from landmarks.datasets import get_info
+
+    try:
+        info = get_info(card.get("dataset", ""))
+    except ValueError:
+        return None
+    return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
+
+
+def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> tuple[np.ndarray, np.ndarray]:
+    """The faces whose first crop was turned wrong by TILTED or more -> (which, the roll to crop them at again).
+    A first pass on a face turned by more than ~45 degrees from its crop gives points too poor to measure the tilt, and
+    is unsure of them: those faces (`unsure`, the indices whose mean confidence is under LOW_CONFIDENCE) are looked at
+    by `tilt_at(image, box)`, a face detector's tilt for the face in `box` (None: no face there;
+    FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by TILTED or more and its points
+    disagree with it by as much (where they agree, the second pass turns the crop by the points)."""
+    landmarks, confidence = first
+    index, new_rolls = [], []
+    for i in unsure:
+        tilt = tilt_at(image_rgb, boxes[i])
+        if tilt is None:
+            continue
+        roll = float(crop_rolls(tilt))
+        seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
+            geometry.angle_difference(geometry.face_roll(landmarks[i], eye_indices), tilt) < TILTED
+        if geometry.angle_difference(roll, rolls[i]) >= TILTED and not seen:
+            index.append(i)
+            new_rolls.append(roll)
+    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64)
+
+
 def mean_confidence(confidence) -> np.ndarray:
     """(K, M) heatmap peaks -> (K,) each face's mean."""
     return np.asarray(confidence, dtype=np.float64).mean(axis=1)
@@ -201,3 +137,65 @@ def surest(answer, rolls, index, others, other_rolls):
             landmarks[i], confidence[i] = others[0][k * tries + best], others[1][k * tries + best]
             rolls[i] = other_rolls[k * tries + best]
     return (landmarks, confidence), rolls
+
+
+def replace_faces(answer, index, again) -> tuple[np.ndarray, ...]:
+    """`answer` (arrays over faces) with the faces `index` taken from `again` (arrays over those faces)."""
+    out = tuple(np.array(a) for a in answer)
+    for o, b in zip(out, again):
+        o[index] = b
+    return out
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """The faces to crop again and where (`second_pass`)."""
+    index: np.ndarray  # (K,) which faces of the first pass
+    boxes: np.ndarray  # (K, 4)
+    rolls: np.ndarray  # (K,) degrees
+    tilted: np.ndarray  # (K,) bool: the crop is turned upright and its answer replaces the first pass's
+
+
+def second_pass(landmarks, boxes, eye_indices=None, every: bool = True, rolls=None) -> SecondPass:
+    """The second pass's crops, for every face or (`every=False`) for the tilted ones only. The model learnt on
+    upright faces in crops boxed by their true points (training turns them by at most 30 degrees), so a second look
+    is framed that way whatever box the caller had (a detector's, a tracker's). A face whose points roll at least
+    TILTED degrees (geometry.face_roll at the outer eye corners `eye_indices`) is cropped turned upright at the box
+    of its points in that frame: its first pass saw it tilted, so the second answer stands alone. Any other face is
+    cropped upright at the box of its points and the two answers are averaged (merge_passes; bench/rotation.py
+    measured both rules). Without eye corners, or where the points are not finite, a face keeps the turn of its first
+    crop (`rolls`, none: upright) and the answers are averaged; a face whose points collapsed onto a line also keeps
+    its box."""
+    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    first = np.zeros(len(out)) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
+    out_rolls, tilted = first.copy(), np.zeros(len(out), bool)
+    for i, pts in enumerate(landmarks):
+        if not np.all(np.isfinite(pts)):
+            continue
+        roll = first[i]
+        if eye_indices is not None:
+            measured = geometry.face_roll(pts, eye_indices)
+            roll = measured if abs(measured) >= TILTED else 0.0
+            tilted[i] = roll != 0
+        box = geometry.upright_box(pts, roll)
+        if box[2] > box[0] and box[3] > box[1]:
+            out[i], out_rolls[i] = box, roll
+        else:
+            tilted[i] = False
+    index = np.arange(len(out)) if every else np.flatnonzero(tilted)
+    return SecondPass(index, out[index], out_rolls[index], tilted[index])
+
+
+def merge_passes(first, second, plan: SecondPass | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks, confidence) of the first pass and of the second pass over `plan.index` -> each face's answer: the
+    mean of both, the second alone for a tilted face, the first where no second pass ran. Without a plan the two
+    passes cover the same faces and are averaged. The second pass alone is worse where the first box was already
+    the true points' box (bench/recrop.py): its box carries the first pass's errors. The mean is about level with
+    one pass there and better at every other kind of box measured."""
+    out = [np.array(a) for a in first]
+    index = np.arange(len(out[0])) if plan is None else plan.index
+    tilted = np.zeros(len(index), bool) if plan is None else plan.tilted
+    for o, a, b in zip(out, first, second):
+        b = np.asarray(b)
+        o[index] = np.where(tilted.reshape(-1, *([1] * (b.ndim - 1))), b, (np.asarray(a)[index] + b) / 2)
+    return tuple(out)

@@ -32,10 +32,11 @@ class Face(BaseModel):
     box: Box = Field(description="the box the landmarks were cropped around: the one sent, or the detected face "
                      "mapped onto the landmark box convention (sending it back with the same recrop gives the same "
                      "landmarks when box_roll is 0)")
-    box_roll: float = Field(0.0, description="degrees the first crop was turned by about the box's centre (positive: "
-                            "clockwise on screen): 0 for boxes sent and upright faces; for a face the detector finds "
-                            "tilted by 20 degrees or more, its tilt, and the box is then the face's box in its own "
-                            "upright frame (turn it by box_roll to draw it)")
+    box_roll: float = Field(0.0, description="degrees the crop at the box was turned by about its centre (positive: "
+                            "clockwise on screen): 0 for upright faces; for a face the detector finds tilted by 20 "
+                            "degrees or more, its tilt, and the box is then the face's box in its own upright frame "
+                            "(turn it by box_roll to draw it); for a box sent, the detector's tilt where the first "
+                            "pass was unsure of a face turned far (the box stays as sent)")
     detection_score: float | None = Field(None, description="detector confidence in (0, 1]; only for detected faces")
     detection_box: Box | None = Field(None, description="the face detector's own box; only for detected faces")
     landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")
@@ -43,7 +44,9 @@ class Face(BaseModel):
     roll: float | None = Field(None, description="the face's in-plane tilt in degrees from its landmarks: the line "
                                "through the outer eye corners, 0 upright, positive clockwise on screen, in (-180, "
                                "180]; null for a landmark layout without known eye corners")
-    passes: int = Field(1, description="2 where the second pass ran on this face (see recrop), else 1")
+    passes: int = Field(1, description="network passes this face went through: 1, 2 where the second pass ran (see "
+                        "recrop), more where the first pass was unsure of the face and it was cropped again turned "
+                        "by the detector's tilt")
 
 
 class AlignResponse(BaseModel):
@@ -51,7 +54,8 @@ class AlignResponse(BaseModel):
     model: ModelRef
     recrop: bool = Field(description="whether every face got the second pass (the recrop query parameter, or its "
                          "default: on for detected faces, off for boxes sent); without recrop=false a face tilted by "
-                         "20 degrees or more gets it anyway (each face's passes)")
+                         "20 degrees or more gets it anyway, and a face the first pass is unsure of gets the "
+                         "detector's tilt (each face's passes)")
     timing_ms: dict[str, float]
 
 

@@ -52,7 +52,9 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
                                             "stands); about twice the landmark time, for a lower error where the "
                                             "boxes are not tight around the face's points (README: second pass). "
                                             "Default: on for the faces the service detects; for boxes sent, on for "
-                                            "tilted faces only")):
+                                            "tilted faces only. Unless false, a face the first pass is unsure of "
+                                            "is cropped again turned by the face detector's tilt (README: tilted "
+                                            "faces)")):
     dataset = dataset or settings.default_dataset
     keep = check_max_faces(max_faces, settings.max_faces)
     start = time.perf_counter()
@@ -65,8 +67,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
     # the detector's boxes frame faces unlike the true points' box the model learnt on, and the second pass wins
-    # that back (README: second pass); a caller's own boxes may already be tight, so theirs get one pass, and a
-    # second only where the first finds the face tilted
+    # that back (README: second pass); a caller's own boxes may already be tight, so theirs get one pass, and more
+    # only where the first finds the face tilted or is unsure of it
     second_pass = recrop if recrop is not None else (True if detected is not None else None)
     rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
     async with models.use(dataset) as model:
