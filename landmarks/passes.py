@@ -37,8 +37,9 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
        LOW_CONFIDENCE) and the detector finds turned otherwise (turn_unsure) are cropped again turned by the
-       detector's tilt; a face still unsure after that is also cropped turned by each of OTHER_TURNS more, and the
-       crop the network is surest of stands for it.
+       detector's tilt; a face still unsure after that, or one the detector found nothing for, is also cropped
+       turned by each of OTHER_TURNS more, and the crop the network is surest of stands for it where it is sure of
+       it (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -49,12 +50,14 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         return Aligned(*answer, passes, rolls)
     if tilt_at is not None:
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
-        index, turned = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
+        index, turned, lost = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
         if len(index):
             answer = replace_faces(answer, index, (yield boxes[index], turned))
             rolls[index] = turned
             passes[index] += 1
-        still = unsure[mean_confidence(answer[1][unsure]) < LOW_CONFIDENCE]
+        # where the points and the detector agree the tilt is known, and the second pass turns the crop by it
+        unknown = np.union1d(index, lost).astype(int)
+        still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
         if len(still):
             other_rolls = ((rolls[still, None] + np.asarray(OTHER_TURNS) + 180.0) % 360.0 - 180.0).ravel()
             others = yield np.repeat(boxes[still], len(OTHER_TURNS), axis=0), other_rolls
@@ -97,18 +100,21 @@ def eye_indices_for(card: dict) -> tuple[int, int] | None:
     return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
 
 
-def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> tuple[np.ndarray, np.ndarray]:
+def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
+                unsure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faces whose first crop was turned wrong by TILTED or more -> (which, the roll to crop them at again).
     A first pass on a face turned by more than ~45 degrees from its crop gives points too poor to measure the tilt, and
     is unsure of them: those faces (`unsure`, the indices whose mean confidence is under LOW_CONFIDENCE) are looked at
     by `tilt_at(image, box)`, a face detector's tilt for the face in `box` (None: no face there;
     FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by TILTED or more and its points
-    disagree with it by as much (where they agree, the second pass turns the crop by the points)."""
+    disagree with it by as much (where they agree, the second pass turns the crop by the points). -> (faces to crop
+    again, their rolls, the faces the detector found nothing for)."""
     landmarks, confidence = first
-    index, new_rolls = [], []
+    index, new_rolls, lost = [], [], []
     for i in unsure:
         tilt = tilt_at(image_rgb, boxes[i])
         if tilt is None:
+            lost.append(i)
             continue
         roll = float(crop_rolls(tilt))
         seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
@@ -116,7 +122,7 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
         if geometry.angle_difference(roll, rolls[i]) >= TILTED and not seen:
             index.append(i)
             new_rolls.append(roll)
-    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64)
+    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64), np.asarray(lost, dtype=int)
 
 
 def mean_confidence(confidence) -> np.ndarray:
@@ -126,14 +132,16 @@ def mean_confidence(confidence) -> np.ndarray:
 
 def surest(answer, rolls, index, others, other_rolls):
     """(answer, rolls) over some faces with the faces `index` replaced by whichever of their crop and its
-    len(OTHER_TURNS) others (`others`, `other_rolls`: the faces' tries one after another) the network is surest of."""
+    len(OTHER_TURNS) others (`others`, `other_rolls`: the faces' tries one after another) the network is surest of,
+    where that is another turn only if the network is sure of it (LOW_CONFIDENCE or more): on a blurred frame it is
+    unsure of every turn, and one of the wrong turns can score highest."""
     tries = len(OTHER_TURNS)
     landmarks, confidence = (np.array(a) for a in answer)
     rolls = np.array(rolls)
     other_confidence = mean_confidence(others[1]).reshape(len(index), tries)
     for k, i in enumerate(index):
         best = int(np.argmax(other_confidence[k]))
-        if other_confidence[k, best] > mean_confidence(confidence[i:i + 1])[0]:
+        if other_confidence[k, best] >= max(LOW_CONFIDENCE, mean_confidence(confidence[i:i + 1])[0]):
             landmarks[i], confidence[i] = others[0][k * tries + best], others[1][k * tries + best]
             rolls[i] = other_rolls[k * tries + best]
     return (landmarks, confidence), rolls

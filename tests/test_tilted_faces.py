@@ -122,13 +122,14 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
         return found.get(face)
 
     unsure = np.arange(1, 5)
-    index, rolls = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), EYES, tilt_at, unsure)
-    assert sorted(asked) == [1, 2, 3, 4]
+    index, rolls, lost = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), EYES, tilt_at,
+                                     unsure)
+    assert sorted(asked) == [1, 2, 3, 4] and lost.tolist() == [3]
     assert index.tolist() == [1] and rolls.tolist() == [70.0]
-    index, rolls = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0]), (np.stack(points), confidence), EYES,
-                               tilt_at, unsure)
+    index, rolls, _ = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0]), (np.stack(points), confidence), EYES,
+                                  tilt_at, unsure)
     assert index.tolist() == [], "a face already cropped at the detector's turn is not cropped again"
-    index, _ = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), None, tilt_at, unsure)
+    index, _, _ = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), None, tilt_at, unsure)
     assert index.tolist() == [1, 2], "without eye corners the points cannot agree with the detector"
 
 
@@ -227,7 +228,7 @@ def test_faces_turned_45_degrees_are_found_turned_and_aligned(dev_faces):
 def test_a_box_sent_for_a_face_turned_far_gets_the_detectors_tilt(dev_faces, degrees):
     """At the tight box of a face turned by 70 or 90 degrees the first pass's points cannot tell the tilt; the
     detector's look at the box can, and the crops turned by it land the points about as well as on the upright
-    photo."""
+    photo, face by face."""
     import json
 
     from landmarks import metrics
@@ -252,10 +253,13 @@ def test_a_box_sent_for_a_face_turned_far_gets_the_detectors_tilt(dev_faces, deg
             nme[name].append(metrics.nme_per_image(points, truth[None], info)[0])
         nme["upright photo"].append(metrics.nme_per_image(
             landmarker.predict(load_image(s), s.box[None])[0], s.landmarks[None], info)[0])
-    mean = {k: float(np.mean(v)) for k, v in nme.items()}
+    median = {k: float(np.median(v)) for k, v in nme.items()}
     assert np.median(errors) < 10, errors
-    assert mean["detector asked"] < 1.5 * mean["upright photo"], mean
-    assert mean["detector asked"] < 0.5 * mean["points only"], mean
+    assert median["detector asked"] < 1.25 * median["upright photo"], median
+    assert median["detector asked"] < 0.5 * median["points only"], median
+    # near 90 degrees a face whose points and detector both take it for upright stays wrong: one in ten at most
+    landed = np.asarray(nme["detector asked"]) < 2 * np.asarray(nme["upright photo"])
+    assert landed.sum() >= len(landed) - 1, nme
 
 
 def test_tilt_at_a_box_without_a_face_is_none(dev_faces):
