@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from landmarks.datasets import get_info
 from landmarks.landmarker import OnnxLandmarker
 from landmarks.passes import TILTED
 from sdhrnet.settings import ServiceSettings
@@ -15,6 +16,7 @@ from tests.test_default_model import MODEL
 from tests.test_service_api import assert_problem
 
 PHOTO = "helen/trainset/100040721_1.jpg"  # a dev face (not trained on)
+EYES = get_info("300w").norm_indices
 
 
 @pytest.fixture(scope="module")
@@ -221,19 +223,25 @@ def test_recrop_must_be_a_boolean(client):
 
 # --- tilted faces ----------------------------------------------------------------------------------------------------
 
-def test_a_tilted_face_is_cropped_turned_with_or_without_boxes(client, photo):
+def _turned(photo, degrees: float):
+    """The photo turned by `degrees` -> (RGB image, its true points, their roll, a JSON body with it as a PNG)."""
     import cv2
 
+    from landmarks import geometry
+
+    sample, data = photo
+    image, m = geometry.turn_image(_rgb(data), degrees)
+    truth = geometry.transform_points(sample.landmarks, m)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return image, truth, geometry.face_roll(truth, EYES), {"image": b64(png.tobytes())}
+
+
+def test_a_tilted_face_is_cropped_turned_with_or_without_boxes(client, photo):
     from landmarks import geometry, metrics
-    from landmarks.datasets import get_info
 
     sample, data = photo
     info = get_info("300w")
-    image, m = geometry.turn_image(_rgb(data), 50)
-    truth = geometry.transform_points(sample.landmarks, m)
-    true_roll = geometry.face_roll(truth, info.norm_indices)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    body = {"image": b64(png.tobytes())}
+    image, truth, true_roll, body = _turned(photo, 50)
 
     detected = client.post("/align", json=body).json()
     (face,) = detected["faces"]
@@ -264,20 +272,13 @@ def test_a_box_sent_for_a_face_turned_80_degrees_gets_the_detectors_tilt(client,
     """The first pass at an upright crop of a face turned 80 degrees is unsure and its points cannot tell the tilt;
     the detector's look at the box can: the face is cropped again turned by it, as the shared landmarker does, and
     /evaluate scores the box as /align answers it."""
-    import cv2
-
     from landmarks import geometry, metrics
-    from landmarks.datasets import get_info
     from landmarks.face_detector import FaceDetector
 
-    sample, data = photo
     info = get_info("300w")
-    image, m = geometry.turn_image(_rgb(data), 80)
-    truth = geometry.transform_points(sample.landmarks, m)
-    true_roll = geometry.face_roll(truth, info.norm_indices)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    image, truth, true_roll, body = _turned(photo, 80)
     box = [float(v) for v in geometry.landmark_box(truth)]
-    body = {"image": b64(png.tobytes()), "boxes": [box]}
+    body["boxes"] = [box]
 
     (face,) = client.post("/align", json=body).json()["faces"]
     assert abs(face["box_roll"] - true_roll) < 12 and face["passes"] >= 3, face["passes"]
