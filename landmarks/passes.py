@@ -18,9 +18,10 @@ TILTED = 20.0
 # upright dev face scores above 0.73, every dev face turned by 75 degrees below 0.62 (bench/rotation.py)
 LOW_CONFIDENCE = 0.7
 
-# Turns tried on a face still unsure after the detector's look, added to its crop's: on a face near 90 degrees
-# BlazeFace's keypoints can point the wrong way (bench/rotation.py), and the network is surest of the upright crop
-OTHER_TURNS = (90.0, -90.0, 180.0)
+# Turns tried on a face still unsure after the detector's look, added to its crop's: near 90 degrees BlazeFace's
+# keypoints sometimes point the wrong way (bench/rotation.py). Every 45 degrees leaves the nearest try within 22.5 of
+# upright, where the network is sure of a face again
+OTHER_TURNS = (45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
 
 
 class Aligned(NamedTuple):
@@ -37,9 +38,9 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
        LOW_CONFIDENCE) and the detector finds turned otherwise (turn_unsure) are cropped again turned by the
-       detector's tilt; a face still unsure after that, or one the detector found nothing for, is also cropped
-       turned by each of OTHER_TURNS more, and the crop the network is surest of stands for it where it is sure of
-       it (surest).
+       detector's tilt, which stands where the network is surer of it than of the first crop (the detector too can
+       be wrong); a face still unsure after that, or one the detector found nothing for, is also cropped turned by
+       each of OTHER_TURNS more, and a turn the network is sure of (LOW_CONFIDENCE) and surest of stands (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -52,16 +53,16 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
         index, turned, lost = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
         if len(index):
-            answer = replace_faces(answer, index, (yield boxes[index], turned))
-            rolls[index] = turned
+            again = yield boxes[index], turned
             passes[index] += 1
+            answer, rolls = surest(answer, rolls, index, again, turned)
         # where the points and the detector agree the tilt is known, and the second pass turns the crop by it
         unknown = np.union1d(index, lost).astype(int)
         still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
         if len(still):
             other_rolls = ((rolls[still, None] + np.asarray(OTHER_TURNS) + 180.0) % 360.0 - 180.0).ravel()
             others = yield np.repeat(boxes[still], len(OTHER_TURNS), axis=0), other_rolls
-            answer, rolls = surest(answer, rolls, still, others, other_rolls)
+            answer, rolls = surest(answer, rolls, still, others, other_rolls, at_least=LOW_CONFIDENCE)
             passes[still] += 1
     plan = second_pass(answer[0], boxes, eye_indices, every=bool(recrop), rolls=rolls)
     if len(plan.index):
@@ -130,29 +131,20 @@ def mean_confidence(confidence) -> np.ndarray:
     return np.asarray(confidence, dtype=np.float64).mean(axis=1)
 
 
-def surest(answer, rolls, index, others, other_rolls):
-    """(answer, rolls) over some faces with the faces `index` replaced by whichever of their crop and its
-    len(OTHER_TURNS) others (`others`, `other_rolls`: the faces' tries one after another) the network is surest of,
-    where that is another turn only if the network is sure of it (LOW_CONFIDENCE or more): on a blurred frame it is
-    unsure of every turn, and one of the wrong turns can score highest."""
-    tries = len(OTHER_TURNS)
+def surest(answer, rolls, index, tries, try_rolls, at_least: float = 0.0):
+    """(answer, rolls) over all faces with each face of `index` answered by whichever of its crop and its tries the
+    network is surest of (mean confidence), a try only where that is `at_least` too. `tries` (landmarks,
+    confidence) and `try_rolls` hold each face's tries in turn, as many per face."""
+    per_face = len(try_rolls) // len(index)
     landmarks, confidence = (np.array(a) for a in answer)
     rolls = np.array(rolls)
-    other_confidence = mean_confidence(others[1]).reshape(len(index), tries)
+    sure = mean_confidence(tries[1]).reshape(len(index), per_face)
     for k, i in enumerate(index):
-        best = int(np.argmax(other_confidence[k]))
-        if other_confidence[k, best] >= max(LOW_CONFIDENCE, mean_confidence(confidence[i:i + 1])[0]):
-            landmarks[i], confidence[i] = others[0][k * tries + best], others[1][k * tries + best]
-            rolls[i] = other_rolls[k * tries + best]
+        best = int(np.argmax(sure[k]))
+        if sure[k, best] > mean_confidence(confidence[i:i + 1])[0] and sure[k, best] >= at_least:
+            landmarks[i], confidence[i] = tries[0][k * per_face + best], tries[1][k * per_face + best]
+            rolls[i] = try_rolls[k * per_face + best]
     return (landmarks, confidence), rolls
-
-
-def replace_faces(answer, index, again) -> tuple[np.ndarray, ...]:
-    """`answer` (arrays over faces) with the faces `index` taken from `again` (arrays over those faces)."""
-    out = tuple(np.array(a) for a in answer)
-    for o, b in zip(out, again):
-        o[index] = b
-    return out
 
 
 @dataclass(frozen=True)

@@ -134,23 +134,28 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
 
 
 def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_is_surest_of():
-    """A stand-in network sure only of crops turned within 15 degrees of 90; the detector points the wrong way
-    (-80): the crop turned by -80 stays unsure, so -80 + 90, -80 - 90 and -80 + 180 are tried and 100 stands."""
-    from landmarks.passes import face_passes, run_passes
+    """A stand-in network sure (0.9) only of crops turned within 15 degrees of 90, a little surer of crops turned
+    within 60 (0.5) than of the rest (0.4). The detector points the wrong way: the crop it turns by (-80) stays
+    unsure, so the first crop stands and the others around it are tried: 90 stands."""
+    from landmarks.passes import OTHER_TURNS, face_passes, run_passes
 
     asked = []
 
     def run(boxes, rolls):
         asked.append(np.round(rolls, 6).tolist())
-        sure = g.angle_difference(rolls, 90.0) < 15
-        confidence = np.where(sure[:, None], 0.9, 0.4) * np.ones((len(rolls), 68))
+        off = g.angle_difference(rolls, 90.0)
+        confidence = np.where(off < 15, 0.9, np.where(off < 60, 0.5, 0.4))[:, None] * np.ones((len(rolls), 68))
         return np.repeat(rolls[:, None, None], 68, axis=1) * np.ones(2), confidence
 
     box = np.array([[10.0, 10.0, 110.0, 110.0]])
     done = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0), run)
-    assert asked == [[0.0], [-80.0], [10.0, -170.0, 100.0]]
-    assert done.rolls.tolist() == [100.0] and done.passes.tolist() == [3]
-    assert done.landmarks[0, 0, 0] == 100.0 and done.confidence[0, 0] == pytest.approx(0.9)
+    assert asked == [[0.0], [-80.0], [((t + 180) % 360) - 180 for t in OTHER_TURNS]]
+    assert done.rolls.tolist() == [90.0] and done.passes.tolist() == [3]
+    assert done.landmarks[0, 0, 0] == 90.0 and done.confidence[0, 0] == pytest.approx(0.9)
+    asked.clear()
+    surer = run_passes(face_passes(None, box, None, None, None, lambda image, b: 40.0), run)
+    assert asked[1] == [40.0] and asked[2][0] == 85.0 and surer.rolls.tolist() == [85.0], \
+        "the detector's turn stands where the network is surer of it, and the others are tried around it"
     asked.clear()
     sure = run_passes(face_passes(None, box, [90.0], None, None, lambda image, b: -80.0), run)
     assert asked == [[90.0]] and sure.passes.tolist() == [1], "a face the network is sure of is left alone"
