@@ -103,14 +103,14 @@ def eye_indices_for(card: dict) -> tuple[int, int] | None:
 
 def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
                 unsure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The faces whose first crop was turned wrong by TILTED or more -> (which, the roll to crop them at again).
-    A first pass on a face turned by more than ~45 degrees from its crop gives points too poor to measure the tilt, and
-    is unsure of them: those faces (`unsure`, the indices whose mean confidence is under LOW_CONFIDENCE) are looked at
-    by `tilt_at(image, box)`, a face detector's tilt for the face in `box` (None: no face there;
-    FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by TILTED or more and its points
-    disagree with it by as much (where they agree, the second pass turns the crop by the points). -> (faces to crop
-    again, their rolls, the faces the detector found nothing for)."""
-    landmarks, confidence = first
+    """The faces whose first crop the face detector would turn otherwise -> (which, the roll to crop them at again,
+    the faces it found nothing for). A first pass on a face turned by more than ~45 degrees from its crop gives
+    points too poor to measure the tilt, and is unsure of them: those faces (`unsure`, the indices whose mean
+    confidence is under LOW_CONFIDENCE) are looked at by `tilt_at(image, box)`, a face detector's tilt for the face in
+    `box` (None: no face there; FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by
+    TILTED or more and its points disagree with it by as much (where they agree, the second pass turns the crop by
+    the points)."""
+    landmarks = first[0]
     index, new_rolls, lost = [], [], []
     for i in unsure:
         tilt = tilt_at(image_rgb, boxes[i])
