@@ -74,17 +74,18 @@ def faces_by_photo(samples: list[Sample]) -> list[list[Sample]]:
 
 
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
-                            occlusion=None, detector=None, recrop: bool = False, low_resolution=None) -> dict:
+                            occlusion=None, detector=None, recrop: bool = False, low_resolution=None,
+                            tilt_at=None) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's
     ground-truth box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
     landmarks.occlusion.Occlusion) covers part of each face before prediction. With a `detector` (a
     landmarks.face_detector.FaceDetector) each face is cropped at the box the detector found for it instead, as
     `/align` without boxes does: the ground-truth box, which encloses the true points, is a box no user has. A face
     the detector misses gets no prediction (scoring lists it as missing). `recrop`: the landmarker's second pass at
-    the box of its first-pass points (landmarks.passes.second_pass), and with a detector its tilt for the faces
-    the first pass is unsure of (landmarks.passes.turn_unsure). `low_resolution` (a
-    landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction and maps the points
-    back."""
+    the box of its first-pass points (landmarks.passes.second_pass); `tilt_at`: with it, a face detector's tilt for
+    the faces the first pass is unsure of (FaceDetector.tilt_at, landmarks.passes.turn_unsure), as /align asks.
+    `low_resolution` (a landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction
+    and maps the points back."""
     out, done = {}, 0
     for group in faces_by_photo(samples):
         image = load_image(group[0])
@@ -94,9 +95,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         scale = np.ones(2)  # the photo's scale, where low_resolution shrank it
         if low_resolution is not None:
             image, boxes, scale = low_resolution.apply(image, boxes)
-        faces, rolls, tilt_at = group, None, None
+        faces, rolls = group, None
         if detector is not None:
-            tilt_at = detector.tilt_at  # as /align without boxes
             found = detector.detect(image)
             matches = match_faces(found.boxes, boxes)
             faces = [s for s, m in zip(group, matches) if m is not None]

@@ -42,12 +42,15 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
     landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads,
                                 eye_indices=info.norm_indices)
     detector = None
-    if detected_boxes:
+    if detected_boxes or recrop:
         from landmarks.face_detector import FaceDetector
 
         detector = FaceDetector()
+    # with recrop the passes are /align's: the detector also gives the tilt of faces the first pass is unsure of
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
-                                          detector=detector, recrop=recrop, low_resolution=low_resolution)
+                                          detector=detector if detected_boxes else None, recrop=recrop,
+                                          low_resolution=low_resolution,
+                                          tilt_at=detector.tilt_at if recrop else None)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
              "boxes": "detected" if detected_boxes else "ground truth", "recrop": recrop}
     if occlusion is not None:

@@ -28,7 +28,8 @@ def add_arguments(parser, command=None) -> None:
                         "without a prediction (add --recrop for what /align without boxes answers by default)")
     parser.add_argument("--recrop", action="store_true", help="with --model: a second pass on each face, cropped at "
                         "the box of its first-pass points, averaged with the first; a face tilted by 20 degrees or more is "
-                        "cropped turned upright and that answer stands (as /align?recrop=true)")
+                        "cropped turned upright and that answer stands, and a face the first pass is unsure of gets "
+                        "the face detector's tilt (as /align?recrop=true)")
     parser.add_argument("--face-px", type=int, default=None, metavar="PX", help="with --model: shrink every photo "
                         "until its faces are PX pixels across (the box of their points) before predicting, as in "
                         "video frames or group photos; the points are mapped back to score them")
