@@ -17,7 +17,7 @@ import numpy as np
 
 from landmarks.geometry import CROP_EXPAND, crop_face, scale_box
 from landmarks.landmarker import validate_image
-from landmarks.passes import crop_rolls
+from landmarks.passes import FAR_TURN, crop_rolls
 
 ASSETS = Path(__file__).resolve().parent / "detector_assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.tflite"
@@ -31,9 +31,6 @@ RAW_SCORE_LIMIT = 80.0  # logits beyond this overflow float32 in the sigmoid
 EYES = (slice(4, 6), slice(6, 8))  # the right and left eye keypoints' columns in a box's 16 regressor values
 # tilt_at looks for a face in this many times its box, so that a loose or shifted box still holds the whole face
 TILT_SEARCH = 2.0
-# and looks once more at a face that it finds turned this far, in a crop turned by that: BlazeFace's keypoints are most
-# accurate on a face near upright (dev faces turned by 90 degrees: 28 degrees mean error at one look, 15 at two)
-TILT_LOOK_AGAIN = 45.0
 MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this much (the usual detection criterion)
 
 
@@ -228,12 +225,13 @@ class FaceDetector:
     def tilt_at(self, image_rgb: np.ndarray, box) -> float | None:
         """The tilt in degrees (face_roll's convention) of the face in a landmark-convention `box`, by the eye
         keypoints of the detection nearest the box's centre in an upright crop around it; None where no face is found
-        whose centre lies in the box. A face found turned by TILT_LOOK_AGAIN or more is looked at once more in a crop
-        turned by that first estimate. What the landmarker asks about a face it is unsure of
+        whose centre lies in the box. A face found turned by passes.FAR_TURN or more is looked at once more in a crop
+        turned by that first estimate, where it is near upright and the keypoints are most accurate (dev faces turned
+        by 90 degrees: 28 degrees mean error at one look, 15 at two). What the landmarker asks about a face it is unsure of
         (passes.turn_unsure): a caller's box says nothing of the tilt, and the detector's estimate on the whole
         photo is far off for some faces near 90 degrees, which a crop of the face's region gets closer."""
         tilt = self._tilt_in_crop(image_rgb, box, 0.0)
-        if tilt is not None and abs(tilt) >= TILT_LOOK_AGAIN:
+        if tilt is not None and abs(tilt) >= FAR_TURN:
             again = self._tilt_in_crop(image_rgb, box, tilt)
             tilt = tilt if again is None else again
         return tilt

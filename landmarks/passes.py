@@ -17,6 +17,9 @@ TILTED = 20.0
 # Mean heatmap peak under which a first pass may have seen a face turned too far for its points to tell the tilt: every
 # upright dev face scores above 0.73, every dev face turned by 75 degrees below 0.62 (bench/rotation.py)
 LOW_CONFIDENCE = 0.7
+# Degrees of tilt from which BlazeFace's eye keypoints err more (dev faces turned by 90 degrees: 29 degrees on average,
+# against 2-4 up to 45; bench/rotation.py)
+FAR_TURN = 45.0
 
 # Turns tried on a face still unsure after the detector's look, added to its crop's: near 90 degrees BlazeFace's
 # keypoints sometimes point the wrong way (bench/rotation.py). Every 45 degrees leaves the nearest try within 22.5 of
@@ -39,8 +42,9 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
        LOW_CONFIDENCE) and the detector finds turned otherwise (turn_unsure) are cropped again turned by the
        detector's tilt, which stands where the network is surer of it than of the first crop (the detector too can
-       be wrong); a face still unsure after that, or one the detector found nothing for, is also cropped turned by
-       each of OTHER_TURNS more, and a turn the network is sure of (LOW_CONFIDENCE) and surest of stands (surest).
+       be wrong); a face still unsure after that, or one whose tilt stays in doubt (turn_unsure), is also cropped
+       turned by each of OTHER_TURNS more, and a turn the network is sure of (LOW_CONFIDENCE) and surest of stands
+       (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -51,13 +55,12 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         return Aligned(*answer, passes, rolls)
     if tilt_at is not None:
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
-        index, turned, lost = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
+        index, turned, doubtful = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
         if len(index):
             again = yield boxes[index], turned
             passes[index] += 1
             answer, rolls = surest(answer, rolls, index, again, turned)
-        # where the points and the detector agree the tilt is known, and the second pass turns the crop by it
-        unknown = np.union1d(index, lost).astype(int)
+        unknown = np.union1d(index, doubtful).astype(int)
         still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
         if len(still):
             other_rolls = ((rolls[still, None] + np.asarray(OTHER_TURNS) + 180.0) % 360.0 - 180.0).ravel()
@@ -104,18 +107,19 @@ def eye_indices_for(card: dict) -> tuple[int, int] | None:
 def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
                 unsure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faces whose first crop the face detector would turn otherwise -> (which, the roll to crop them at again,
-    the faces it found nothing for). A first pass on a face turned by more than ~45 degrees from its crop gives
+    the faces whose tilt stays in doubt). A first pass on a face turned by more than ~45 degrees from its crop gives
     points too poor to measure the tilt, and is unsure of them: those faces (`unsure`, the indices whose mean
     confidence is under LOW_CONFIDENCE) are looked at by `tilt_at(image, box)`, a face detector's tilt for the face in
     `box` (None: no face there; FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by
-    TILTED or more and its points disagree with it by as much (where they agree, the second pass turns the crop by
-    the points)."""
+    TILTED or more and its points disagree with it by as much. Where they agree, the second pass turns the crop by
+    the points, but beyond FAR_TURN both can be wrong the same way (an upside-down face looks upright to both): those
+    faces, and the ones the detector finds nothing for, stay in doubt."""
     landmarks = first[0]
-    index, new_rolls, lost = [], [], []
+    index, new_rolls, doubtful = [], [], []
     for i in unsure:
         tilt = tilt_at(image_rgb, boxes[i])
         if tilt is None:
-            lost.append(i)
+            doubtful.append(i)
             continue
         roll = float(crop_rolls(tilt))
         seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
@@ -123,7 +127,9 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
         if geometry.angle_difference(roll, rolls[i]) >= TILTED and not seen:
             index.append(i)
             new_rolls.append(roll)
-    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64), np.asarray(lost, dtype=int)
+        elif seen and abs(tilt) >= FAR_TURN:
+            doubtful.append(i)
+    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64), np.asarray(doubtful, dtype=int)
 
 
 def mean_confidence(confidence) -> np.ndarray:
