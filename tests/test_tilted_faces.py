@@ -7,7 +7,7 @@ import pytest
 from landmarks import geometry as g
 from landmarks.datasets import get_info
 from landmarks.landmarker import prepare_faces
-from landmarks.passes import LOW_CONFIDENCE, TILTED, merge_passes, second_pass, turn_unsure
+from landmarks.passes import TILTED, merge_passes, second_pass, turn_unsure
 
 EYES = get_info("300w").norm_indices
 
@@ -104,33 +104,31 @@ def test_angle_difference_goes_the_short_way_round():
 
 
 def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_it_disagrees():
-    """Faces 1-4 are the unsure ones: only they are asked. 1 is found turned 70 degrees while its points say
-    5 (cropped again at 70); 2 is found turned as its points say (the second pass turns it); 3 is found nowhere; 4 is
-    found upright in an upright crop (nothing to change)."""
-    points = [upright_face(seed=i) for i in range(5)]
+    """Faces 1-5 are the unsure ones: only they are asked. 1 is found turned 70 degrees while its points say 5
+    (cropped again at 70); 2 is found turned 60 as its points say (the second pass turns it, but beyond FAR_TURN
+    both may be wrong alike: in doubt); 3 is found nowhere (in doubt); 4 is found upright in an upright crop
+    (nothing to change); 5 is found turned 30 as its points say (the second pass turns it)."""
+    points = [upright_face(seed=i) for i in range(6)]
     points[1] = turned(points[1], 5, points[1].mean(0))
     points[2] = turned(points[2], 62, points[2].mean(0))
-    confidence = np.full((5, 68), LOW_CONFIDENCE - 0.1, np.float32)
-    confidence[0] = 0.9
-    boxes = np.array([g.landmark_box(p) for p in points])
-    found = {1: 70.0, 2: 60.0, 3: None, 4: 8.0}
+    points[5] = turned(points[5], 33, points[5].mean(0))
+    boxes = np.array([[i * 100.0, 0.0, i * 100.0 + 80, 90.0] for i in range(6)])
+    found = {1: 70.0, 2: 60.0, 3: None, 4: 8.0, 5: 30.0}
     asked = []
 
     def tilt_at(image, box):
-        face = int(np.flatnonzero((boxes == box).all(1))[0])
+        face = int(box[0] // 100)
         asked.append(face)
         return found.get(face)
 
-    unsure = np.arange(1, 5)
-    index, rolls, lost = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), EYES, tilt_at,
-                                     unsure)
-    assert sorted(asked) == [1, 2, 3, 4] and lost.tolist() == [3]
+    first, unsure = (np.stack(points), None), np.arange(1, 6)
+    index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
+    assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [2, 3]
     assert index.tolist() == [1] and rolls.tolist() == [70.0]
-    index, rolls, _ = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0]), (np.stack(points), confidence), EYES,
-                                  tilt_at, unsure)
+    index, _, _ = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0, 0]), first, EYES, tilt_at, unsure)
     assert index.tolist() == [], "a face already cropped at the detector's turn is not cropped again"
-    index, _, _ = turn_unsure(None, boxes, np.zeros(5), (np.stack(points), confidence), None, tilt_at, unsure)
-    assert index.tolist() == [1, 2], "without eye corners the points cannot agree with the detector"
+    index, _, _ = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
+    assert index.tolist() == [1, 2, 5], "without eye corners the points cannot agree with the detector"
 
 
 def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_is_surest_of():
