@@ -156,8 +156,8 @@ def main() -> None:
               f"{np.mean(found_at_box):.1f} / {np.percentile(found_at_box, 90):.1f} / "
               f"{int(np.sum(~np.isfinite(box_errors)))} |{dlib_cell}",
               flush=True)
-    print("\nturned against upright, face by face: share of faces better, Wilcoxon p")
-    print("| turned by | " + " | ".join(f"{b}" for _, b in PAIRS) + " |\n|" + " --- |" * (len(PAIRS) + 1))
+    print("\neach rule against the one it replaces, face by face: share of faces better, Wilcoxon p")
+    print("| turned by | " + " | ".join(f"{a} -> {b}" for a, b in PAIRS) + " |\n|" + " --- |" * (len(PAIRS) + 1))
     for angle, r in report.items():
         print(f"| {float(angle):g} | " + " | ".join(
             f"{c['relative_change']:+.1%}, {c['b_better_share']:.0%}, {c['wilcoxon_p']:.2g}"
