@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks.geometry import CROP_EXPAND, crop_face, scale_box
+from landmarks.geometry import CROP_EXPAND, crop_face, scale_box, wrap_degrees
 from landmarks.landmarker import validate_image
 from landmarks.passes import FAR_TURN, crop_rolls
 
@@ -226,10 +226,11 @@ class FaceDetector:
         """The tilt in degrees (face_roll's convention) of the face in a landmark-convention `box`, by the eye
         keypoints of the detection nearest the box's centre in an upright crop around it; None where no face is found
         whose centre lies in the box. A face found turned by passes.FAR_TURN or more is looked at once more in a crop
-        turned by that first estimate, where it is near upright and the keypoints are most accurate (dev faces turned
-        by 90 degrees: 28 degrees mean error at one look, 15 at two). What the landmarker asks about a face it is unsure of
-        (passes.turn_unsure): a caller's box says nothing of the tilt, and the detector's estimate on the whole
-        photo is far off for some faces near 90 degrees, which a crop of the face's region gets closer."""
+        turned by that first estimate, where it is near upright and the keypoints are most accurate (every third dev
+        face turned by 90 degrees: 28 degrees mean error at one look, 15 at two). What the landmarker asks about a
+        face it is unsure of (passes.turn_unsure): a caller's box says nothing of the tilt, and the detector's
+        estimate on the whole photo is far off for some faces near 90 degrees, which a crop of the face's region
+        gets closer."""
         tilt = self._tilt_in_crop(image_rgb, box, 0.0)
         if tilt is not None and abs(tilt) >= FAR_TURN:
             again = self._tilt_in_crop(image_rgb, box, tilt)
@@ -246,7 +247,7 @@ class FaceDetector:
         box_half_side = INPUT_SIZE / (2 * TILT_SEARCH * CROP_EXPAND)  # crop_face frames a box CROP_EXPAND times
         if off_centre[nearest] > box_half_side:
             return None
-        return float((roll + tilts[nearest] + 180.0) % 360.0 - 180.0)
+        return float(wrap_degrees(roll + tilts[nearest]))
 
     def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0) -> Detections:
         """Faces in an RGB uint8 image, best first. `min_face_size`: drop faces whose landmark box is smaller

@@ -123,9 +123,14 @@ def face_roll(points, eye_indices) -> float:
     return degrees + 360.0 if degrees <= -180.0 else degrees
 
 
+def wrap_degrees(a) -> float | np.ndarray:
+    """Angles in degrees brought into [-180, 180)."""
+    return (np.asarray(a, dtype=np.float64) + 180.0) % 360.0 - 180.0
+
+
 def angle_difference(a, b) -> float | np.ndarray:
     """How far apart two angles in degrees are, in [0, 180]: 170 and -170 are 20 apart."""
-    return np.abs((np.asarray(a, dtype=np.float64) - b + 180.0) % 360.0 - 180.0)
+    return np.abs(wrap_degrees(np.asarray(a, dtype=np.float64) - b))
 
 
 def turn_points(points, degrees: float, about=(0.0, 0.0)) -> np.ndarray:

@@ -63,7 +63,7 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         unknown = np.union1d(index, doubtful).astype(int)
         still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
         if len(still):
-            other_rolls = ((rolls[still, None] + np.asarray(OTHER_TURNS) + 180.0) % 360.0 - 180.0).ravel()
+            other_rolls = geometry.wrap_degrees(rolls[still, None] + np.asarray(OTHER_TURNS)).ravel()
             others = yield np.repeat(boxes[still], len(OTHER_TURNS), axis=0), other_rolls
             answer, rolls = surest(answer, rolls, still, others, other_rolls, at_least=LOW_CONFIDENCE)
             passes[still] += 1
