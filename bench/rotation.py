@@ -10,7 +10,8 @@ Boxes:
   for boxes sent now (a second pass on tilted faces, the detector's tilt for unsure ones), the same turned by the
   points only (the default before the detector was asked), and `?recrop=true`.
 - the service's face detector (`/align` without boxes, two passes). Upright: the detector's box with no roll and
-  an upright second pass; turned: what /align does now.
+  an upright second pass; turned: what /align does now, and the same with the box kept where it was mapped at the
+  detector's turn when another turn is tried (before the box followed the turn, Detections.framed).
 Each turned rule is paired face by face with its counterpart (share of faces better, Wilcoxon p), and each rule's
 landmark time and network passes per face are printed. Also printed: the
 detector's tilt error (its eye keypoints against the true outer eye corners) and faces missed, its tilt error at
@@ -47,12 +48,14 @@ RULES = {  # name: (box kind, eye corners known (turned crops), recrop, the dete
     "true box, upright, two passes": ("true", False, True, False),
     "true box, turned, two passes": ("true", True, True, True),
     "detector, upright, two passes": ("detector", False, True, False),
+    "detector, turned, box kept at other turns": ("detector, box kept", True, True, True),
     "detector, turned, two passes": ("detector", True, True, True),
 }
 PAIRS = [("true box, upright, one pass", "true box, turned, default"),
          ("true box, turned by the points, default", "true box, turned, default"),
          ("true box, upright, two passes", "true box, turned, two passes"),
-         ("detector, upright, two passes", "detector, turned, two passes")]
+         ("detector, upright, two passes", "detector, turned, two passes"),
+         ("detector, turned, box kept at other turns", "detector, turned, two passes")]
 
 
 def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetector, dlib_tools=None
@@ -80,17 +83,19 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
         box_tilt = detector.tilt_at(image, true_box[0])
         box_errors.append(math.nan if box_tilt is None else float(angle_difference(box_tilt, true_roll)))
         for rule, (kind, turned, recrop, ask_detector) in RULES.items():
-            if kind == "detector" and match is None:
+            if kind != "true" and match is None:
                 continue
+            framed = None
             if kind == "true":
                 box, rolls = true_box, None
             elif turned:
-                box, rolls = found.boxes[[match]], found.rolls[[match]]
+                face = found[[match]]  # the round before the box followed the turn: its box stayed at every turn
+                box, rolls, framed = face.boxes, face.rolls, face.framed if kind == "detector" else None
             else:  # the service before: the detector's box mapped with its offset upright, crops upright
                 box, rolls = detector.mapping.apply(found.detector_boxes[[match]]), None
             start = time.perf_counter()
             done = landmarkers[turned].align(image, box, recrop=recrop, rolls=rolls,
-                                             tilt_at=detector.tilt_at if ask_detector else None)
+                                             tilt_at=detector.tilt_at if ask_detector else None, framed=framed)
             cost[rule].append(((time.perf_counter() - start) * 1e3, int(done.passes[0])))
             nmes[rule][s.sample_id] = float(metrics.nme_per_image(done.landmarks, truth[None], info)[0])
         if dlib_tools is not None:

@@ -156,6 +156,7 @@ class Detections:
     detector_boxes: np.ndarray  # (N, 4) the detector's own boxes in image px
     scores: np.ndarray  # (N,) detection scores in (0, 1], best first
     tilts: np.ndarray | None = None  # (N,) each face's tilt in degrees by the eye keypoints (face_roll's convention)
+    mapping: BoxMapping | None = None  # how `boxes` came from `detector_boxes`; none: they are the same
 
     def __post_init__(self):
         if self.tilts is None:
@@ -164,6 +165,18 @@ class Detections:
     @property
     def rolls(self) -> np.ndarray:
         return crop_rolls(self.tilts)
+
+    def framed(self, index, rolls) -> np.ndarray:
+        """The landmark boxes of faces `index` cropped turned by `rolls` (degrees): the mapping's offset turns with
+        the crop. Where the landmarker finds a face tilted otherwise than the detector's keypoints said (near 90
+        degrees they may point the wrong way), its box keeps the face centred (passes.face_passes)."""
+        if self.mapping is None:
+            return self.boxes[index]
+        return self.mapping.apply(self.detector_boxes[index], rolls)
+
+    def __getitem__(self, index) -> "Detections":
+        return Detections(self.boxes[index], self.detector_boxes[index], self.scores[index], self.tilts[index],
+                          self.mapping)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -259,7 +272,7 @@ class FaceDetector:
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes[keep], det_boxes[keep], scores[keep], tilts[keep])
+        return Detections(boxes, det_boxes, scores, tilts, self.mapping)[keep]
 
 
 def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -146,19 +146,20 @@ class OnnxLandmarker:
         return np.concatenate(outs, axis=0) if outs else np.zeros((0,), np.float32)
 
     def predict(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False,
-                rolls=None, tilt_at=None) -> tuple[np.ndarray, np.ndarray]:
+                rolls=None, tilt_at=None, framed=None) -> tuple[np.ndarray, np.ndarray]:
         """-> (landmarks (N, M, 2) in image px, confidence (N, M)). `rolls`: each face's crop turned by that many
         degrees (a face detector's estimate, prepare_faces). `recrop`: a second pass (passes.second_pass) on every
         face; None: on the tilted faces only; False: none, and no `tilt_at`. `tilt_at(image, box)`: a face
         detector's tilt of the face in a box (FaceDetector.tilt_at), asked about the faces the first pass is unsure
-        of (passes.turn_unsure)."""
-        return self.align(image_rgb, boxes, flip_test, recrop, rolls, tilt_at)[:2]
+        of (passes.turn_unsure). `framed(index, rolls)`: the boxes of those faces cropped at other turns (a face
+        detector's, Detections.framed; none: the same boxes)."""
+        return self.align(image_rgb, boxes, flip_test, recrop, rolls, tilt_at, framed)[:2]
 
     def align(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False, rolls=None,
-              tilt_at=None):
+              tilt_at=None, framed=None):
         """predict's passes with what they did to each face (passes.Aligned)."""
         boxes = validate_boxes(boxes)
-        plan = face_passes(image_rgb, boxes, rolls, recrop, self.eye_indices, tilt_at)
+        plan = face_passes(image_rgb, boxes, rolls, recrop, self.eye_indices, tilt_at, framed)
         return run_passes(plan, lambda b, r: self._predict_at(image_rgb, b, flip_test, r))
 
     def _predict_at(self, image_rgb, boxes, flip_test: bool, rolls=None) -> tuple[np.ndarray, np.ndarray]:

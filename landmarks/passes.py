@@ -31,12 +31,16 @@ class Aligned(NamedTuple):
     landmarks: np.ndarray  # (N, M, 2) image px
     confidence: np.ndarray  # (N, M)
     passes: np.ndarray  # (N,) network passes each face went through
+    boxes: np.ndarray  # (N, 4) each face's box at its final turn (face_passes' `framed`), before the second pass
     rolls: np.ndarray  # (N,) degrees each face's crop at its box was finally turned by
 
 
-def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_indices=None, tilt_at=None):
+def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_indices=None, tilt_at=None,
+                framed=None):
     """A generator over the network passes for one photo's faces: it yields each pass's crops (boxes (K, 4), rolls
-    (K,)), is sent that pass's (landmarks (K, M, 2), confidence (K, M)) and returns an Aligned.
+    (K,)), is sent that pass's (landmarks (K, M, 2), confidence (K, M)) and returns an Aligned. `framed(index,
+    rolls) -> boxes`: the boxes of faces `index` when cropped turned by `rolls` (Detections.framed: a detector's box
+    maps onto the landmark box with an offset that turns with the face); none: a face keeps its box at every turn.
 
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
@@ -49,29 +53,34 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     rolls = np.zeros(len(boxes)) if rolls is None else np.array(rolls, dtype=np.float64).reshape(-1)
+    if framed is None:
+        def framed(index, _rolls):
+            return boxes[index]
     answer = yield boxes, rolls
     passes = np.ones(len(boxes), int)
+    crops = (boxes, rolls)
     if recrop is False or not len(boxes):
-        return Aligned(*answer, passes, rolls)
+        return Aligned(*answer, passes, *crops)
     if tilt_at is not None:
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
         index, turned, doubtful = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
         if len(index):
-            again = yield boxes[index], turned
+            tries = (framed(index, turned), turned)
+            answer, crops = surest(answer, crops, index, (yield tries), tries)
             passes[index] += 1
-            answer, rolls = surest(answer, rolls, index, again, turned)
         unknown = np.union1d(index, doubtful).astype(int)
         still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
         if len(still):
-            other_rolls = geometry.wrap_degrees(rolls[still, None] + np.asarray(OTHER_TURNS)).ravel()
-            others = yield np.repeat(boxes[still], len(OTHER_TURNS), axis=0), other_rolls
-            answer, rolls = surest(answer, rolls, still, others, other_rolls, at_least=LOW_CONFIDENCE)
+            which = np.repeat(still, len(OTHER_TURNS))
+            other_rolls = geometry.wrap_degrees(crops[1][still, None] + np.asarray(OTHER_TURNS)).ravel()
+            tries = (framed(which, other_rolls), other_rolls)
+            answer, crops = surest(answer, crops, still, (yield tries), tries, at_least=LOW_CONFIDENCE)
             passes[still] += 1
-    plan = second_pass(answer[0], boxes, eye_indices, every=bool(recrop), rolls=rolls)
+    plan = second_pass(answer[0], crops[0], eye_indices, every=bool(recrop), rolls=crops[1])
     if len(plan.index):
         answer = merge_passes(answer, (yield plan.boxes, plan.rolls), plan)
         passes[plan.index] += 1
-    return Aligned(*answer, passes, rolls)
+    return Aligned(*answer, passes, *crops)
 
 
 def run_passes(passes, run) -> Aligned:
@@ -137,20 +146,21 @@ def mean_confidence(confidence) -> np.ndarray:
     return np.asarray(confidence, dtype=np.float64).mean(axis=1)
 
 
-def surest(answer, rolls, index, tries, try_rolls, at_least: float = 0.0):
-    """(answer, rolls) over all faces with each face of `index` answered by whichever of its crop and its tries the
-    network is surest of (mean confidence), a try only where that is `at_least` too. `tries` (landmarks,
-    confidence) and `try_rolls` hold each face's tries in turn, as many per face."""
-    per_face = len(try_rolls) // len(index)
+def surest(answer, crops, index, tries, try_crops, at_least: float = 0.0):
+    """(answer, crops) over all faces with each face of `index` answered by whichever of its crop and its tries the
+    network is surest of (mean confidence), a try only where that is `at_least` too. `crops` and `try_crops` are
+    (boxes, rolls); `tries` (landmarks, confidence) and `try_crops` hold each face's tries in turn, as many per
+    face."""
+    per_face = len(try_crops[1]) // len(index)
     landmarks, confidence = (np.array(a) for a in answer)
-    rolls = np.array(rolls)
+    boxes, rolls = (np.array(a) for a in crops)
     sure = mean_confidence(tries[1]).reshape(len(index), per_face)
     for k, i in enumerate(index):
         best = int(np.argmax(sure[k]))
         if sure[k, best] > mean_confidence(confidence[i:i + 1])[0] and sure[k, best] >= at_least:
-            landmarks[i], confidence[i] = tries[0][k * per_face + best], tries[1][k * per_face + best]
-            rolls[i] = try_rolls[k * per_face + best]
-    return (landmarks, confidence), rolls
+            t = k * per_face + best
+            landmarks[i], confidence[i], boxes[i], rolls[i] = tries[0][t], tries[1][t], try_crops[0][t], try_crops[1][t]
+    return (landmarks, confidence), (boxes, rolls)
 
 
 @dataclass(frozen=True)

@@ -95,16 +95,16 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
         scale = np.ones(2)  # the photo's scale, where low_resolution shrank it
         if low_resolution is not None:
             image, boxes, scale = low_resolution.apply(image, boxes)
-        faces, rolls = group, None
+        faces, rolls, framed = group, None, None
         if detector is not None:
             found = detector.detect(image)
             matches = match_faces(found.boxes, boxes)
             faces = [s for s, m in zip(group, matches) if m is not None]
-            picked = [m for m in matches if m is not None]
-            boxes, rolls = found.boxes[picked], found.rolls[picked]
+            found = found[[m for m in matches if m is not None]]
+            boxes, rolls, framed = found.boxes, found.rolls, found.framed
         if faces:
             landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls,
-                                              tilt_at=tilt_at)
+                                              tilt_at=tilt_at, framed=framed)
             for s, pts in zip(faces, landmarks):
                 out[s.sample_id] = restore(pts, scale)
         done += len(group)

@@ -22,16 +22,16 @@ def eye_indices_of(model) -> tuple[int, int] | None:
 
 
 async def align_faces(model, image: np.ndarray, boxes: np.ndarray, flip_pairs=None, recrop: bool | None = False,
-                      rolls=None, tilt_at=None) -> tuple:
+                      rolls=None, tilt_at=None, framed=None) -> tuple:
     """Landmarks for `boxes` (each turned by `rolls` degrees, a detector's estimate) in `image` through the model's
-    batcher; shared with /evaluate. -> (landmarks, confidence, passes per face, final crop rolls, timing ms): the
-    passes of landmarks.passes.face_passes (`recrop`, `tilt_at`), whose planning and detector looks run in a
-    thread. With `flip_pairs` the flip test: the mirrored crops go through the network too and the heatmaps are
-    averaged."""
+    batcher; shared with /evaluate. -> (landmarks, confidence, passes per face, final crop boxes, final crop rolls,
+    timing ms): the passes of landmarks.passes.face_passes (`recrop`, `tilt_at`, `framed`), whose planning and
+    detector looks run in a thread. With `flip_pairs` the flip test: the mirrored crops go through the network too
+    and the heatmaps are averaged."""
     from landmarks.passes import face_passes
 
     timing: dict[str, float] = {}
-    plan = face_passes(image, boxes, rolls, recrop, eye_indices_of(model), tilt_at)
+    plan = face_passes(image, boxes, rolls, recrop, eye_indices_of(model), tilt_at, framed)
     finished, step = await _advance(plan, None, timing)
     while not finished:
         answer = await _one_pass(model, image, *step, flip_pairs, timing)

@@ -35,8 +35,9 @@ class Face(BaseModel):
     box_roll: float = Field(0.0, description="degrees the crop at the box was turned by about its centre (positive: "
                             "clockwise on screen): 0 for upright faces; for a face the detector finds tilted by 20 "
                             "degrees or more, its tilt, and the box is then the face's box in its own upright frame "
-                            "(turn it by box_roll to draw it); for a box sent, the detector's tilt where the first "
-                            "pass was unsure of a face turned far (the box stays as sent)")
+                            "(turn it by box_roll to draw it); where the first pass was unsure of a face turned far, "
+                            "the turn the network was surest of (a detected face's box moves with it, a box sent "
+                            "stays as sent)")
     detection_score: float | None = Field(None, description="detector confidence in (0, 1]; only for detected faces")
     detection_box: Box | None = Field(None, description="the face detector's own box; only for detected faces")
     landmarks: list[list[float]] = Field(description="(x, y) per landmark, 0-based pixels of the original image")

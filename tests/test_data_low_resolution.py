@@ -47,7 +47,7 @@ class _BoxCentres:
     def __init__(self):
         self.seen = []
 
-    def predict(self, image, boxes, flip_test=False, recrop=False, rolls=None, tilt_at=None):
+    def predict(self, image, boxes, flip_test=False, recrop=False, rolls=None, tilt_at=None, framed=None):
         boxes = np.asarray(boxes, float)
         self.seen.append((image.shape, boxes))
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2

@@ -130,7 +130,7 @@ class _RecordingLandmarker:
     def __init__(self):
         self.boxes = []
 
-    def predict(self, image, boxes, flip_test=False, recrop=False, rolls=None, tilt_at=None):
+    def predict(self, image, boxes, flip_test=False, recrop=False, rolls=None, tilt_at=None, framed=None):
         boxes = np.asarray(boxes, float)
         self.boxes.append(boxes)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2

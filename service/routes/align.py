@@ -75,8 +75,9 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         flip_pairs = flip_pairs_of(model) if flip else None
         eyes = eye_indices_of(model)
         if len(boxes):
-            landmarks, confidence, passes, rolls, timing = await align_faces(
-                model, image, boxes, flip_pairs, second_pass, rolls, tilt_checker(request.app))
+            landmarks, confidence, passes, boxes, rolls, timing = await align_faces(
+                model, image, boxes, flip_pairs, second_pass, rolls, tilt_checker(request.app),
+                detected.framed if detected is not None else None)
         else:  # nothing detected: an empty answer, not an error
             landmarks, confidence, passes, timing = [], [], [], {}
         described = model.describe()
