@@ -26,12 +26,17 @@ class EvaluateJob:
     folder: Path
 
 
+def job_params(model, dataset: str, data_root: Path, split: str) -> dict:
+    # recrop null: the job answers each box with the passes /align runs on a box sent, as `score` does inline
+    return {"dataset": dataset, "data_root": str(data_root), "split": split,
+            "model": f"models:/{model.name}/{model.version}", "recrop": None}
+
+
 async def evaluate_items(model, items, settings, tilt_at=None) -> dict | EvaluateJob:
     """JSON items: the report, or above SDHRNET_EVALUATE_SYNC_LIMIT the items written as a CSV set for a job."""
     if len(items) > settings.evaluate_sync_limit:
         folder = await asyncio.to_thread(write_items_as_csv_set, items, settings, model.num_landmarks)
-        return EvaluateJob({"dataset": "csv", "data_root": str(folder), "split": "test",
-                            "model": f"models:/{model.name}/{model.version}"}, folder)
+        return EvaluateJob(job_params(model, "csv", folder, "test"), folder)
     info = dataset_info(model.dataset)
     samples = await asyncio.to_thread(samples_from_items, items, settings, model.num_landmarks)
     report = await score(model, samples, info, tilt_at)
@@ -49,8 +54,7 @@ async def evaluate_archive(model, source, layout: str, split: str | None, settin
                          f"predicts {model.num_landmarks}; score it with ?dataset= of a model for that layout")
     samples, root, split, folder = await asyncio.to_thread(samples_from_archive, source, layout, split, settings)
     if len(samples) > settings.evaluate_sync_limit:
-        return EvaluateJob({"dataset": layout, "data_root": str(root), "split": split,
-                            "model": f"models:/{model.name}/{model.version}"}, folder)
+        return EvaluateJob(job_params(model, layout, root, split), folder)
     try:
         report = await score(model, samples, info, tilt_at)
     finally:

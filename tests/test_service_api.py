@@ -279,7 +279,8 @@ def test_evaluate_archive_inline_and_as_job(client, jobs, tmp_path, settings_env
     r = client.post("/evaluate", files={"archive": ("set.zip", big, "application/zip")},
                     data={"layout": "csv"}, headers=KEY)
     assert r.status_code == 202, r.text
-    assert jobs.jobs[r.json()["job_id"]]["kind"] == "evaluate"
+    job = jobs.jobs[r.json()["job_id"]]
+    assert job["kind"] == "evaluate" and job["params"]["recrop"] is None, "a job scores boxes as inline does"
     r = client.post("/evaluate", files={"archive": ("set.tgz", _as_tgz(_csv_zip(2)), "application/gzip")},
                     data={"layout": "csv"}, headers=KEY)
     assert r.status_code == 200 and r.json()["n"] == 2, r.text

@@ -302,6 +302,28 @@ def test_a_box_sent_for_a_face_turned_80_degrees_gets_the_detectors_tilt(client,
     assert report.json()["nme"] == pytest.approx(nme, rel=1e-3)
 
 
+def test_an_evaluate_job_answers_each_box_as_evaluate_does_inline(client, photo, tmp_path):
+    """A set above the inline limit runs as an evaluate job (service.evaluation.job_params): the worker's scoring
+    runs the passes /align runs on a box sent, so the face turned 80 degrees scores as inline."""
+    import cv2
+
+    from landmarks import geometry
+    from trainer.jobs import run_evaluate
+
+    image, truth, _, body = _turned(photo, 80)
+    box = [float(v) for v in geometry.landmark_box(truth)]  # the CSV layout's box: its points'
+    inline = client.post("/evaluate", json={"items": [{"image": body["image"], "box": box,
+                                                       "landmarks": truth.tolist()}]}).json()["nme"]
+    (tmp_path / "test").mkdir()
+    cv2.imwrite(str(tmp_path / "test" / "f.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (tmp_path / "test_frames_keypoints.csv").write_text(
+        "," + ",".join(f"{a}{i}" for i in range(68) for a in "xy") + "\nf.png," + ",".join(map(str, truth.ravel())))
+    params = {"dataset": "csv", "data_root": str(tmp_path), "split": "test", "model": str(MODEL)}
+    as_job = run_evaluate({**params, "recrop": None})
+    assert as_job["n"] == 1 and as_job["nme"] == pytest.approx(inline, rel=0.01)
+    assert run_evaluate(params)["nme"] > 3 * inline, "without recrop the job scores one upright pass"
+
+
 def test_a_detected_face_at_another_turn_than_the_detectors_comes_with_the_box_of_that_turn(client, shared_data):
     """Turned by 90 degrees, this face's detector keypoints are off by about 140 degrees: the turn that stands is
     another, and /align answers with the box and turn of that crop, as the shared landmarker does."""

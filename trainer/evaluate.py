@@ -32,7 +32,7 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
                        occlusion=None, threads: int | None = None, detected_boxes: bool = False,
-                       recrop: bool = False, low_resolution=None) -> tuple[dict, dict]:
+                       recrop: bool | None = False, low_resolution=None) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -42,15 +42,16 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
     landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads,
                                 eye_indices=info.norm_indices)
     detector = None
-    if detected_boxes or recrop:
+    if detected_boxes or recrop is not False:
         from landmarks.face_detector import FaceDetector
 
         detector = FaceDetector()
-    # with recrop the passes are /align's: the detector also gives the tilt of faces the first pass is unsure of
+    # unless recrop is False the passes are /align's: the detector also gives the tilt of faces the first pass is
+    # unsure of
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
                                           detector=detector if detected_boxes else None, recrop=recrop,
                                           low_resolution=low_resolution,
-                                          tilt_at=detector.tilt_at if recrop else None)
+                                          tilt_at=detector.tilt_at if recrop is not False else None)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
              "boxes": "detected" if detected_boxes else "ground truth", "recrop": recrop}
     if occlusion is not None:
@@ -62,11 +63,13 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
                    predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
-                   occlusion=None, detected_boxes: bool = False, recrop: bool = False, low_resolution=None) -> dict:
+                   occlusion=None, detected_boxes: bool = False, recrop: bool | None = False,
+                   low_resolution=None) -> dict:
     """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
     `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
     it crops each face where the service's face detector boxes it; with `recrop` each face gets a second pass at the
-    box of its first-pass points; with `low_resolution` (landmarks.low_resolution.LowResolution) every photo is
+    box of its first-pass points, and with `recrop=None` the passes /align runs on a box sent (one, and more on a
+    face the first finds tilted or is unsure of); with `low_resolution` (landmarks.low_resolution.LowResolution) every photo is
     shrunk until its faces are that many pixels across (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
@@ -76,7 +79,7 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
         raise PredictionError("occlusion needs a model to run on the occluded faces, not a predictions file")
     if detected_boxes and model is None:
         raise PredictionError("detected boxes need a model to run on them, not a predictions file")
-    if recrop and model is None:
+    if recrop is not False and model is None:
         raise PredictionError("a second pass needs a model to run, not a predictions file")
     if low_resolution is not None and model is None:
         raise PredictionError("low resolution needs a model to run on the shrunk photos, not a predictions file")
@@ -95,7 +98,7 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
                 threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None,
-                detected_boxes: bool = False, recrop: bool = False, low_resolution=None) -> dict:
+                detected_boxes: bool = False, recrop: bool | None = False, low_resolution=None) -> dict:
     """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
     ONNX Runtime's (a training process has its share of the cores)."""
     predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes, recrop,

@@ -147,10 +147,14 @@ def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResul
 
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
-    """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path."""
+    """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path; `recrop` as
+    evaluate_split's (absent: one pass, the benchmark protocol; null: the passes /align runs on a box sent)."""
     hooks = hooks or JobHooks()
     model = str(_require(params, "model"))
     hooks.progress({"stage": "evaluate", "model": model})
+    recrop = params.get("recrop", False)
+    if recrop not in (True, False, None):
+        raise ValueError(f"recrop must be true, false or null, got {recrop!r}")
     report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
-                            model=model, flip_test=bool(params.get("flip_test", False)))
+                            model=model, flip_test=bool(params.get("flip_test", False)), recrop=recrop)
     return to_jsonable(report)
