@@ -105,9 +105,9 @@ def test_angle_difference_goes_the_short_way_round():
 
 def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_it_disagrees():
     """Faces 1-5 are the unsure ones: only they are asked. 1 is found turned 70 degrees while its points say 5
-    (cropped again at 70); 2 is found turned 60 as its points say (the second pass turns it, but beyond FAR_TURN
-    both may be wrong alike: in doubt); 3 is found nowhere (in doubt); 4 is found upright in an upright crop
-    (nothing to change); 5 is found turned 30 as its points say (the second pass turns it)."""
+    (cropped again at 70); 2 is found turned 60 as its points say (cropped again at 60, but beyond FAR_TURN both
+    may be wrong alike: in doubt); 3 is found nowhere (in doubt); 4 is found upright in an upright crop (nothing to
+    change); 5 is found turned 30 as its points say (the second pass turns it)."""
     points = [upright_face(seed=i) for i in range(6)]
     points[1] = turned(points[1], 5, points[1].mean(0))
     points[2] = turned(points[2], 62, points[2].mean(0))
@@ -124,9 +124,10 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
     first, unsure = (np.stack(points), None), np.arange(1, 6)
     index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
     assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [2, 3]
-    assert index.tolist() == [1] and rolls.tolist() == [70.0]
-    index, _, _ = turn_unsure(None, boxes, np.array([0, 70.0, 0, 0, 0, 0]), first, EYES, tilt_at, unsure)
+    assert index.tolist() == [1, 2] and rolls.tolist() == [70.0, 60.0]
+    index, _, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at, unsure)
     assert index.tolist() == [], "a face already cropped at the detector's turn is not cropped again"
+    assert doubtful.tolist() == [2, 3], "...but one turned far stays in doubt"
     index, _, _ = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
     assert index.tolist() == [1, 2, 5], "without eye corners the points cannot agree with the detector"
 
@@ -160,6 +161,31 @@ def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_
     asked.clear()
     run_passes(face_passes(None, box, None, False, None, lambda image, b: -80.0), run)
     assert asked == [[0.0]], "recrop=false: one pass, no detector"
+
+
+@pytest.mark.parametrize("sure_at, expected, stands", [
+    (60.0, [[0.0], [60.0], [60.0]], 60.0),
+    (-130.0, [[0.0], [60.0], [45.0, 90.0, 135.0, -180.0, -135.0, -90.0, -45.0], [60.0]], -135.0)])
+def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_before_other_turns(sure_at, expected,
+                                                                                                    stands):
+    """The points of an unsure first crop and the detector agree on 60 degrees. The face is cropped at 60 first;
+    where the network is sure of that crop no other turn is tried; where it is sure only near -130 (about upside down from
+    there: both were wrong alike), the other turns around the first crop find it. The stand-in network answers a
+    face turned by 60, so the second pass turns by 60."""
+    from landmarks.passes import face_passes, run_passes
+
+    box = np.array([[10.0, 10.0, 110.0, 110.0]])
+    points = turned(upright_face(centre=(60.0, 40.0)), 60.0, np.array([60.0, 60.0]))
+    asked = []
+
+    def run(boxes, rolls):
+        asked.append(np.round(rolls, 6).tolist())
+        sure = np.where(g.angle_difference(rolls, sure_at) < 15, 0.9, 0.4)
+        return np.repeat(points[None], len(rolls), axis=0), sure[:, None] * np.ones((len(rolls), 68))
+
+    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 60.0), run)
+    assert asked[:-1] == expected[:-1] and asked[-1][0] == pytest.approx(60.0)
+    assert done.rolls.tolist() == [stands]
 
 
 def test_weighted_nms_blends_keypoint_columns_with_their_boxes():
