@@ -169,9 +169,9 @@ def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_
 def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_before_other_turns(sure_at, expected,
                                                                                                     stands):
     """The points of an unsure first crop and the detector agree on 60 degrees. The face is cropped at 60 first;
-    where the network is sure of that crop no other turn is tried; where it is sure only near -130 (about upside down from
-    there: both were wrong alike), the other turns around the first crop find it. The stand-in network answers a
-    face turned by 60, so the second pass turns by 60."""
+    where the network is sure of that crop no other turn is tried; where it is sure only near -130 (about upside
+    down from there: both were wrong alike), the other turns around the first crop find it. The stand-in network
+    answers a face turned by 60, so the second pass turns by 60."""
     from landmarks.passes import face_passes, run_passes
 
     box = np.array([[10.0, 10.0, 110.0, 110.0]])
