@@ -6,13 +6,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from landmarks.datasets.items_file import write_items
+from landmarks.jsonsafe import to_jsonable
 
 from .archives import extract_archive, inside_archive
 from .errors import InputError
 from .images import check_boxes, check_declared_size, decode_base64_image
-from landmarks.jsonsafe import to_jsonable
 from .inference import align_faces
 
 MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching
@@ -26,19 +27,26 @@ class EvaluateJob:
     folder: Path
 
 
-def job_params(model, dataset: str, data_root: Path, split: str) -> dict:
-    # recrop null: the job answers each box with the passes /align runs on a box sent, as `score` does inline
-    return {"dataset": dataset, "data_root": str(data_root), "split": split,
-            "model": f"models:/{model.name}/{model.version}", "recrop": None}
+def job_params(model, **where) -> dict:
+    """The evaluate job's params (trainer.jobs.run_evaluate) for a set `where` it is on disk. recrop null: the job
+    answers each box with the passes /align runs on a box sent, as `score` does inline."""
+    return {**where, "model": f"models:/{model.name}/{model.version}", "recrop": None}
 
 
 async def evaluate_items(model, items, settings, tilt_at=None) -> dict | EvaluateJob:
-    """JSON items: the report, or above SDHRNET_EVALUATE_SYNC_LIMIT the items written as a CSV set for a job."""
-    if len(items) > settings.evaluate_sync_limit:
-        folder = await asyncio.to_thread(write_items_as_csv_set, items, settings, model.num_landmarks)
-        return EvaluateJob(job_params(model, "csv", folder, "test"), folder)
+    """JSON items: the report, or above SDHRNET_EVALUATE_SYNC_LIMIT the items kept for a job with their ids and
+    boxes (landmarks.datasets.items_file)."""
     info = dataset_info(model.dataset)
     samples = await asyncio.to_thread(samples_from_items, items, settings, model.num_landmarks)
+    if len(items) > settings.evaluate_sync_limit:
+        check_labels(samples, info)  # a job would fail on them later; the caller hears it now
+        folder = new_upload_folder()
+        try:
+            path = await asyncio.to_thread(write_items, folder, samples)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return EvaluateJob(job_params(model, dataset=model.dataset, items=str(path)), folder)
     report = await score(model, samples, info, tilt_at)
     report["model"] = model.describe()
     return report
@@ -54,7 +62,7 @@ async def evaluate_archive(model, source, layout: str, split: str | None, settin
                          f"predicts {model.num_landmarks}; score it with ?dataset= of a model for that layout")
     samples, root, split, folder = await asyncio.to_thread(samples_from_archive, source, layout, split, settings)
     if len(samples) > settings.evaluate_sync_limit:
-        return EvaluateJob(job_params(model, layout, root, split), folder)
+        return EvaluateJob(job_params(model, dataset=layout, data_root=str(root), split=split), folder)
     try:
         report = await score(model, samples, info, tilt_at)
     finally:
@@ -91,25 +99,6 @@ def samples_from_items(items, settings, num_landmarks: int) -> list:
         samples.append(Sample(image_path=Path(sample_id), landmarks=landmarks, box=box, sample_id=sample_id,
                               attributes={"subsets": []}, image=image))
     return samples
-
-
-def write_items_as_csv_set(items, settings, num_landmarks: int) -> Path:
-    """Large JSON sets become a job; the worker reads files, so write them in the 68-point CSV layout
-    (`test_frames_keypoints.csv` + `test/`). Boxes are then derived from the landmarks, as in that layout."""
-    if num_landmarks != 68:
-        raise InputError(f"{len(items)} items are more than the {settings.evaluate_sync_limit} scored inline and "
-                         "only 68-point JSON sets can become a job; send an archive in the model's dataset layout",
-                         status=413)
-    samples = samples_from_items(items, settings, num_landmarks)
-    folder = new_upload_folder()
-    (folder / "test").mkdir()
-    rows = ["," + ",".join(f"{a}{i}" for i in range(68) for a in ("x", "y"))]
-    for i, sample in enumerate(samples):
-        name = f"{i:06d}.png"
-        cv2.imwrite(str(folder / "test" / name), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
-        rows.append(name + "," + ",".join(f"{v:.3f}" for v in sample.landmarks.reshape(-1)))
-    (folder / "test_frames_keypoints.csv").write_text("\n".join(rows) + "\n")
-    return folder
 
 
 def new_upload_folder() -> Path:

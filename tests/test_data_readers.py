@@ -192,3 +192,24 @@ def test_a_dataset_is_one_module_and_every_list_derives_from_it(tmp_path, monkey
     cfg = make_config("tiny", "dots5")
     assert (cfg.train_split, cfg.val_split) == ("a", "b")
     assert registry.load_samples("dots5", tmp_path, "b") == []
+
+
+def test_an_items_file_keeps_ids_boxes_points_and_pixels(tmp_path):
+    from landmarks.datasets.base import DatasetError, load_image, make_sample
+    from landmarks.datasets.items_file import ITEMS_FILE, read_items, write_items
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8) for i in range(2)]
+    points = [rng.uniform(5, 35, (5, 2)) for _ in range(2)]
+    samples = [make_sample(f"x{i}", p, f"a/b {i}", image=im) for i, (p, im) in enumerate(zip(points, images))]
+    samples[1].box = np.array([1.0, 2.0, 30.0, 33.0])
+    kept = read_items(write_items(tmp_path, samples))
+    assert [s.sample_id for s in kept] == ["a/b 0", "a/b 1"]
+    np.testing.assert_allclose(kept[1].box, [1, 2, 30, 33])
+    np.testing.assert_allclose(kept[0].box, samples[0].box)
+    for s, im, p in zip(kept, images, points):
+        np.testing.assert_array_equal(load_image(s), im)
+        np.testing.assert_allclose(s.landmarks, p)
+    (tmp_path / ITEMS_FILE).write_text('[{"id": "x"}]')
+    with pytest.raises(DatasetError, match="items file"):
+        read_items(tmp_path / ITEMS_FILE)

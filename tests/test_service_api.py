@@ -233,14 +233,30 @@ def test_evaluate_json_items_inline(client):
     assert_problem(client.post("/evaluate", json={"items": _items(1) * 2}, headers=KEY), 422, "unique")
 
 
-def test_evaluate_large_json_set_becomes_a_job(client, jobs, tmp_path, settings_env):
+def test_evaluate_large_json_set_becomes_a_job_that_keeps_ids_and_boxes(client, jobs, tmp_path, settings_env):
+    import base64
+
+    import cv2
+
+    from landmarks.datasets.base import load_image
+    from landmarks.datasets.items_file import read_items
+
     settings_env(SDHRNET_HOME=tmp_path)
-    r = client.post("/evaluate", json={"items": _items(5)}, headers=KEY)
+    items = _items(5)
+    items[3]["box"] = [40, 35, 100, 110]
+    r = client.post("/evaluate", json={"items": items}, headers=KEY)
     assert r.status_code == 202, r.text
     params = jobs.jobs[r.json()["job_id"]]["params"]
-    assert params["dataset"] == "csv" and params["model"] == "models:/sdhrnet-300w/2"
-    from landmarks.datasets import load_samples
-    assert len(load_samples("csv", params["data_root"], "test")) == 5
+    assert params["dataset"] == "300w" and params["model"] == "models:/sdhrnet-300w/2" and params["recrop"] is None
+    kept = read_items(params["items"])
+    assert [s.sample_id for s in kept] == [f"img{i}" for i in range(5)]
+    assert kept[3].box.tolist() == [40, 35, 100, 110] and kept[0].box.tolist() == BOX
+    np.testing.assert_allclose(kept[2].landmarks, items[2]["landmarks"])
+    sent = cv2.imdecode(np.frombuffer(base64.b64decode(items[1]["image"]), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(load_image(kept[1]), cv2.cvtColor(sent, cv2.COLOR_BGR2RGB), "kept losslessly")
+    coincident = _items(5)
+    coincident[4]["landmarks"][45] = coincident[4]["landmarks"][36]
+    assert_problem(client.post("/evaluate", json={"items": coincident}, headers=KEY), 422, "img4")
 
 
 def _csv_zip(n):

@@ -303,25 +303,26 @@ def test_a_box_sent_for_a_face_turned_80_degrees_gets_the_detectors_tilt(client,
 
 
 def test_an_evaluate_job_answers_each_box_as_evaluate_does_inline(client, photo, tmp_path):
-    """A set above the inline limit runs as an evaluate job (service.evaluation.job_params): the worker's scoring
-    runs the passes /align runs on a box sent, so the face turned 80 degrees scores as inline."""
-    import cv2
+    """A set above the inline limit runs as an evaluate job on the items /evaluate keeps (service.evaluation): the
+    worker's scoring crops at the caller's box with the passes /align runs on a box sent, so the face turned 80
+    degrees, sent with a loose box, scores as inline under its id."""
+    from dataclasses import replace
 
     from landmarks import geometry
+    from landmarks.datasets.base import make_sample
+    from landmarks.datasets.items_file import write_items
     from trainer.jobs import run_evaluate
 
     image, truth, _, body = _turned(photo, 80)
-    box = [float(v) for v in geometry.landmark_box(truth)]  # the CSV layout's box: its points'
-    inline = client.post("/evaluate", json={"items": [{"image": body["image"], "box": box,
-                                                       "landmarks": truth.tolist()}]}).json()["nme"]
-    (tmp_path / "test").mkdir()
-    cv2.imwrite(str(tmp_path / "test" / "f.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    (tmp_path / "test_frames_keypoints.csv").write_text(
-        "," + ",".join(f"{a}{i}" for i in range(68) for a in "xy") + "\nf.png," + ",".join(map(str, truth.ravel())))
-    params = {"dataset": "csv", "data_root": str(tmp_path), "split": "test", "model": str(MODEL)}
+    box = [float(v) for v in geometry.scale_box(geometry.landmark_box(truth), 1.2)]
+    inline = client.post("/evaluate", json={"items": [{"image": body["image"], "box": box, "id": "turned",
+                                                       "landmarks": truth.tolist()}]}).json()
+    sample = replace(make_sample("turned", truth, "turned", image=image), box=np.asarray(box))
+    params = {"dataset": "300w", "items": str(write_items(tmp_path, [sample])), "model": str(MODEL)}
     as_job = run_evaluate({**params, "recrop": None})
-    assert as_job["n"] == 1 and as_job["nme"] == pytest.approx(inline, rel=0.01)
-    assert run_evaluate(params)["nme"] > 3 * inline, "without recrop the job scores one upright pass"
+    assert list(as_job["per_image"]) == ["turned"]
+    assert as_job["nme"] == pytest.approx(inline["nme"], rel=0.01)
+    assert run_evaluate(params)["nme"] > 3 * inline["nme"], "without recrop the job scores one upright pass"
 
 
 def test_a_detected_face_at_another_turn_than_the_detectors_comes_with_the_box_of_that_turn(client, shared_data):

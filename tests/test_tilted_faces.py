@@ -222,7 +222,7 @@ def test_detections_frame_a_face_at_another_turn_with_the_mapping_offset_turned(
     np.testing.assert_allclose(one.framed([0], [90.0]), mapping.apply(raw[[1]], [90.0]))
     assert not np.allclose(one.framed([0], [90.0]), one.boxes), "the offset turns with the crop"
     bare = Detections(found.boxes, raw, found.scores)
-    np.testing.assert_allclose(bare.framed([1, 1], [0.0, 90.0]), found.boxes[[1, 1]]), "no mapping: boxes stay"
+    np.testing.assert_allclose(bare.framed([1, 1], [0.0, 90.0]), found.boxes[[1, 1]], err_msg="no mapping: boxes stay")
 
 
 def test_a_face_cropped_at_another_turn_is_framed_for_that_turn():
@@ -242,13 +242,13 @@ def test_a_face_cropped_at_another_turn_is_framed_for_that_turn():
         return np.zeros((len(rolls), 68, 2)) + 50.0, sure[:, None] * np.ones((len(rolls), 68))
 
     done = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0, framed), run)
-    np.testing.assert_allclose(asked[0][0], box), "the first pass is at the box given"
+    np.testing.assert_allclose(asked[0][0], box, err_msg="the first pass is at the box given")
     for boxes, rolls in asked[1:3]:
         np.testing.assert_allclose(boxes, box + rolls[:, None])
     assert len(asked[2][1]) == len(OTHER_TURNS) and done.rolls.tolist() == [90.0]
     np.testing.assert_allclose(done.boxes, box + 90.0)
     kept = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0), run)
-    np.testing.assert_allclose(kept.boxes, box), "without framed a face keeps its box at every turn"
+    np.testing.assert_allclose(kept.boxes, box, err_msg="without framed a face keeps its box at every turn")
 
 
 # --- on real faces (the bundled model and detector) ----------------------------------------------------------------

@@ -8,8 +8,8 @@ from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks import metrics
 from landmarks.scoring import PredictionError, predict_with_landmarker, score_predictions
 
-__all__ = ["PredictionError", "evaluate_split", "predict_with_model", "resolve_model", "score_model",
-           "score_predictions"]
+__all__ = ["PredictionError", "evaluate_items", "evaluate_split", "predict_with_model", "resolve_model",
+           "score_model", "score_predictions"]
 
 
 def resolve_model(uri: str) -> tuple[Path, dict]:
@@ -93,6 +93,19 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
         report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
                    "missing_subsets": samples.missing_subsets})
+    return report
+
+
+def evaluate_items(dataset: str, items_path, *, model: str, flip_test: bool = False,
+                   recrop: bool | None = False) -> dict:
+    """Score a model on the items an evaluate job keeps (landmarks.datasets.items_file): each face at its caller's
+    box, reported under its caller's id; `dataset` names the landmark layout (the served model's)."""
+    from landmarks.datasets import get_info
+    from landmarks.datasets.items_file import read_items
+
+    info = get_info(dataset)
+    report = score_model(model, info, read_items(items_path), flip_test=flip_test, recrop=recrop)
+    report["dataset"] = info.name
     return report
 
 

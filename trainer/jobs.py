@@ -19,7 +19,7 @@ from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_stage
 from trainer.engine import JobCancelled, JobHooks, setup_torch
-from trainer.evaluate import evaluate_split
+from trainer.evaluate import evaluate_items, evaluate_split
 from trainer.leftovers import make_workdir, remove_leftovers
 from trainer.model_files import read_card
 from trainer.model_uri import MODEL_FILES, resolve_model_dir
@@ -147,14 +147,19 @@ def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResul
 
 
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
-    """Score a model (folder, .onnx, run id or models:/ URI) on a split through the served ONNX path; `recrop` as
-    evaluate_split's (absent: one pass, the benchmark protocol; null: the passes /align runs on a box sent)."""
+    """Score a model (folder, .onnx, run id or models:/ URI) through the served ONNX path on a split (`data_root`,
+    `split`) or on the items file /evaluate kept (`items`); `recrop` as evaluate_split's (absent: one pass, the
+    benchmark protocol; null: the passes /align runs on a box sent)."""
     hooks = hooks or JobHooks()
     model = str(_require(params, "model"))
     hooks.progress({"stage": "evaluate", "model": model})
     recrop = params.get("recrop", False)
     if recrop not in (True, False, None):
         raise ValueError(f"recrop must be true, false or null, got {recrop!r}")
-    report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
-                            model=model, flip_test=bool(params.get("flip_test", False)), recrop=recrop)
+    options = {"model": model, "flip_test": bool(params.get("flip_test", False)), "recrop": recrop}
+    if params.get("items"):
+        report = evaluate_items(_require(params, "dataset"), Path(params["items"]), **options)
+    else:
+        report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
+                                **options)
     return to_jsonable(report)
