@@ -158,6 +158,12 @@ def test_every_endpoint_against_real_processes(stack):
     status = wait_job(client, r.json()["job_id"], {"SUCCESS", "FAILURE"})
     assert status["state"] == "SUCCESS", json.dumps(status)[:2000] + worker.tail()
     assert status["result"]["n"] == 3 and status["result"]["nme"] > 0
+    many = [{**item, "id": f"face-{i}"} for i, item in enumerate(items + items[:1])]  # over the inline limit
+    r = client.post("/evaluate", json={"items": many}, headers=KEY)
+    assert r.status_code == 202, r.text
+    status = wait_job(client, r.json()["job_id"], {"SUCCESS", "FAILURE"})
+    assert status["state"] == "SUCCESS", json.dumps(status)[:2000] + worker.tail()
+    assert sorted(status["result"]["per_image"]) == ["face-0", "face-1", "face-2"], "the job keeps the items' ids"
 
     # training jobs: keys, validation, queue, status, cancel
     spec = {"dataset": DATASET, "data_root": "/nonexistent", "preset": "tiny"}
