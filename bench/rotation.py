@@ -89,7 +89,7 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
             if kind == "true":
                 box, rolls = true_box, None
             elif turned:
-                face = found[[match]]  # the round before the box followed the turn: its box stayed at every turn
+                face = found[[match]]  # "box kept": where the detector's turn mapped it, at every turn tried
                 box, rolls, framed = face.boxes, face.rolls, face.framed if kind == "detector" else None
             else:  # the service before: the detector's box mapped with its offset upright, crops upright
                 box, rolls = detector.mapping.apply(found.detector_boxes[[match]]), None

@@ -69,8 +69,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
     it crops each face where the service's face detector boxes it; with `recrop` each face gets a second pass at the
     box of its first-pass points, and with `recrop=None` the passes /align runs on a box sent (one, and more on a
-    face the first finds tilted or is unsure of); with `low_resolution` (landmarks.low_resolution.LowResolution) every photo is
-    shrunk until its faces are that many pixels across (see landmarks.scoring)."""
+    face the first finds tilted or is unsure of); with `low_resolution` (landmarks.low_resolution.LowResolution)
+    every photo is shrunk until its faces are that many pixels across (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
