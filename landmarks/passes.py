@@ -25,6 +25,8 @@ FAR_TURN = 45.0
 # keypoints sometimes point the wrong way (bench/rotation.py). Every 45 degrees leaves the nearest try within 22.5 of
 # upright, where the network is sure of a face again
 OTHER_TURNS = (45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
+# The turn tried on an unsure face that the detector and the points leave as it is (turn_unsure)
+UPSIDE_DOWN = 180.0
 
 
 class Aligned(NamedTuple):
@@ -44,11 +46,11 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
 
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
-       LOW_CONFIDENCE) and the detector finds turned otherwise, or turned far (turn_unsure), are cropped again
-       turned by the detector's tilt, which stands where the network is surer of it than of the first crop (the
-       detector too can be wrong); a face still unsure after that, or one whose tilt stays in doubt and that is still
-       unsure (turn_unsure), is also cropped turned by each of OTHER_TURNS more, and a turn the network is sure of
-       (LOW_CONFIDENCE) and surest of stands (surest).
+       LOW_CONFIDENCE) are cropped again where the detector finds them turned otherwise or turned far (at its
+       tilt), and where it leaves them as they are (upside down, UPSIDE_DOWN); each crop stands where the network is
+       surer of it than of the first (the detector too can be wrong). A face whose tilt stays in doubt (turn_unsure)
+       and that is still unsure is also cropped turned by each of OTHER_TURNS more, and a turn the network is sure
+       of (LOW_CONFIDENCE) and surest of stands (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -68,8 +70,7 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
             tries = (framed(index, turned), turned)
             answer, crops = surest(answer, crops, index, (yield tries), tries)
             passes[index] += 1
-        unknown = np.union1d(index, doubtful).astype(int)
-        still = unknown[mean_confidence(answer[1][unknown]) < LOW_CONFIDENCE]
+        still = doubtful[mean_confidence(answer[1][doubtful]) < LOW_CONFIDENCE]
         if len(still):
             which = np.repeat(still, len(OTHER_TURNS))
             other_rolls = geometry.wrap_degrees(crops[1][still, None] + np.asarray(OTHER_TURNS)).ravel()
@@ -113,24 +114,37 @@ def eye_indices_for(card: dict) -> tuple[int, int] | None:
     return info.norm_indices if card.get("num_landmarks", info.num_landmarks) == info.num_landmarks else None
 
 
-def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
-                unsure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The faces whose first crop the face detector would turn otherwise -> (which, the roll to crop them at again,
-    the faces whose tilt stays in doubt). A first pass on a face turned by more than ~45 degrees from its crop gives
-    points too poor to measure the tilt, and is unsure of them: those faces (`unsure`, the indices whose mean
-    confidence is under LOW_CONFIDENCE) are looked at by `tilt_at(image, box)`, a face detector's tilt for the face in
-    `box` (None: no face there; FaceDetector.tilt_at). A face is cropped again where that tilt turns its crop by
-    TILTED or more and its points disagree with it by as much. Where they agree below FAR_TURN, the second pass turns
-    the crop by the points. Beyond it both can be wrong the same way (an upside-down face looks upright to both): such
-    a face is cropped again at that tilt too and stays in doubt, as do the ones the detector finds nothing for (in
-    doubt: tried at other turns if still unsure, face_passes). One crop at the agreed tilt first, where the other
-    turns came straight away before, costs the dev faces turned by 60 degrees 2.9 crops instead of 6.4 at the same
-    NME (bench/rotation.py)."""
+class Turns(NamedTuple):
+    """What turn_unsure plans for the faces the first pass is unsure of."""
+    index: np.ndarray  # (K,) the faces cropped again...
+    rolls: np.ndarray  # (K,) ...turned by these degrees
+    doubtful: np.ndarray  # faces whose tilt stays in doubt: tried at OTHER_TURNS too where still unsure after that
+
+
+def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> Turns:
+    """The crops to try for the faces the first pass is unsure of (`unsure`, the indices whose mean confidence is
+    under LOW_CONFIDENCE). A first pass on a face turned by more than ~45 degrees from its crop gives points too poor
+    to measure the tilt, and is unsure of them. Each is looked at by `tilt_at(image, box)`, a face detector's tilt for
+    the face in `box` (None: no face there; FaceDetector.tilt_at):
+    - where that tilt turns its crop by TILTED or more and its points disagree with it by as much, the face is cropped
+      again at that tilt, and stays in doubt;
+    - where they agree on a tilt beyond FAR_TURN, both can be wrong the same way: the face is cropped again at that
+      tilt too and stays in doubt (one crop at the agreed tilt first, where the other turns came straight away before,
+      costs the dev faces turned by 60 degrees 2.9 crops instead of 6.4 at the same NME; bench/rotation.py);
+    - any other face, one the detector keeps at its crop's turn or agrees with the points on a smaller tilt (the
+      second pass then turns the crop by the points), may be upside down: BlazeFace takes an upside-down face for an
+      upright one and the points follow. It is cropped once more turned by UPSIDE_DOWN from its crop. That crop is
+      never the surer one for an unsure upright face (dev and p1-ytf68 frames, upright and turned by 30 degrees),
+      and is for 95% of the faces upside down; it is not in doubt (trying the other turns on such faces picked
+      wrong ones on blurred frames);
+    - a face the detector finds nothing for (often upside down too) gets that crop and stays in doubt."""
     landmarks = first[0]
     index, new_rolls, doubtful = [], [], []
     for i in unsure:
         tilt = tilt_at(image_rgb, boxes[i])
         if tilt is None:
+            index.append(i)
+            new_rolls.append(float(geometry.wrap_degrees(rolls[i] + UPSIDE_DOWN)))
             doubtful.append(i)
             continue
         roll = float(crop_rolls(tilt))
@@ -140,9 +154,14 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at,
         if geometry.angle_difference(roll, rolls[i]) >= TILTED and (far or not seen):
             index.append(i)
             new_rolls.append(roll)
-        if far:
             doubtful.append(i)
-    return np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64), np.asarray(doubtful, dtype=int)
+        elif far:  # its crop is already at the agreed tilt
+            doubtful.append(i)
+        else:
+            index.append(i)
+            new_rolls.append(float(geometry.wrap_degrees(rolls[i] + UPSIDE_DOWN)))
+    return Turns(np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64),
+                 np.asarray(doubtful, dtype=int))
 
 
 def mean_confidence(confidence) -> np.ndarray:

@@ -105,9 +105,10 @@ def test_angle_difference_goes_the_short_way_round():
 
 def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_it_disagrees():
     """Faces 1-5 are the unsure ones: only they are asked. 1 is found turned 70 degrees while its points say 5
-    (cropped again at 70); 2 is found turned 60 as its points say (cropped again at 60, but beyond FAR_TURN both
-    may be wrong alike: in doubt); 3 is found nowhere (in doubt); 4 is found upright in an upright crop (nothing to
-    change); 5 is found turned 30 as its points say (the second pass turns it)."""
+    (cropped again at 70, in doubt); 2 is found turned 60 as its points say (cropped again at 60, but beyond FAR_TURN
+    both may be wrong alike: in doubt); 3 is found nowhere (tried upside down, in doubt); 4 is found upright in an
+    upright crop and 5 turned 30 as its points say (the second pass turns it): both may be upside down, so each is
+    tried turned by 180 from its crop, and is not in doubt."""
     points = [upright_face(seed=i) for i in range(6)]
     points[1] = turned(points[1], 5, points[1].mean(0))
     points[2] = turned(points[2], 62, points[2].mean(0))
@@ -123,13 +124,17 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
 
     first, unsure = (np.stack(points), None), np.arange(1, 6)
     index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
-    assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [2, 3]
-    assert index.tolist() == [1, 2] and rolls.tolist() == [70.0, 60.0]
-    index, _, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at, unsure)
-    assert index.tolist() == [], "a face already cropped at the detector's turn is not cropped again"
-    assert doubtful.tolist() == [2, 3], "...but one turned far stays in doubt"
-    index, _, _ = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
-    assert index.tolist() == [1, 2, 5], "without eye corners the points cannot agree with the detector"
+    assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [1, 2, 3]
+    assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, -180.0]
+    index, rolls, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at,
+                                         unsure)
+    assert 2 not in index and doubtful.tolist() == [2, 3], "a face cropped at the agreed far turn stays in doubt"
+    assert index.tolist() == [1, 3, 4, 5] and rolls.tolist() == [-110.0, -180.0, -180.0, -180.0], \
+        "a face already cropped at the detector's turn is tried upside down from there"
+    index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
+    assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, 30.0], \
+        "without eye corners the points cannot agree with the detector"
+    assert doubtful.tolist() == [1, 2, 3, 5]
 
 
 def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_is_surest_of():
@@ -186,6 +191,31 @@ def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_b
     done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 60.0), run)
     assert asked[:-1] == expected[:-1] and asked[-1][0] == pytest.approx(60.0)
     assert done.rolls.tolist() == [stands]
+
+
+def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
+    """BlazeFace takes an upside-down face for upright: the detector keeps the crop's turn and the first pass is
+    unsure. The crop turned by 180 stands where the stand-in network is surer of it, and the second pass turns by
+    its points; where it is not surer, the face keeps its crop and is tried at no other turn."""
+    from landmarks.passes import face_passes, run_passes
+
+    box = np.array([[10.0, 10.0, 110.0, 110.0]])
+    asked = []
+
+    def network(sure_at):
+        def run(boxes, rolls):
+            asked.append(np.round(rolls, 6).tolist())
+            sure = np.where(g.angle_difference(rolls, sure_at) < 15, 0.9, 0.5)
+            points = [turned(upright_face(centre=(60.0, 40.0)), r, np.array([60.0, 60.0])) for r in rolls]
+            return np.stack(points), sure[:, None] * np.ones((len(rolls), 68))
+        return run
+
+    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(180.0))
+    assert asked[:2] == [[0.0], [-180.0]] and len(asked) == 3 and abs(asked[2][0]) == pytest.approx(180.0)
+    assert done.rolls.tolist() == [-180.0] and done.passes.tolist() == [3]
+    asked.clear()
+    kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(90.0))
+    assert asked == [[0.0], [-180.0]] and kept.rolls.tolist() == [0.0] and kept.passes.tolist() == [2]
 
 
 def test_weighted_nms_blends_keypoint_columns_with_their_boxes():
@@ -331,6 +361,35 @@ def test_a_box_sent_for_a_face_turned_far_gets_the_detectors_tilt(dev_faces, deg
     # near 90 degrees a face whose points and detector both take it for upright stays wrong: one in ten at most
     landed = np.asarray(nme["detector asked"]) < 2 * np.asarray(nme["upright photo"])
     assert landed.sum() >= len(landed) - 1, nme
+
+
+def test_a_box_sent_for_an_upside_down_face_gets_the_crop_turned_by_180(dev_faces):
+    """Upside down, BlazeFace takes a face for upright (or finds none) and the first pass is unsure: the crop turned
+    by 180 degrees is the surer one and lands the points about as well as on the upright photo."""
+    import json
+
+    from landmarks import metrics
+    from landmarks.datasets.base import load_image
+    from landmarks.face_detector import FaceDetector
+    from landmarks.landmarker import OnnxLandmarker
+    from tests.test_default_model import MODEL
+
+    card = json.loads((MODEL / "model_card.json").read_text())
+    info, detector = get_info("300w"), FaceDetector()
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=EYES)
+    nme = {"detector asked": [], "points only": [], "upright photo": []}
+    for s in dev_faces:
+        image, m = g.turn_image(load_image(s), 180)
+        truth = g.transform_points(s.landmarks, m)
+        box = g.landmark_box(truth)[None]
+        for name, tilt_at in (("points only", None), ("detector asked", detector.tilt_at)):
+            nme[name].append(metrics.nme_per_image(landmarker.predict(image, box, recrop=None, tilt_at=tilt_at)[0],
+                                                   truth[None], info)[0])
+        nme["upright photo"].append(metrics.nme_per_image(
+            landmarker.predict(load_image(s), s.box[None])[0], s.landmarks[None], info)[0])
+    median = {k: float(np.median(v)) for k, v in nme.items()}
+    assert median["detector asked"] < 1.25 * median["upright photo"], median
+    assert median["points only"] > 5 * median["detector asked"], median
 
 
 def test_tilt_at_a_box_without_a_face_is_none():
