@@ -7,7 +7,7 @@ import pytest
 from landmarks import geometry as g
 from landmarks.datasets import get_info
 from landmarks.landmarker import prepare_faces
-from landmarks.passes import TILTED, merge_passes, second_pass, turn_unsure
+from landmarks.passes import TILTED, UPSIDE_DOWN_MARGIN, merge_passes, second_pass, turn_unsure
 
 EYES = get_info("300w").norm_indices
 
@@ -123,15 +123,16 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
         return found.get(face)
 
     first, unsure = (np.stack(points), None), np.arange(1, 6)
-    index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
+    index, rolls, margins, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
     assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [1, 2, 3]
+    assert margins.tolist() == [0, 0, UPSIDE_DOWN_MARGIN, UPSIDE_DOWN_MARGIN, UPSIDE_DOWN_MARGIN]
     assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, -180.0]
-    index, rolls, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at,
-                                         unsure)
+    index, rolls, _, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at,
+                                            unsure)
     assert 2 not in index and doubtful.tolist() == [2, 3], "a face cropped at the agreed far turn stays in doubt"
     assert index.tolist() == [1, 3, 4, 5] and rolls.tolist() == [-110.0, -180.0, -180.0, -180.0], \
         "a face already cropped at the detector's turn is tried upside down from there"
-    index, rolls, doubtful = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
+    index, rolls, _, doubtful = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
     assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, 30.0], \
         "without eye corners the points cannot agree with the detector"
     assert doubtful.tolist() == [1, 2, 3, 5]
@@ -195,17 +196,17 @@ def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_b
 
 def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
     """BlazeFace takes an upside-down face for upright: the detector keeps the crop's turn and the first pass is
-    unsure. The crop turned by 180 stands where the stand-in network is surer of it, and the second pass turns by
-    its points; where it is not surer, the face keeps its crop and is tried at no other turn."""
+    unsure. The crop turned by 180 stands where the stand-in network is surer of it by UPSIDE_DOWN_MARGIN, and the
+    second pass turns by its points; where it is not, the face keeps its crop and is tried at no other turn."""
     from landmarks.passes import face_passes, run_passes
 
     box = np.array([[10.0, 10.0, 110.0, 110.0]])
     asked = []
 
-    def network(sure_at):
+    def network(sure_at, confidence=0.9):
         def run(boxes, rolls):
             asked.append(np.round(rolls, 6).tolist())
-            sure = np.where(g.angle_difference(rolls, sure_at) < 15, 0.9, 0.5)
+            sure = np.where(g.angle_difference(rolls, sure_at) < 15, confidence, 0.5)
             points = [turned(upright_face(centre=(60.0, 40.0)), r, np.array([60.0, 60.0])) for r in rolls]
             return np.stack(points), sure[:, None] * np.ones((len(rolls), 68))
         return run
@@ -213,9 +214,11 @@ def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
     done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(180.0))
     assert asked[:2] == [[0.0], [-180.0]] and len(asked) == 3 and abs(asked[2][0]) == pytest.approx(180.0)
     assert done.rolls.tolist() == [-180.0] and done.passes.tolist() == [3]
-    asked.clear()
-    kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(90.0))
-    assert asked == [[0.0], [-180.0]] and kept.rolls.tolist() == [0.0] and kept.passes.tolist() == [2]
+    for sure_at, upside_down in ((90.0, 0.5), (180.0, 0.5 + UPSIDE_DOWN_MARGIN - 0.01)):
+        asked.clear()
+        kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(sure_at, upside_down))
+        assert asked == [[0.0], [-180.0]] and kept.rolls.tolist() == [0.0] and kept.passes.tolist() == [2], \
+            "not surer of the crop turned by 180, or by less than UPSIDE_DOWN_MARGIN: the face keeps its crop"
 
 
 def test_weighted_nms_blends_keypoint_columns_with_their_boxes():
