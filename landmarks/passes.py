@@ -25,12 +25,15 @@ FAR_TURN = 45.0
 # keypoints sometimes point the wrong way (bench/rotation.py). Every 45 degrees leaves the nearest try within 22.5 of
 # upright, where the network is sure of a face again
 OTHER_TURNS = (45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
-# The turn tried on an unsure face that the detector and the points leave as it is (turn_unsure), and how much surer
-# (mean heatmap peak) the network must be of that crop for it to stand: at a box sent, for unsure faces upright to 45
-# degrees it was at most 0.13 surer (p1-ytf68 frames; one frame at 30 degrees was 0.13 surer and failed upside down),
-# for faces upside down at least 0.28 (5th percentile, dev and frames; bench/rotation.py)
+# The turn tried on an unsure face that the detector and the points leave as it is (turn_unsure), and what the
+# network's mean heatmap peak on that crop must reach for it to stand: more than the first crop's by the margin, and
+# the floor. At a box sent, unsure faces upright to 45 degrees scored that crop at most 0.13 higher (p1-ytf68
+# frames; that frame, at 30 degrees, scored 0.51 and fails upside down) and at most 0.09 higher on dev; detected
+# faces upright and at 30 degrees never higher. Of the detected faces upside down, 60 of 75 on dev and 253 of 294
+# frames clear both (bench/rotation.py)
 UPSIDE_DOWN = 180.0
-UPSIDE_DOWN_MARGIN = 0.2
+UPSIDE_DOWN_MARGIN = 0.1
+UPSIDE_DOWN_FLOOR = 0.55
 
 
 class Aligned(NamedTuple):
@@ -52,7 +55,8 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
        LOW_CONFIDENCE) are cropped again where the detector finds them turned otherwise or turned far (at its
        tilt), and where it leaves them as they are (upside down, UPSIDE_DOWN); each crop stands where the network is
-       surer of it than of the first (the detector too can be wrong; the upside-down crop by UPSIDE_DOWN_MARGIN). A face whose tilt stays in doubt (turn_unsure)
+       surer of it than of the first (the detector too can be wrong; the upside-down crop by UPSIDE_DOWN_MARGIN, and
+       UPSIDE_DOWN_FLOOR sure). A face whose tilt stays in doubt (turn_unsure)
        and that is still unsure is also cropped turned by each of OTHER_TURNS more, and a turn the network is sure
        of (LOW_CONFIDENCE) and surest of stands (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
@@ -69,10 +73,12 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         return Aligned(*answer, passes, *crops)
     if tilt_at is not None:
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
-        index, turned, margins, doubtful = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
+        index, turned, flipped, doubtful = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
         if len(index):
             tries = (framed(index, turned), turned)
-            answer, crops = surest(answer, crops, index, (yield tries), tries, by=margins)
+            answer, crops = surest(answer, crops, index, (yield tries), tries,
+                                   at_least=np.where(flipped, UPSIDE_DOWN_FLOOR, 0.0),
+                                   by=np.where(flipped, UPSIDE_DOWN_MARGIN, 0.0))
             passes[index] += 1
         still = doubtful[mean_confidence(answer[1][doubtful]) < LOW_CONFIDENCE]
         if len(still):
@@ -121,8 +127,8 @@ def eye_indices_for(card: dict) -> tuple[int, int] | None:
 class Turns(NamedTuple):
     """What turn_unsure plans for the faces the first pass is unsure of."""
     index: np.ndarray  # (K,) the faces cropped again...
-    rolls: np.ndarray  # (K,) ...turned by these degrees...
-    margins: np.ndarray  # (K,) ...where that crop stands if the network is surer of it than of the first by this
+    rolls: np.ndarray  # (K,) ...turned by these degrees
+    upside_down: np.ndarray  # (K,) bool: the crop is the first turned by UPSIDE_DOWN, held to its margin and floor
     doubtful: np.ndarray  # faces whose tilt stays in doubt: tried at OTHER_TURNS too where still unsure after that
 
 
@@ -139,16 +145,16 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
     - any other face, one the detector keeps at its crop's turn or agrees with the points on a smaller tilt (the
       second pass then turns the crop by the points), may be upside down: BlazeFace takes an upside-down face for an
       upright one and the points follow. It is cropped once more turned by UPSIDE_DOWN from its crop, which stands
-      only where the network is surer of it by UPSIDE_DOWN_MARGIN; it is not in doubt (trying the other turns on
-      such faces picked wrong ones on blurred frames);
+      only where the network is surer of it by UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in
+      doubt (trying the other turns on such faces picked wrong ones on blurred frames);
     - a face the detector finds nothing for (often upside down too) gets that crop and stays in doubt."""
     landmarks = first[0]
-    index, new_rolls, margins, doubtful = [], [], [], []
+    index, new_rolls, flipped, doubtful = [], [], [], []
 
     def upside_down(i):
         index.append(i)
         new_rolls.append(float(geometry.wrap_degrees(rolls[i] + UPSIDE_DOWN)))
-        margins.append(UPSIDE_DOWN_MARGIN)
+        flipped.append(True)
 
     for i in unsure:
         tilt = tilt_at(image_rgb, boxes[i])
@@ -163,14 +169,14 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
         if geometry.angle_difference(roll, rolls[i]) >= TILTED and (far or not seen):
             index.append(i)
             new_rolls.append(roll)
-            margins.append(0.0)
+            flipped.append(False)
             doubtful.append(i)
         elif far:  # its crop is already at the agreed tilt
             doubtful.append(i)
         else:
             upside_down(i)
     return Turns(np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64),
-                 np.asarray(margins, dtype=np.float64), np.asarray(doubtful, dtype=int))
+                 np.asarray(flipped, dtype=bool), np.asarray(doubtful, dtype=int))
 
 
 def mean_confidence(confidence) -> np.ndarray:
@@ -178,19 +184,19 @@ def mean_confidence(confidence) -> np.ndarray:
     return np.asarray(confidence, dtype=np.float64).mean(axis=1)
 
 
-def surest(answer, crops, index, tries, try_crops, at_least: float = 0.0, by=0.0):
+def surest(answer, crops, index, tries, try_crops, at_least=0.0, by=0.0):
     """(answer, crops) over all faces with each face of `index` answered by whichever of its crop and its tries the
     network is surest of (mean confidence), a try only where that is `at_least` too and surer than the crop by more
-    than `by` (one for all, or one per face of `index`). `crops` and `try_crops` are (boxes, rolls); `tries`
+    than `by` (each one for all, or one per face of `index`). `crops` and `try_crops` are (boxes, rolls); `tries`
     (landmarks, confidence) and `try_crops` hold each face's tries in turn, as many per face."""
     per_face = len(try_crops[1]) // len(index)
     landmarks, confidence = (np.array(a) for a in answer)
     boxes, rolls = (np.array(a) for a in crops)
     sure = mean_confidence(tries[1]).reshape(len(index), per_face)
-    by = np.broadcast_to(np.asarray(by, dtype=np.float64), (len(index),))
+    at_least, by = (np.broadcast_to(np.asarray(v, dtype=np.float64), (len(index),)) for v in (at_least, by))
     for k, i in enumerate(index):
         best = int(np.argmax(sure[k]))
-        if sure[k, best] > mean_confidence(confidence[i:i + 1])[0] + by[k] and sure[k, best] >= at_least:
+        if sure[k, best] > mean_confidence(confidence[i:i + 1])[0] + by[k] and sure[k, best] >= at_least[k]:
             t = k * per_face + best
             landmarks[i], confidence[i], boxes[i], rolls[i] = tries[0][t], tries[1][t], try_crops[0][t], try_crops[1][t]
     return (landmarks, confidence), (boxes, rolls)

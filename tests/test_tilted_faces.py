@@ -7,7 +7,8 @@ import pytest
 from landmarks import geometry as g
 from landmarks.datasets import get_info
 from landmarks.landmarker import prepare_faces
-from landmarks.passes import TILTED, UPSIDE_DOWN_MARGIN, merge_passes, second_pass, turn_unsure
+from landmarks.passes import (TILTED, UPSIDE_DOWN_FLOOR, UPSIDE_DOWN_MARGIN, merge_passes, second_pass,
+                              turn_unsure)
 
 EYES = get_info("300w").norm_indices
 
@@ -123,9 +124,9 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
         return found.get(face)
 
     first, unsure = (np.stack(points), None), np.arange(1, 6)
-    index, rolls, margins, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
+    index, rolls, flipped, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
     assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [1, 2, 3]
-    assert margins.tolist() == [0, 0, UPSIDE_DOWN_MARGIN, UPSIDE_DOWN_MARGIN, UPSIDE_DOWN_MARGIN]
+    assert flipped.tolist() == [False, False, True, True, True]
     assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, -180.0]
     index, rolls, _, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at,
                                             unsure)
@@ -196,17 +197,18 @@ def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_b
 
 def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
     """BlazeFace takes an upside-down face for upright: the detector keeps the crop's turn and the first pass is
-    unsure. The crop turned by 180 stands where the stand-in network is surer of it by UPSIDE_DOWN_MARGIN, and the
-    second pass turns by its points; where it is not, the face keeps its crop and is tried at no other turn."""
+    unsure. The crop turned by 180 stands where the stand-in network is surer of it by UPSIDE_DOWN_MARGIN and at
+    least UPSIDE_DOWN_FLOOR sure, and the second pass turns by its points; where it is not, the face keeps its crop
+    and is tried at no other turn."""
     from landmarks.passes import face_passes, run_passes
 
     box = np.array([[10.0, 10.0, 110.0, 110.0]])
     asked = []
 
-    def network(sure_at, confidence=0.9):
+    def network(sure_at, confidence=0.9, otherwise=0.5):
         def run(boxes, rolls):
             asked.append(np.round(rolls, 6).tolist())
-            sure = np.where(g.angle_difference(rolls, sure_at) < 15, confidence, 0.5)
+            sure = np.where(g.angle_difference(rolls, sure_at) < 15, confidence, otherwise)
             points = [turned(upright_face(centre=(60.0, 40.0)), r, np.array([60.0, 60.0])) for r in rolls]
             return np.stack(points), sure[:, None] * np.ones((len(rolls), 68))
         return run
@@ -214,11 +216,12 @@ def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
     done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(180.0))
     assert asked[:2] == [[0.0], [-180.0]] and len(asked) == 3 and abs(asked[2][0]) == pytest.approx(180.0)
     assert done.rolls.tolist() == [-180.0] and done.passes.tolist() == [3]
-    for sure_at, upside_down in ((90.0, 0.5), (180.0, 0.5 + UPSIDE_DOWN_MARGIN - 0.01)):
+    for first, upside_down in ((0.5, 0.5), (0.5, 0.5 + UPSIDE_DOWN_MARGIN - 0.01), (0.3, UPSIDE_DOWN_FLOOR - 0.01)):
         asked.clear()
-        kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(sure_at, upside_down))
+        kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0),
+                          network(180.0, upside_down, first))
         assert asked == [[0.0], [-180.0]] and kept.rolls.tolist() == [0.0] and kept.passes.tolist() == [2], \
-            "not surer of the crop turned by 180, or by less than UPSIDE_DOWN_MARGIN: the face keeps its crop"
+            "not surer of the crop turned by 180 by UPSIDE_DOWN_MARGIN, or under UPSIDE_DOWN_FLOOR: it keeps its crop"
 
 
 def test_weighted_nms_blends_keypoint_columns_with_their_boxes():
