@@ -27,10 +27,10 @@ FAR_TURN = 45.0
 OTHER_TURNS = (45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
 # The turn tried on an unsure face that the detector and the points leave as it is (turn_unsure), and what the
 # network's mean heatmap peak on that crop must reach for it to stand: more than the first crop's by the margin, and
-# the floor. At a box sent, unsure faces upright to 45 degrees scored that crop at most 0.13 higher (p1-ytf68
-# frames; that frame, at 30 degrees, scored 0.51 and fails upside down) and at most 0.09 higher on dev; detected
-# faces upright and at 30 degrees never higher. Of the detected faces upside down, 60 of 75 on dev and 253 of 294
-# frames clear both (bench/rotation.py)
+# the floor. At a box sent, unsure faces upright to 45 degrees scored that crop at most 0.13 higher on p1-ytf68 frames
+# (a frame at 30 degrees, whose 0.51 the floor keeps out: turned by 180 it fails) and 0.09 on dev; detected faces
+# upright and at 30 degrees never higher. Of the detected faces upside down, 60 of 75 on dev and 253 of 294 frames
+# clear both (bench/rotation.py)
 UPSIDE_DOWN = 180.0
 UPSIDE_DOWN_MARGIN = 0.1
 UPSIDE_DOWN_FLOOR = 0.55
@@ -54,11 +54,11 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
        LOW_CONFIDENCE) are cropped again where the detector finds them turned otherwise or turned far (at its
-       tilt), and where it leaves them as they are (upside down, UPSIDE_DOWN); each crop stands where the network is
-       surer of it than of the first (the detector too can be wrong; the upside-down crop by UPSIDE_DOWN_MARGIN, and
-       UPSIDE_DOWN_FLOOR sure). A face whose tilt stays in doubt (turn_unsure)
-       and that is still unsure is also cropped turned by each of OTHER_TURNS more, and a turn the network is sure
-       of (LOW_CONFIDENCE) and surest of stands (surest).
+       tilt), and where it leaves them as they are or finds nothing (upside down, UPSIDE_DOWN); each crop stands
+       where the network is surer of it than of the first (the detector too can be wrong; the upside-down crop by
+       UPSIDE_DOWN_MARGIN, and UPSIDE_DOWN_FLOOR sure). A face whose tilt stays in doubt (turn_unsure) and that is
+       still unsure is also cropped turned by each of OTHER_TURNS more, and a turn the network is sure of
+       (LOW_CONFIDENCE) and surest of stands (surest).
     3. `recrop` True: a second pass on every face; None: on the tilted ones only; False: none (second_pass,
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -128,7 +128,7 @@ class Turns(NamedTuple):
     """What turn_unsure plans for the faces the first pass is unsure of."""
     index: np.ndarray  # (K,) the faces cropped again...
     rolls: np.ndarray  # (K,) ...turned by these degrees
-    upside_down: np.ndarray  # (K,) bool: the crop is the first turned by UPSIDE_DOWN, held to its margin and floor
+    upside_down: np.ndarray  # (K,) bool: the face's crop turned by UPSIDE_DOWN, held to its margin and floor
     doubtful: np.ndarray  # faces whose tilt stays in doubt: tried at OTHER_TURNS too where still unsure after that
 
 
