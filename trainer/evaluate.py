@@ -8,7 +8,7 @@ from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks import metrics
 from landmarks.scoring import PredictionError, predict_with_landmarker, score_predictions
 
-__all__ = ["PredictionError", "evaluate_items", "evaluate_split", "predict_with_model", "resolve_model",
+__all__ = ["PredictionError", "evaluate_items_file", "evaluate_split", "predict_with_model", "resolve_model",
            "score_model", "score_predictions"]
 
 
@@ -96,8 +96,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     return report
 
 
-def evaluate_items(dataset: str, items_path, *, model: str, flip_test: bool = False,
-                   recrop: bool | None = False) -> dict:
+def evaluate_items_file(dataset: str, items_path, *, model: str, flip_test: bool = False,
+                        recrop: bool | None = False) -> dict:
     """Score a model on the items an evaluate job keeps (landmarks.datasets.items_file): each face at its caller's
     box, reported under its caller's id; `dataset` names the landmark layout (the served model's)."""
     from landmarks.datasets import get_info

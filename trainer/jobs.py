@@ -19,7 +19,7 @@ from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_stage
 from trainer.engine import JobCancelled, JobHooks, setup_torch
-from trainer.evaluate import evaluate_items, evaluate_split
+from trainer.evaluate import evaluate_items_file, evaluate_split
 from trainer.leftovers import make_workdir, remove_leftovers
 from trainer.model_files import read_card
 from trainer.model_uri import MODEL_FILES, resolve_model_dir
@@ -158,7 +158,7 @@ def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[
         raise ValueError(f"recrop must be true, false or null, got {recrop!r}")
     options = {"model": model, "flip_test": bool(params.get("flip_test", False)), "recrop": recrop}
     if params.get("items"):
-        report = evaluate_items(_require(params, "dataset"), Path(params["items"]), **options)
+        report = evaluate_items_file(_require(params, "dataset"), Path(params["items"]), **options)
     else:
         report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
                                 **options)
