@@ -32,6 +32,17 @@ EYES = (slice(4, 6), slice(6, 8))  # the right and left eye keypoints' columns i
 # tilt_at looks for a face in this many times its box, so that a loose or shifted box still holds the whole face
 TILT_SEARCH = 2.0
 MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this much (the usual detection criterion)
+# The short-range model finds faces whose box is at least this share of the side of the square it sees (dev faces
+# pasted into a 1000 px photo: all at 150 px, 73% at 120, 13% at 100): smaller faces need a look at a tile
+SMALLEST_SHARE = 0.15
+# Tiles one photo may cost (a detector run each, about a third of one face's landmark time): two levels of a square
+# photo, 9 + 49, reach faces of 3.75% of its side
+MAX_TILES = 64
+# A tile of a photo shows parts of its larger faces (an ear, a hand, a cheek), which the model takes for small faces
+# at scores of 0.50-0.62: on the 107 dev photos searched down to 20 px, 16 detections besides the labelled faces at
+# the model's 0.5, 5 at 0.65 (some of them real faces in the background), while faces of 80 px and more pasted into
+# a 1600x1000 photo are found as often (134 of 135 at 80 px; 217 of 252 at 60 px against 232)
+TILE_SCORE = 0.65
 
 
 def ssd_anchors(input_size: int = INPUT_SIZE, strides=STRIDES) -> np.ndarray:
@@ -157,6 +168,8 @@ class Detections:
     scores: np.ndarray  # (N,) detection scores in (0, 1], best first
     tilts: np.ndarray | None = None  # (N,) each face's tilt in degrees by the eye keypoints (face_roll's convention)
     mapping: BoxMapping | None = None  # how `boxes` came from `detector_boxes`; none: they are the same
+    looks: int = 1  # detector runs over the photo: the whole of it, then tiles (FaceDetector.detect)
+    smallest_searched: float | None = None  # the smallest face (px) those looks could find
 
     def __post_init__(self):
         if self.tilts is None:
@@ -176,7 +189,7 @@ class Detections:
 
     def __getitem__(self, index) -> "Detections":
         return Detections(self.boxes[index], self.detector_boxes[index], self.scores[index], self.tilts[index],
-                          self.mapping)
+                          self.mapping, self.looks, self.smallest_searched)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -205,6 +218,11 @@ class FaceDetector:
         """-> (detector boxes (N, 4) in image px, scores (N,), rolls (N,) in degrees), best first, after
         suppression. The roll is the tilt of the line through the two eye keypoints that BlazeFace predicts with
         each box (MediaPipe turns its landmark crops by the same line)."""
+        return _suppressed(*self._anchor_rows(image_rgb))
+
+    def _anchor_rows(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One look at the whole of `image_rgb`: (rows (N, 8): box and the two eye keypoints in image px, scores
+        (N,)) of the anchors above the score threshold, before suppression."""
         h, w = image_rgb.shape[:2]
         f = INPUT_SIZE / max(h, w)
         # image pinned to the top-left corner of the square input: the inverse is a single division by f
@@ -222,7 +240,7 @@ class FaceDetector:
         scores = 1.0 / (1.0 + np.exp(-logits))
         keep = scores >= self.score_threshold
         if not keep.any():
-            return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+            return np.zeros((0, 8)), np.zeros(0)
         r = regress.reshape(-1, 16)[keep].astype(np.float64) / INPUT_SIZE
         anchors = self.anchors[keep]
         centre = r[:, :2] + anchors
@@ -231,9 +249,25 @@ class FaceDetector:
         eyes = np.concatenate([r[:, EYES[0]] + anchors, r[:, EYES[1]] + anchors], 1)
         rows = np.concatenate([boxes, eyes], 1) * (INPUT_SIZE / f)
         valid = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
-        kept, kept_scores = weighted_nms(rows[valid], scores[keep][valid])
-        line = kept[:, 6:8] - kept[:, 4:6]
-        return kept[:, :4], kept_scores, np.degrees(np.arctan2(line[:, 1], line[:, 0]))
+        return rows[valid], scores[keep][valid]
+
+    def _tiled_rows(self, image_rgb: np.ndarray, looks: list["Look"]) -> tuple[np.ndarray, np.ndarray]:
+        """The anchors of every look, in photo px, ready for one suppression: a tile keeps only those centred in its
+        share of the photo, at most half its side (larger faces are the coarser looks', and a face cut by the
+        tile's border is seen whole by a neighbour) and scored at least TILE_SCORE."""
+        all_rows, all_scores = [], []
+        for look in looks:
+            rows, scores = self._anchor_rows(image_rgb[look.y:look.y + look.side, look.x:look.x + look.side])
+            rows = rows + np.tile([look.x, look.y], 4)
+            if look.core is not None:
+                x1, y1, x2, y2 = look.core
+                centre = _centre(rows[:, :4])
+                mine = ((centre[:, 0] >= x1) & (centre[:, 0] < x2) & (centre[:, 1] >= y1) & (centre[:, 1] < y2)
+                        & (_side(rows[:, :4]) <= look.side / 2) & (scores >= max(self.score_threshold, TILE_SCORE)))
+                rows, scores = rows[mine], scores[mine]
+            all_rows.append(rows)
+            all_scores.append(scores)
+        return np.concatenate(all_rows), np.concatenate(all_scores)
 
     def tilt_at(self, image_rgb: np.ndarray, box) -> float | None:
         """The tilt in degrees (face_roll's convention) of the face in a landmark-convention `box`, by the eye
@@ -262,17 +296,73 @@ class FaceDetector:
             return None
         return float(wrap_degrees(roll + tilts[nearest]))
 
-    def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0) -> Detections:
-        """Faces in an RGB uint8 image, best first. `min_face_size`: drop faces whose landmark box is smaller
-        (longer side, px); `max_faces`: keep the best this many."""
-        det_boxes, scores, tilts = self.raw_detect(validate_image(image_rgb))
-        boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
+    def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float | None = None,
+               max_tiles: int = MAX_TILES) -> Detections:
+        """Faces in an RGB uint8 image, best first. `max_faces`: keep the best this many. `min_face_size` (longer
+        side of the landmark box, px): drop smaller faces, and look for faces down to that size in overlapping tiles
+        of the photo where one look at the whole photo cannot see them (at most `max_tiles` tiles; the answer's
+        `smallest_searched` says how far the search reached). None: one look at the whole photo, no size limit."""
+        image_rgb = validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
-        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
+        looks, smallest = plan_looks(w, h, min_face_size, max_tiles)
+        det_boxes, scores, tilts = _suppressed(*self._tiled_rows(image_rgb, looks))
+        boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
+        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= (min_face_size or 0.0)
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes, det_boxes, scores, tilts, self.mapping)[keep]
+        return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks), smallest)[keep]
+
+
+@dataclass(frozen=True)
+class Look:
+    """A square region of the photo the detector sees at its input size (one that runs past the photo's right or
+    bottom edge is letterboxed). `core`: the part whose faces this look answers for; None for the whole photo."""
+    x: int
+    y: int
+    side: int
+    core: tuple[float, float, float, float] | None = None
+
+
+def tile_origins(length: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Origins of tiles of `side` px along an axis of `length` px, overlapping by at least half a side (so that any
+    face up to half a side lies wholly in one), and the bounds of each tile's share: the middle of each overlap."""
+    if length <= side:
+        return np.zeros(1, int), np.array([0.0, float(length)])
+    n = int(np.ceil((length - side) / (side / 2))) + 1
+    origins = np.round(np.linspace(0, length - side, n)).astype(int)
+    bounds = np.concatenate([[0.0], (origins[1:] + origins[:-1] + side) / 2, [float(length)]])
+    return origins, bounds
+
+
+def plan_looks(width: int, height: int, min_face_size: float | None, max_tiles: int = MAX_TILES) \
+        -> tuple[list[Look], float]:
+    """-> (the looks for faces down to `min_face_size`, the smallest face size they can find). The whole photo
+    first, then levels of tiles, each of half the side of the one before, until a tile's SMALLEST_SHARE reaches
+    `min_face_size`. A level that would pass `max_tiles` tiles in all, or make tiles smaller than the detector's
+    input, is not run: the search stops at the level before."""
+    longer = max(width, height)
+    looks = [Look(0, 0, longer)]
+    side, reach = float(longer), SMALLEST_SHARE * longer
+    while min_face_size is not None and min_face_size < reach and side / 2 >= INPUT_SIZE:
+        side /= 2
+        tile = int(round(side))
+        (xs, x_bounds), (ys, y_bounds) = tile_origins(width, tile), tile_origins(height, tile)
+        if len(looks) - 1 + len(xs) * len(ys) > max_tiles:
+            break
+        looks += [Look(int(x), int(y), tile, (x_bounds[i], y_bounds[j], x_bounds[i + 1], y_bounds[j + 1]))
+                  for j, y in enumerate(ys) for i, x in enumerate(xs)]
+        reach = SMALLEST_SHARE * tile
+    return looks, reach
+
+
+def _suppressed(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anchor rows -> (boxes, scores, tilts by the eye keypoints in degrees), best first, after suppression."""
+    if not len(rows):
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+    kept, kept_scores = weighted_nms(rows, scores)
+    line = kept[:, 6:8] - kept[:, 4:6]
+    return kept[:, :4], kept_scores, np.degrees(np.arctan2(line[:, 1], line[:, 0]))
 
 
 def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

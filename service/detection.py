@@ -53,7 +53,7 @@ def check_max_faces(max_faces: int | None, limit: int) -> int:
     return max_faces
 
 
-async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float):
+async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float | None):
     """-> (Detections, milliseconds). Observes detection time and faces per image in /metrics."""
     state = app.state
     start = time.perf_counter()

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
 from landmarks.datasets import NAME_PATTERN
+from landmarks.face_detector import MAX_TILES
 from sdhrnet.budgets import BUDGET_KINDS, BUDGET_PATTERN
 from sdhrnet.train_config import Preset
 
@@ -50,9 +51,20 @@ class Face(BaseModel):
                         "by the detector's tilt")
 
 
+class DetectionSearch(BaseModel):
+    looks: int = Field(description="detector runs over the photo: 1 for the whole photo, plus one per tile scanned "
+                       "for faces smaller than that look can see (min_face_size)")
+    smallest_face: float = Field(description="pixels: the smallest face (longer side of its box) those looks find "
+                                 "reliably; a smaller min_face_size than this was not searched for in full, as the "
+                                 f"tiles it needs would pass the limit of {MAX_TILES} or be smaller than the "
+                                 "detector's input")
+
+
 class AlignResponse(BaseModel):
     faces: list[Face]
     model: ModelRef
+    detection: DetectionSearch | None = Field(None, description="how the faces were searched for; only when the "
+                                              "request sent no boxes")
     recrop: bool = Field(description="whether every face got the second pass (the recrop query parameter, or its "
                          "default: on for detected faces, off for boxes sent); without recrop=false a face tilted by "
                          "20 degrees or more gets it anyway, and a face the first pass is unsure of gets the "

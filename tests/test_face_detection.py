@@ -198,3 +198,74 @@ def test_evaluate_at_detected_boxes_reports_how_many_faces_it_found(shared_data,
     refused = subprocess.run(cmd[:-4] + ["--predictions", "p.json", "--recrop"], capture_output=True, text=True,
                              cwd=tmp_path)
     assert refused.returncode == 2 and "--recrop needs --model" in refused.stderr
+
+
+@pytest.mark.parametrize("width,height", [(1600, 1000), (640, 480), (300, 2000), (129, 129)])
+def test_tiles_share_out_the_photo_and_hold_every_face_up_to_half_their_side(width, height):
+    from landmarks.face_detector import INPUT_SIZE, MAX_TILES, SMALLEST_SHARE, plan_looks
+
+    looks, reach = plan_looks(width, height, 0.0)
+    whole, tiles = looks[0], looks[1:]
+    assert (whole.x, whole.y, whole.side, whole.core) == (0, 0, max(width, height), None)
+    assert 0 < len(tiles) <= MAX_TILES or max(width, height) < 2 * INPUT_SIZE
+    for side in sorted({t.side for t in tiles}):
+        level = [t for t in tiles if t.side == side]
+        assert side >= INPUT_SIZE
+        # each point of the photo is in exactly one tile's share, and a face of half a side centred there fits in it
+        area = sum((t.core[2] - t.core[0]) * (t.core[3] - t.core[1]) for t in level)
+        assert area == pytest.approx(width * height)
+        rng = np.random.default_rng(side)
+        for centre in rng.uniform([0, 0], [width, height], (200, 2)):
+            owners = [t for t in level if t.core[0] <= centre[0] < t.core[2] and t.core[1] <= centre[1] < t.core[3]]
+            assert len(owners) == 1
+            t, half = owners[0], side / 4
+            lo, hi = np.maximum(centre - half, 0), np.minimum(centre + half, [width, height])
+            assert t.x <= lo[0] and t.y <= lo[1] and hi[0] <= t.x + side and hi[1] <= t.y + side
+    assert reach == pytest.approx(SMALLEST_SHARE * min([t.side for t in tiles] or [max(width, height)]))
+
+
+def test_looks_stop_at_the_face_size_asked_for_and_at_the_tile_limit():
+    from landmarks.face_detector import SMALLEST_SHARE, plan_looks
+
+    assert plan_looks(1600, 1000, None) == plan_looks(1600, 1000, 300) == ([plan_looks(1600, 1000, None)[0][0]], 240)
+    half, reach = plan_looks(1600, 1000, 100)  # 800 px tiles reach 120 px faces, 400 px ones 60
+    assert [t.side for t in half[1:]].count(800) == 6 and reach == 60 and len(half) == 1 + 6 + 28
+    assert plan_looks(1600, 1000, 119)[1] == 60 and plan_looks(1600, 1000, 120)[1] == 120
+    capped, reach = plan_looks(4000, 4000, 10, max_tiles=20)
+    assert len(capped) == 1 + 9 and reach == SMALLEST_SHARE * 2000  # the 49 tiles of the next level would pass 20
+
+
+def test_tiles_find_small_faces_in_a_group_photo_with_their_points(detector, dev):
+    from bench.group_photos import group_photo
+    from landmarks.face_detector import match_faces
+
+    canvas, boxes, _ = group_photo(dev, 90, 1600, 1000, np.random.default_rng(3))
+    assert len(boxes) >= 40
+    one_look = detector.detect(canvas)
+    tiled = detector.detect(canvas, min_face_size=60)
+    assert one_look.looks == 1 and tiled.looks > 1 and tiled.smallest_searched <= 60
+    found = [m for m in match_faces(tiled.boxes, boxes) if m is not None]
+    assert sum(m is not None for m in match_faces(one_look.boxes, boxes)) <= 0.1 * len(boxes)
+    assert len(found) >= 0.95 * len(boxes)
+    assert len(tiled) - len(set(found)) <= 2, "detections that are no pasted face"
+    assert list(tiled.scores) == sorted(tiled.scores, reverse=True)
+
+
+def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos(detector, dev):
+    """A tile sees parts of a large face (an ear, a cheek) that the detector may take for small faces: tiles ask for
+    a higher score, and the large face itself is the whole photo's look."""
+    from landmarks.face_detector import match_faces
+
+    others = 0
+    for sample, image in dev:
+        tiled, whole = detector.detect(image, min_face_size=20), detector.detect(image)
+        assert tiled.looks > 1
+        (a,), (b,) = match_faces(tiled.boxes, sample.box[None]), match_faces(whole.boxes, sample.box[None])
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(tiled.boxes[a], whole.boxes[b])
+        others += len(tiled) - (a is not None) - (len(whole) - (b is not None))
+    assert others <= 0.05 * len(dev)
+    for name, image in _face_free_images(dev):
+        found = detector.detect(image, min_face_size=20)
+        assert len(found) == 0, f"{name}: boxes {found.boxes.round(1).tolist()} scores {found.scores.tolist()}"

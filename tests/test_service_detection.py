@@ -89,6 +89,34 @@ def test_max_faces_and_min_face_size(client, photo):
     assert_problem(client.post("/align?min_face_size=-1", json={"image": b64(data)}), 422)
 
 
+def test_min_face_size_has_the_detector_scan_tiles_for_small_faces(client, shared_data):
+    """Four faces of 70 px side by side in a 700 px photo: one look at the whole photo sees none of them, the tiles
+    that min_face_size asks for find all four, each with its points; boxes sent need no detection."""
+    import cv2
+
+    from bench.group_photos import group_photo
+    from landmarks import metrics
+    from landmarks.datasets import load_image, load_samples
+    from landmarks.face_detector import SMALLEST_SHARE, match_faces
+
+    dev = [(s, load_image(s)) for s in load_samples("300w", shared_data / "300w", "dev")[:4]]
+    canvas, boxes, points = group_photo(dev, 70, 700, 200, np.random.default_rng(0))
+    assert len(boxes) == 4
+    body = {"image": b64(cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))[1].tobytes())}
+    whole = client.post("/align", json=body).json()
+    assert whole["detection"] == {"looks": 1, "smallest_face": SMALLEST_SHARE * 700}
+    assert len(whole["faces"]) < 4
+    tiled = client.post("/align?min_face_size=50", json=body).json()
+    assert tiled["detection"]["looks"] > 1 and tiled["detection"]["smallest_face"] <= 50
+    found = np.array([face["box"] for face in tiled["faces"]])
+    matches = match_faces(found, boxes)
+    assert sorted(matches) == [0, 1, 2, 3]
+    landmarks = np.array([tiled["faces"][m]["landmarks"] for m in matches])
+    assert metrics.nme_per_image(landmarks, points, get_info("300w")).max() < 0.08
+    sent = client.post("/align", json={**body, "boxes": boxes.tolist()}).json()
+    assert sent["detection"] is None and len(sent["faces"]) == 4
+
+
 def test_detection_shows_in_metrics(client, photo):
     _, data = photo
     before = _metric(client, "sdhrnet_face_detection_seconds_count")

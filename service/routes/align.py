@@ -5,6 +5,7 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
+from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
 from landmarks.geometry import face_roll
 
 from ..deps import Metrics, Models, Settings
@@ -41,8 +42,14 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
                 max_faces: int | None = Query(None, ge=1, description="without boxes: keep at most this many "
                                               "detected faces, the most confident first (default and upper "
                                               "limit: the service's SDHRNET_MAX_FACES)"),
-                min_face_size: float = Query(0, ge=0, description="without boxes: ignore detected faces whose "
-                                             "box is smaller than this many pixels on its longer side"),
+                min_face_size: float | None = Query(None, ge=0, description="without boxes: the smallest face "
+                                                    "wanted, in pixels on its box's longer side: smaller ones are "
+                                                    "left out, and the detector also scans overlapping tiles of "
+                                                    "the photo for faces down to this size where one look at the "
+                                                    "whole photo cannot see them (below about "
+                                                    f"{SMALLEST_SHARE:.0%} of its longer side; a few ms per tile, at "
+                                                    f"most {MAX_TILES} tiles: the answer's detection says how far "
+                                                    "the search reached). Default: one look at the whole photo"),
                 flip: bool = Query(False, description="flip test: the mirrored face goes through the network too "
                                    "and the heatmaps are averaged; about twice the landmark time for a lower "
                                    "error (README: flip test)"),
@@ -91,5 +98,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
             face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
-    return {"faces": faces, "model": described, "recrop": bool(second_pass),
+    searched = None if detected is None else {"looks": detected.looks,
+                                              "smallest_face": round(float(detected.smallest_searched), 1)}
+    return {"faces": faces, "model": described, "recrop": bool(second_pass), "detection": searched,
             "timing_ms": {k: round(v, 3) for k, v in timing.items()}}

@@ -1,0 +1,128 @@
+"""Small faces in large photos: what `/align` without boxes finds with one look at the whole photo, and with the tiles
+that `min_face_size` adds (landmarks.face_detector.plan_looks).
+
+    .venv/bin/python bench/group_photos.py [--sizes 200 160 130 100 80 60] [--photos 3] [--out report.json]
+
+There is no labelled group photo here, so each one is made of 300W dev photos (held-out helen faces), each scaled so
+that its face's landmark box is SIZE px on its longer side and pasted into a cell of a WIDTH x HEIGHT grey canvas
+(`group_photo`). Per face size, side by side on the same canvases: recall (a detection matching a pasted face with
+IoU >= 0.5), detections matching none (most are parts of a face: an ear, a hand; some are real background faces of
+the dev photos), detector runs and ms per photo, and the NME of the found faces' points as `/align` answers them
+(the served model, second pass and tilt as for detected faces).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
+from landmarks.face_detector import FaceDetector, match_faces  # noqa: E402
+from landmarks.landmarker import OnnxLandmarker  # noqa: E402
+from landmarks.metrics import nme_per_image  # noqa: E402
+from landmarks.passes import eye_indices_for  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
+DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"
+CELL = 2.2  # a cell's side in face sizes: the 300W photos here are crops of 2.2x the landmark box
+BACKGROUND = 90
+
+
+def group_photo(faces, face_px: int, width: int, height: int, rng: np.random.Generator):
+    """(samples, images) of single-face photos -> (canvas (H, W, 3) uint8, landmark boxes (N, 4), landmarks (N, M, 2)):
+    as many of them as fit, row by row, each scaled to a landmark box of `face_px` on its longer side and centred in
+    its cell; the grid starts at a random offset so that faces fall anywhere against the detector's tiles."""
+    canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+    cell = int(round(face_px * CELL))
+    x0, y0 = (int(v) for v in rng.integers(0, [width % cell + 1, height % cell + 1]))
+    boxes, points = [], []
+    cells = [(x, y) for y in range(y0, height - cell + 1, cell) for x in range(x0, width - cell + 1, cell)]
+    for (cx, cy), (sample, image) in zip(cells, faces):
+        side = max(sample.box[2] - sample.box[0], sample.box[3] - sample.box[1])
+        f = face_px / side
+        small = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        shift = np.array([cx + cell / 2, cy + cell / 2]) - (sample.box[:2] + sample.box[2:]) / 2 * f
+        dx, dy = (int(round(v)) for v in shift)
+        # the cell, clipped to the scaled photo where the photo is smaller than it
+        ax1, ay1 = max(cx, dx), max(cy, dy)
+        ax2, ay2 = min(cx + cell, dx + small.shape[1]), min(cy + cell, dy + small.shape[0])
+        canvas[ay1:ay2, ax1:ax2] = small[ay1 - dy:ay2 - dy, ax1 - dx:ax2 - dx]
+        boxes.append(sample.box * f + [dx, dy, dx, dy])
+        points.append(sample.landmarks * f + [dx, dy])
+    return canvas, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(points, np.float64)
+
+
+def measure(faces, detector, landmarker, face_px: int, width: int, height: int, photos: int, seed: int,
+            min_face_size: float | None) -> dict:
+    rng = np.random.default_rng(seed)
+    found = total = unmatched = looks = 0
+    seconds, predicted, truth = [], [], []
+    smallest = None
+    for _ in range(photos):
+        order = rng.permutation(len(faces))
+        canvas, boxes, points = group_photo([faces[i] for i in order], face_px, width, height, rng)
+        start = time.perf_counter()
+        detections = detector.detect(canvas, min_face_size=min_face_size)
+        seconds.append(time.perf_counter() - start)
+        looks, smallest = detections.looks, detections.smallest_searched
+        matches = match_faces(detections.boxes, boxes)
+        hit = [i for i, m in enumerate(matches) if m is not None]
+        found += len(hit)
+        total += len(boxes)
+        unmatched += len(detections) - len({m for m in matches if m is not None})
+        if hit:
+            mine = detections[[matches[i] for i in hit]]
+            landmarks, _ = landmarker.predict(canvas, mine.boxes, recrop=True, rolls=mine.rolls,
+                                              tilt_at=detector.tilt_at, framed=mine.framed)
+            predicted.append(landmarks)
+            truth.append(points[hit])
+    nme = nme_per_image(np.concatenate(predicted), np.concatenate(truth), get_info("300w")) if predicted else []
+    return {"recall": found / total, "faces": total, "unmatched": unmatched, "looks": looks,
+            "smallest_searched_px": round(float(smallest), 1), "ms_per_photo": 1e3 * float(np.median(seconds)),
+            "nme_mean": float(np.mean(nme)) if len(nme) else None,
+            "nme_median": float(np.median(nme)) if len(nme) else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 160, 130, 100, 80, 60])
+    parser.add_argument("--width", type=int, default=1600)
+    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--photos", type=int, default=3, help="group photos per face size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    samples = load_samples("300w", args.data_root, "dev")
+    faces = [(s, load_image(s)) for s in samples]
+    card = json.loads((args.model / "model_card.json").read_text())
+    landmarker = OnnxLandmarker(args.model / "model.onnx", input_size=card["input_size"], threads=1,
+                                eye_indices=eye_indices_for(card))
+    detector = FaceDetector()
+    report = {}
+    for size in args.sizes:
+        row = {}
+        for name, min_face_size in (("one look", None), ("tiles", 0.7 * size)):
+            row[name] = measure(faces, detector, landmarker, size, args.width, args.height, args.photos, args.seed,
+                                min_face_size)
+        report[size] = row
+        print(f"{size:>4} px  " + "  |  ".join(
+            f"{name}: recall {r['recall']:.3f} of {r['faces']}, unmatched {r['unmatched']}, looks {r['looks']}, "
+            f"{r['ms_per_photo']:.0f} ms, NME {r['nme_mean'] if r['nme_mean'] is None else round(r['nme_mean'], 4)}"
+            for name, r in row.items()), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
