@@ -137,3 +137,39 @@ def test_cli_show(shared_data, tmp_path, capsys):
     code = cli(["show", "--dataset", "300w", "--data-root", str(shared_data / "300w"), "--split", "afw",
                 "--augment", "--n", "4", "--input-size", "64", "--out", str(out)])
     assert code == 0 and out.stat().st_size > 1000
+
+
+def test_cli_evaluate_recrop_takes_off_on_and_auto():
+    import argparse
+
+    from sdhrnet.cli.evaluate import add_arguments, recrop_of
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--dataset", "300w", "--data-root", "d", "--model", "m"]
+    resolved = {tuple(extra): recrop_of(parser.parse_args(base + extra)) for extra in (
+        [], ["--recrop"], ["--recrop", "on"], ["--recrop", "off"], ["--recrop", "auto"],
+        ["--recrop", "auto", "--detected-boxes"])}
+    assert list(resolved.values()) == [False, True, True, False, None, True]
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--recrop", "twice"])
+
+
+def test_cli_evaluate_recrop_auto_answers_boxes_as_align_does(shared_data, tmp_path, capsys):
+    from tests.test_default_model import MODEL
+    from trainer.evaluate import evaluate_split
+
+    args = ["--dataset", "300w", "--data-root", shared_data / "300w", "--split", "dev", "--model", MODEL]
+    code, out, err = _run(capsys, *args, "--recrop", "auto", "--json", "--out", tmp_path / "r.json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["recrop"] is None and report["n"] == 107
+    inline = evaluate_split("300w", shared_data / "300w", "dev", model=str(MODEL), recrop=None)
+    saved = json.loads((tmp_path / "r.json").read_text())["per_image"]
+    assert saved == pytest.approx(inline["per_image"], abs=1e-9)
+    code, out, _ = _run(capsys, *args, "--recrop", "auto")
+    assert code == 0 and "the passes /align runs on a box sent" in out
+    pred = tmp_path / "p.json"
+    pred.write_text("{}")
+    code, _, err = _run(capsys, *args[:-2], "--predictions", pred, "--recrop", "auto")
+    assert code == 2 and "--recrop needs --model" in err

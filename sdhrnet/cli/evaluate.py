@@ -12,6 +12,16 @@ class UsageError(ValueError):
     """Bad command-line input; reported without a traceback, exit code 2."""
 
 
+RECROP = ("off", "on", "auto")
+
+
+def recrop_of(args) -> bool | None:
+    """--recrop -> the landmarker's `recrop`: None for auto on boxes given, which is how /align answers a box sent."""
+    if args.recrop == "auto":
+        return True if args.detected_boxes else None
+    return args.recrop == "on"
+
+
 def add_arguments(parser, command=None) -> None:
     parser.add_argument("--dataset", required=True, help="300w | wflw | cofw | csv")
     parser.add_argument("--data-root", required=True, help="dataset folder")
@@ -26,10 +36,13 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--detected-boxes", action="store_true", help="with --model: crop each face where the "
                         "service's face detector finds it, not at the box of its true points; faces it misses are reported as "
                         "without a prediction (add --recrop for what /align without boxes answers by default)")
-    parser.add_argument("--recrop", action="store_true", help="with --model: a second pass on each face, cropped at "
-                        "the box of its first-pass points, averaged with the first; a face tilted by 20 degrees or more is "
-                        "cropped turned upright and that answer stands, and a face the first pass is unsure of gets "
-                        "the face detector's tilt (as /align?recrop=true)")
+    parser.add_argument("--recrop", nargs="?", const="on", default="off", choices=RECROP, help="with --model: "
+                        "`--recrop` (on): a second pass on each face, cropped at the box of its first-pass points, "
+                        "averaged with the first; a face tilted by 20 degrees or more is cropped turned upright and "
+                        "that answer stands, and a face the first pass is unsure of gets the face detector's tilt (as "
+                        "/align?recrop=true). `--recrop auto`: the passes /align runs by default, the second pass on "
+                        "detected faces, and on a box sent only where the first pass finds the face tilted or is "
+                        "unsure of it (as /evaluate). Default off: one pass at each box")
     parser.add_argument("--face-px", type=int, default=None, metavar="PX", help="with --model: shrink every photo "
                         "until its faces are PX pixels across (the box of their points) before predicting, as in "
                         "video frames or group photos; the points are mapped back to score them")
@@ -62,7 +75,8 @@ def run(args) -> dict:
         raise UsageError("--occlusion needs --model: the occluded faces have to be predicted")
     if args.detected_boxes and not args.model:
         raise UsageError("--detected-boxes needs --model: the faces have to be predicted at the detected boxes")
-    if args.recrop and not args.model:
+    recrop = recrop_of(args)
+    if recrop is not False and not args.model:
         raise UsageError("--recrop needs --model: the second pass runs the model again")
     if args.face_px is not None and not args.model:
         raise UsageError("--face-px needs --model: the shrunk photos have to be predicted")
@@ -70,11 +84,11 @@ def run(args) -> dict:
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
                             flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes,
-                            recrop=args.recrop, low_resolution=low_resolution)
+                            recrop=recrop, low_resolution=low_resolution)
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
                                   threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
-                                  detected_boxes=args.detected_boxes, recrop=args.recrop,
+                                  detected_boxes=args.detected_boxes, recrop=recrop,
                                   low_resolution=low_resolution)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
     return report
@@ -106,6 +120,9 @@ def main(args) -> int:
           f"FR@{report['threshold']:.2f}={_fmt(report['fr'])} AUC@{report['threshold']:.2f}={_fmt(report['auc'])}")
     if report.get("recrop"):
         print("  with a second pass at the box of the first pass's points, averaged with the first")
+    elif report.get("recrop", False) is None:
+        print("  with the passes /align runs on a box sent: a second one where the first finds the face tilted or is "
+              "unsure of it")
     if report.get("face_px"):
         print(f"  every photo shrunk until its faces are {report['face_px']} px across")
     if report.get("boxes") == "detected":
