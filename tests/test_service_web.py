@@ -104,6 +104,27 @@ def test_page_finds_the_faces_of_a_photo_without_a_box(live_url, shared_data):
     assert '<span id="faces">1</span>' in dom and '<span id="count">68</span>' in dom
 
 
+def test_page_small_faces_finds_the_faces_one_look_cannot_see(live_url, shared_data):
+    """Four faces of 70 px in a 700 px photo: the page finds fewer than four on its own, all four with "Small
+    faces" ticked (the service scans tiles for faces down to 40 px)."""
+    import cv2
+    import numpy as np
+
+    from bench.group_photos import group_photo
+    from landmarks.datasets import load_image, load_samples
+
+    dev = [(s, load_image(s)) for s in load_samples("300w", shared_data / "300w", "dev")[:4]]
+    canvas, _, _ = group_photo(dev, 70, 700, 200, np.random.default_rng(0))
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    url = f"{live_url}/?image=" + urllib.parse.quote("data:image/jpeg;base64," + b64(jpeg.tobytes()), safe="")
+    found = {}
+    for small in ("0", "1"):
+        dom = chromium("--virtual-time-budget=15000", "--dump-dom", f"{url}&small={small}").stdout
+        assert 'data-state="done"' in dom or "No face found" in dom, dom[-2000:]
+        found[small] = int(re.search(r'<span id="faces">(\d+)</span>', dom).group(1))
+    assert found["0"] < 4 and found["1"] == 4, found
+
+
 class DevTools:
     """Just enough of the Chrome DevTools Protocol to upload a file and drag the mouse like a person."""
 

@@ -1,5 +1,5 @@
 // Upload a photo: POST /align (multipart) without boxes finds and aligns every face at once; dragging a box
-// aligns that face instead. `?image=<url>[&box=x1,y1,x2,y2]&dataset=300w` does the same without a mouse
+// aligns that face instead. `?image=<url>[&box=x1,y1,x2,y2]&dataset=300w[&small=1]` does the same without a mouse
 // (used by the browser test).
 (() => {
   const canvas = document.getElementById("canvas");
@@ -14,6 +14,8 @@
   const facesEl = document.getElementById("faces");
   const flipInput = document.getElementById("flip");
   const recropInput = document.getElementById("recrop");
+  const smallInput = document.getElementById("small");
+  const SMALL_FACE_PX = 40;  // what "Small faces" looks for: the service scans tiles of the photo for them
   const timingEl = document.getElementById("timing");
 
   let image = null;      // HTMLImageElement
@@ -149,7 +151,8 @@
     if (box) form.append("boxes", JSON.stringify([box.map((v) => Math.round(v * 10) / 10)]));
     const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
     const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}` +
-      `&recrop=${recropInput.checked}`;  // explicit: the service's default leaves dragged boxes at one pass
+      `&recrop=${recropInput.checked}` +  // explicit: the service's default leaves dragged boxes at one pass
+      (smallInput.checked && !box ? `&min_face_size=${SMALL_FACE_PX}` : "");
     try {
       const response = await fetch(`/align?${query}`, { method: "POST", body: form, headers });
       const body = await response.json();
@@ -183,10 +186,12 @@
   datasetSelect.addEventListener("change", () => { if (image) align(); });
   flipInput.addEventListener("change", () => { if (image) align(); });
   recropInput.addEventListener("change", () => { if (image) align(); });
+  smallInput.addEventListener("change", () => { if (image && !box) align(); });
 
   const params = new URLSearchParams(location.search);
   (async () => {
     await loadDatasets(params.get("dataset") || "300w");
+    smallInput.checked = params.get("small") === "1";
     if (!params.get("image")) return;
     try {
       const response = await fetch(params.get("image"));
