@@ -35,13 +35,13 @@ MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this 
 # The short-range model finds faces whose box is at least this share of the side of the square it sees (dev faces
 # pasted into a 1000 px photo: all at 150 px, 73% at 120, 13% at 100): smaller faces need a look at a tile
 SMALLEST_SHARE = 0.15
-# Tiles one photo may cost (a detector run each, about a third of one face's landmark time): two levels of a square
-# photo, 9 + 49, reach faces of 3.75% of its side
+# Tiles one photo may cost (a detector run each, 4-6 ms on a 2-core EPYC, about half a landmark pass): two levels of
+# a square photo, 9 + 49, which reach faces of 3.75% of its side
 MAX_TILES = 64
 # A tile of a photo shows parts of its larger faces (an ear, a hand, a cheek), which the model takes for small faces
 # at scores of 0.50-0.62: on the 107 dev photos searched down to 20 px, 16 detections besides the labelled faces at
-# the model's 0.5, 5 at 0.65 (some of them real faces in the background), while faces of 80 px and more pasted into
-# a 1600x1000 photo are found as often (134 of 135 at 80 px; 217 of 252 at 60 px against 232)
+# the model's 0.5, 5 at 0.65 (some of them real faces in the background); faces pasted into a 1600x1000 photo are
+# found almost as often (at 80 px 134 of 135 against 135, at 60 px 217 of 252 against 232)
 TILE_SCORE = 0.65
 
 
