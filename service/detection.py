@@ -61,4 +61,5 @@ async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: fl
     seconds = time.perf_counter() - start
     state.metrics.detection_seconds.observe(seconds)
     state.metrics.faces_per_image.observe(len(detections))
+    state.metrics.detection_looks.observe(detections.looks)
     return detections, seconds * 1e3

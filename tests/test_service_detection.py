@@ -103,11 +103,13 @@ def test_min_face_size_has_the_detector_scan_tiles_for_small_faces(client, share
     canvas, boxes, points = group_photo(dev, 70, 700, 200, np.random.default_rng(0))
     assert len(boxes) == 4
     body = {"image": b64(cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))[1].tobytes())}
+    looks_before = _metric(client, "sdhrnet_face_detection_looks_sum")
     whole = client.post("/align", json=body).json()
     assert whole["detection"] == {"looks": 1, "smallest_face": SMALLEST_SHARE * 700}
     assert len(whole["faces"]) < 4
     tiled = client.post("/align?min_face_size=50", json=body).json()
     assert tiled["detection"]["looks"] > 1 and tiled["detection"]["smallest_face"] <= 50
+    assert _metric(client, "sdhrnet_face_detection_looks_sum") == looks_before + 1 + tiled["detection"]["looks"]
     found = np.array([face["box"] for face in tiled["faces"]])
     matches = match_faces(found, boxes)
     assert sorted(matches) == [0, 1, 2, 3]
