@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "quantize": ("sdhrnet.cli.quantize", "an INT8 copy of a model folder (ONNX Runtime static quantization)"),
     "ensemble": ("sdhrnet.cli.combine", "a teacher that averages the heatmaps of several trained models"),
     "soup": ("sdhrnet.cli.combine", "one network whose weights average several fine-tuned from one start"),
+    "align": ("sdhrnet.cli.align", "landmarks for the faces in image files and folders, as /align answers"),
     "evaluate": ("sdhrnet.cli.evaluate", "score predictions or a model with NME/FR/AUC"),
     "show": ("sdhrnet.cli.show", "draw samples with their landmarks"),
     **{k.command: ("sdhrnet.cli.train", k.summary[0].lower() + k.summary[1:]) for k in TRAINING_KINDS},

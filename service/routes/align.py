@@ -5,8 +5,8 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
+from landmarks.answers import default_recrop, face_answers, search_answer
 from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
-from landmarks.geometry import face_roll
 
 from ..deps import Metrics, Models, Settings
 from ..detection import check_max_faces, detect_faces, tilt_checker
@@ -73,10 +73,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size)
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
-    # the detector's boxes frame faces unlike the true points' box the model learnt on, and the second pass wins
-    # that back (README: second pass); a caller's own boxes may already be tight, so theirs get one pass, and more
-    # only where the first finds the face tilted or is unsure of it
-    second_pass = recrop if recrop is not None else (True if detected is not None else None)
+    second_pass = default_recrop(recrop, detected is not None)
     rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
     async with models.use(dataset) as model:
         flip_pairs = flip_pairs_of(model) if flip else None
@@ -89,16 +86,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
             landmarks, confidence, passes, timing = [], [], [], {}
         described = model.describe()
     metrics.faces.labels(dataset).inc(len(boxes))
-    faces = [{"box": [float(v) for v in box], "box_roll": float(box_roll), "landmarks": lm.astype(float).tolist(),
-              "confidence": conf.astype(float).tolist(), "passes": int(n),
-              "roll": None if eyes is None else face_roll(lm, eyes)}
-             for box, box_roll, lm, conf, n in zip(boxes, rolls, landmarks, confidence, passes)]
-    if detected is not None:
-        for face, score, det_box in zip(faces, detected.scores, detected.detector_boxes):
-            face.update(detection_score=float(score), detection_box=[float(v) for v in det_box])
+    faces = face_answers(landmarks, confidence, passes, boxes, rolls, eyes, detected)
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
-    searched = None if detected is None else {"looks": detected.looks,
-                                              "smallest_face": round(float(detected.smallest_searched), 1)}
-    return {"faces": faces, "model": described, "recrop": bool(second_pass), "detection": searched,
+    return {"faces": faces, "model": described, "recrop": bool(second_pass), "detection": search_answer(detected),
             "timing_ms": {k: round(v, 3) for k, v in timing.items()}}

@@ -1,0 +1,44 @@
+"""What `/align` answers about an image, shared by the route and `sdhrnet align`: which passes a face gets by default,
+and each face and the face search as JSON-ready dicts."""
+from __future__ import annotations
+
+import numpy as np
+
+from landmarks.geometry import face_roll, turn_points
+
+
+def default_recrop(recrop: bool | None, detected: bool) -> bool | None:
+    """The second pass asked for, or /align's default: on for the faces the detector found (its boxes frame faces
+    unlike the true points' box the model learnt on, and the second pass wins that back); None for boxes sent, which
+    may already be tight: one pass, and more only where the first finds the face tilted or is unsure of it."""
+    if recrop is not None:
+        return recrop
+    return True if detected else None
+
+
+def face_answers(landmarks, confidence, passes, boxes, box_rolls, eye_indices=None, detections=None) -> list[dict]:
+    """One dict per face, in /align's `faces` form (service.schemas.Face); `detections` (face_detector.Detections,
+    in the same order) gives each detected face's score and the detector's own box (None for boxes sent)."""
+    faces = [{"box": [float(v) for v in box], "box_roll": float(box_roll), "detection_score": None,
+              "detection_box": None, "landmarks": lm.astype(float).tolist(), "confidence": conf.astype(float).tolist(),
+              "roll": None if eye_indices is None else face_roll(lm, eye_indices), "passes": int(n)}
+             for box, box_roll, lm, conf, n in zip(boxes, box_rolls, landmarks, confidence, passes)]
+    if detections is not None:
+        for face, score, detector_box in zip(faces, detections.scores, detections.detector_boxes):
+            face.update(detection_score=float(score), detection_box=[float(v) for v in detector_box])
+    return faces
+
+
+def search_answer(detections) -> dict | None:
+    """/align's `detection`: how far the face search went (service.schemas.DetectionSearch); None for boxes sent."""
+    if detections is None:
+        return None
+    return {"looks": int(detections.looks), "smallest_face": round(float(detections.smallest_searched), 1)}
+
+
+def box_corners(box, box_roll: float) -> np.ndarray:
+    """The four corners (4, 2) of a face's box as drawn on the image: a box at a roll is the face's box in its own
+    upright frame, turned by that roll about its centre."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+    return turn_points(corners, box_roll, ((x1 + x2) / 2, (y1 + y2) / 2))

@@ -1,0 +1,180 @@
+"""`sdhrnet align`: landmarks for the faces in image files and folders, without a server, answered as `/align` answers
+them (the same detector, passes and JSON), one JSON line per image."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "default_model"
+RECROP = {"on": True, "off": False, "auto": None}
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported without a traceback, exit code 2."""
+
+
+def add_arguments(parser, command=None) -> None:
+    parser.add_argument("images", nargs="+", help="image files, or folders whose images (searched recursively) "
+                        "are aligned in name order")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder, model.onnx, MLflow run id, "
+                        "runs:/ID or models:/NAME@ALIAS (default: the bundled 300W model)")
+    parser.add_argument("--boxes", help="JSON list of face boxes [[x1, y1, x2, y2], ...] in image pixels, for a "
+                        "single image; without it the faces are detected")
+    parser.add_argument("--max-faces", type=int, default=None, help="without --boxes: keep the N most confident")
+    parser.add_argument("--min-face-size", type=float, default=None, metavar="PX", help="without --boxes: the "
+                        "smallest face wanted; the detector scans tiles of the photo for faces down to it "
+                        "(/align's min_face_size)")
+    parser.add_argument("--flip", action="store_true", help="the flip test (/align's flip=true)")
+    parser.add_argument("--recrop", choices=tuple(RECROP), default="auto", help="the second pass: auto (default) "
+                        "as /align, on for detected faces and for boxes sent only on tilted or unsure ones")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own)")
+    parser.add_argument("--out", help="write the JSON lines here instead of standard output")
+    parser.add_argument("--draw", metavar="DIR", help="also write each image with its boxes and points into DIR")
+
+
+def find_images(paths) -> list[Path]:
+    found = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)  # a missing or unreadable file gets its own error line
+    if not found:
+        raise UsageError(f"no images in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def read_image(path: Path):
+    """RGB uint8, decoded as the service decodes uploads (OpenCV, turned by its EXIF orientation)."""
+    import cv2
+    import numpy as np
+
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ValueError(f"{path} is not an image OpenCV can decode ({', '.join(IMAGE_SUFFIXES)})")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def parse_boxes(text: str):
+    import numpy as np
+
+    try:
+        boxes = np.asarray(json.loads(text), dtype=np.float64)
+    except (json.JSONDecodeError, TypeError, ValueError):
+        raise UsageError("--boxes must be JSON like [[x1, y1, x2, y2]] with numbers in image pixels") from None
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not len(boxes):
+        raise UsageError(f"--boxes must be a list of [x1, y1, x2, y2] boxes, got an array of shape {boxes.shape}")
+    return boxes
+
+
+class Aligner:
+    """The model and detector loaded once, then one /align-shaped answer per image."""
+
+    def __init__(self, model: str, threads: int | None, flip: bool):
+        from landmarks.face_detector import FaceDetector
+        from landmarks.landmarker import OnnxLandmarker
+        from landmarks.passes import eye_indices_for
+        from trainer.evaluate import resolve_model
+
+        onnx_path, self.card = resolve_model(model)
+        if flip and not self.card.get("flip_pairs"):
+            raise UsageError(f"the model card of {model} has no flip pairs, so it cannot run the flip test; drop --flip")
+        self.eyes = eye_indices_for(self.card)
+        self.landmarker = OnnxLandmarker(onnx_path, input_size=self.card.get("input_size"),
+                                         flip_pairs=self.card.get("flip_pairs"), threads=threads,
+                                         eye_indices=self.eyes)
+        self.detector = FaceDetector()
+        self.flip = flip
+
+    def answer(self, image, boxes=None, recrop: bool | None = None, max_faces: int | None = None,
+               min_face_size: float | None = None) -> dict:
+        import numpy as np
+
+        from landmarks.answers import default_recrop, face_answers, search_answer
+
+        start = time.perf_counter()
+        detected = None
+        if boxes is None:
+            detected = self.detector.detect(image, max_faces, min_face_size)
+            boxes = detected.boxes
+        second_pass = default_recrop(recrop, detected is not None)
+        if len(boxes):
+            aligned = self.landmarker.align(image, boxes, self.flip, second_pass,
+                                            detected.rolls if detected is not None else np.zeros(len(boxes)),
+                                            self.detector.tilt_at, detected.framed if detected is not None else None)
+            faces = face_answers(*aligned, self.eyes, detected)
+        else:
+            faces = []
+        return {"faces": faces, "recrop": bool(second_pass), "detection": search_answer(detected),
+                "timing_ms": {"total": round((time.perf_counter() - start) * 1e3, 3)}}
+
+
+def draw(image, faces: list[dict], path: Path) -> None:
+    """The image with each face's box (turned by its box_roll) and points, as the web page draws them."""
+    import cv2
+    import numpy as np
+
+    from landmarks.answers import box_corners
+
+    canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    thick = max(1, round(max(image.shape[:2]) / 500))
+    for face in faces:
+        corners = np.round(box_corners(face["box"], face["box_roll"])).astype(np.int32)
+        cv2.polylines(canvas, [corners], True, (83, 200, 0), thick, cv2.LINE_AA)
+        for x, y in face["landmarks"]:
+            cv2.circle(canvas, (round(x), round(y)), thick + 1, (0, 64, 255), -1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), canvas):
+        raise ValueError(f"cannot write {path}")
+
+
+def run(args, out) -> int:
+    """-> 0 when every image was answered, 1 when some could not be (each has an error line)."""
+    images = find_images(args.images)
+    boxes = parse_boxes(args.boxes) if args.boxes else None
+    if boxes is not None and len(images) != 1:
+        raise UsageError(f"--boxes are the boxes of one image; {len(images)} images were given")
+    if args.max_faces is not None and args.max_faces < 1:
+        raise UsageError("--max-faces must be at least 1")
+    if args.min_face_size is not None and args.min_face_size < 0:
+        raise UsageError("--min-face-size must be 0 or more")
+    aligner = Aligner(args.model, args.threads, args.flip)
+    failed, drawn = 0, set()
+    for path in images:
+        line = {"image": str(path)}
+        try:
+            image = read_image(path)
+            line.update(aligner.answer(image, boxes, RECROP[args.recrop], args.max_faces, args.min_face_size))
+            if args.draw:
+                name = path.stem if path.stem not in drawn else f"{path.stem}-{len(drawn)}"
+                drawn.add(name)
+                draw(image, line["faces"], Path(args.draw) / f"{name}.png")
+                line["drawn"] = str(Path(args.draw) / f"{name}.png")
+        except ValueError as exc:
+            line["error"] = str(exc)
+            failed += 1
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+    if failed:
+        print(f"sdhrnet align: {failed} of {len(images)} images could not be aligned (their lines say why)",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(args) -> int:
+    try:
+        if args.out:
+            with open(args.out, "w") as out:
+                return run(args, out)
+        return run(args, sys.stdout)
+    except (ValueError, FileNotFoundError, OSError) as exc:  # user mistakes: a message, not a traceback
+        print(f"sdhrnet align: error: {exc}", file=sys.stderr)
+        return 2
