@@ -35,7 +35,7 @@ MATCH_IOU = 0.5  # a detection is a labelled face when their boxes overlap this 
 # The short-range model finds faces whose box is at least this share of the side of the square it sees (dev faces
 # pasted into a 1000 px photo: all at 150 px, 73% at 120, 13% at 100): smaller faces need a look at a tile
 SMALLEST_SHARE = 0.15
-# Tiles one photo may cost (a detector run each, 4-6 ms on a 2-core EPYC, about half a landmark pass): two levels of
+# Tiles one photo may cost (a detector run each, 3-4.5 ms on a 2-core EPYC, under half a landmark pass): two levels of
 # a square photo, 9 + 49, which reach faces of 3.75% of its side
 MAX_TILES = 64
 # A tile of a photo shows parts of its larger faces (an ear, a hand, a cheek), which the model takes for small faces
@@ -225,9 +225,11 @@ class FaceDetector:
         (N,)) of the anchors above the score threshold, before suppression."""
         h, w = image_rgb.shape[:2]
         f = INPUT_SIZE / max(h, w)
+        return self._rows_at_scale(_resized(image_rgb, f), f)
+
+    def _rows_at_scale(self, small: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:
+        """_anchor_rows of an image already scaled by `f` to at most the input size, in the unscaled image's px."""
         # image pinned to the top-left corner of the square input: the inverse is a single division by f
-        small = cv2.resize(image_rgb, (max(1, round(w * f)), max(1, round(h * f))),
-                           interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
         canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
         canvas[:small.shape[0], :small.shape[1]] = small.astype(np.float32) / 127.5 - 1.0
         # the padding is black in the model's range: -1, as MediaPipe's letterbox
@@ -256,9 +258,14 @@ class FaceDetector:
         share of the photo, at most half its side (larger faces are the coarser looks', and a face cut by the
         tile's border is seen whole by a neighbour) and scored at least TILE_SCORE."""
         all_rows, all_scores = [], []
+        scaled = {}  # one downscaled copy of the photo per tile size: a tile is cut from it at the input size
         for look in looks:
-            rows, scores = self._anchor_rows(image_rgb[look.y:look.y + look.side, look.x:look.x + look.side])
-            rows = rows + np.tile([look.x, look.y], 4)
+            f = INPUT_SIZE / look.side
+            if look.side not in scaled:
+                scaled[look.side] = _resized(image_rgb, f)
+            x, y = round(look.x * f), round(look.y * f)
+            rows, scores = self._rows_at_scale(scaled[look.side][y:y + INPUT_SIZE, x:x + INPUT_SIZE], f)
+            rows = rows + np.tile([x / f, y / f], 4)
             if look.core is not None:
                 x1, y1, x2, y2 = look.core
                 centre = _centre(rows[:, :4])
@@ -354,6 +361,12 @@ def plan_looks(width: int, height: int, min_face_size: float | None, max_tiles: 
                   for j, y in enumerate(ys) for i, x in enumerate(xs)]
         reach = SMALLEST_SHARE * tile
     return looks, reach
+
+
+def _resized(image_rgb: np.ndarray, f: float) -> np.ndarray:
+    h, w = image_rgb.shape[:2]
+    return cv2.resize(image_rgb, (max(1, round(w * f)), max(1, round(h * f))),
+                      interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
 
 
 def _suppressed(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
