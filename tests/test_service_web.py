@@ -112,17 +112,21 @@ def test_page_small_faces_finds_the_faces_one_look_cannot_see(live_url, shared_d
 
     from bench.group_photos import group_photo
     from landmarks.datasets import load_image, load_samples
+    from landmarks.face_detector import plan_looks
 
     dev = [(s, load_image(s)) for s in load_samples("300w", shared_data / "300w", "dev")[:4]]
     canvas, _, _ = group_photo(dev, 70, 700, 200, np.random.default_rng(0))
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     url = f"{live_url}/?image=" + urllib.parse.quote("data:image/jpeg;base64," + b64(jpeg.tobytes()), safe="")
-    found = {}
+    found, reach = {}, {}
     for small in ("0", "1"):
         dom = chromium("--virtual-time-budget=15000", "--dump-dom", f"{url}&small={small}").stdout
         assert 'data-state="done"' in dom or "No face found" in dom, dom[-2000:]
         found[small] = int(re.search(r'<span id="faces">(\d+)</span>', dom).group(1))
+        reach[small] = re.search(r"searched down to (\d+) px", dom)
     assert found["0"] < 4 and found["1"] == 4, found
+    # the status says how small a face the tiles could find: 40 px was asked for, 26 reached
+    assert reach["0"] is None and int(reach["1"].group(1)) == round(plan_looks(700, 200, 40)[1])
 
 
 class DevTools:

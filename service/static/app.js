@@ -167,9 +167,12 @@
       showResult(`${body.model.name} v${body.model.version} (${body.model.alias})`, faces.length,
                  faces.reduce((n, f) => n + f.landmarks.length, 0), `${body.timing_ms.total.toFixed(1)} ms`);
       draw();
+      // tiles were scanned: say how small a face the search could find, which may be above what was asked
+      const reach = body.detection && body.detection.looks > 1 ?
+        ` (searched down to ${Math.round(body.detection.smallest_face)} px)` : "";
       if (box) setStatus("Done. Drag another box to try again.", "done");
-      else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}. Drag a box to pick one yourself.`, "done");
-      else setStatus("No face found. Drag a box around a face.", "ready");
+      else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}${reach}. Drag a box to pick one yourself.`, "done");
+      else setStatus(`No face found${reach}. Drag a box around a face.`, "ready");
     } catch (err) {
       showResult("–", 0, 0, "");
       setStatus(`Request failed: ${err.message}`, "error");
