@@ -30,8 +30,9 @@ def face_answers(landmarks, confidence, passes, boxes, box_rolls, eye_indices=No
 
 
 def search_answer(detections) -> dict | None:
-    """/align's `detection`: how far the face search went (service.schemas.DetectionSearch); None for boxes sent."""
-    if detections is None:
+    """/align's `detection`: how far the face search went (service.schemas.DetectionSearch); None for boxes sent
+    (and for detections that FaceDetector.detect did not make, which say nothing of a search)."""
+    if detections is None or detections.smallest_searched is None:
         return None
     return {"looks": int(detections.looks), "smallest_face": round(float(detections.smallest_searched), 1)}
 

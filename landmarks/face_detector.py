@@ -39,9 +39,9 @@ SMALLEST_SHARE = 0.15
 # a square photo, 9 + 49, which reach faces of 3.75% of its side
 MAX_TILES = 64
 # A tile of a photo shows parts of its larger faces (an ear, a hand, a cheek), which the model takes for small faces
-# at scores of 0.50-0.62: on the 107 dev photos searched down to 20 px, 16 detections besides the labelled faces at
-# the model's 0.5, 5 at 0.65 (some of them real faces in the background); faces pasted into a 1600x1000 photo are
-# found almost as often (at 80 px 134 of 135 against 135, at 60 px 217 of 252 against 232)
+# at scores of 0.50-0.62: on the 107 dev photos (440 px, searched with 220 px tiles), 16 detections besides the
+# labelled faces at the model's 0.5, 5 at 0.65 (some of them real faces in the background); faces pasted into a
+# 1600x1000 photo are found almost as often (at 80 px 134 of 135 against 135, at 60 px 217 of 252 against 232)
 TILE_SCORE = 0.65
 
 
@@ -303,18 +303,18 @@ class FaceDetector:
             return None
         return float(wrap_degrees(roll + tilts[nearest]))
 
-    def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float | None = None,
-               max_tiles: int = MAX_TILES) -> Detections:
-        """Faces in an RGB uint8 image, best first. `max_faces`: keep the best this many. `min_face_size` (longer
-        side of the landmark box, px): drop smaller faces, and look for faces down to that size in overlapping tiles
-        of the photo where one look at the whole photo cannot see them (at most `max_tiles` tiles; the answer's
-        `smallest_searched` says how far the search reached). None: one look at the whole photo, no size limit."""
+    def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0,
+               small_faces: bool = False, max_tiles: int = MAX_TILES) -> Detections:
+        """Faces in an RGB uint8 image, best first. `max_faces`: keep the best this many; `min_face_size`: drop
+        faces whose landmark box is smaller (longer side, px). `small_faces`: besides the one look at the whole
+        photo, look for faces down to `min_face_size` in overlapping tiles of it where that look cannot see them (at
+        most `max_tiles` tiles; the answer's `smallest_searched` says how far the search reached)."""
         image_rgb = validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
-        looks, smallest = plan_looks(w, h, min_face_size, max_tiles)
+        looks, smallest = plan_looks(w, h, min_face_size if small_faces else None, max_tiles)
         det_boxes, scores, tilts = _suppressed(*self._tiled_rows(image_rgb, looks))
         boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
-        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= (min_face_size or 0.0)
+        big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
@@ -342,16 +342,16 @@ def tile_origins(length: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     return origins, bounds
 
 
-def plan_looks(width: int, height: int, min_face_size: float | None, max_tiles: int = MAX_TILES) \
+def plan_looks(width: int, height: int, down_to: float | None, max_tiles: int = MAX_TILES) \
         -> tuple[list[Look], float]:
-    """-> (the looks for faces down to `min_face_size`, the smallest face size they can find). The whole photo
-    first, then levels of tiles, each of half the side of the one before, until a tile's SMALLEST_SHARE reaches
-    `min_face_size`. A level that would pass `max_tiles` tiles in all, or make tiles smaller than the detector's
-    input, is not run: the search stops at the level before."""
+    """-> (the looks for faces down to `down_to` px, the smallest face size they can find). The whole photo first,
+    then levels of tiles, each of half the side of the one before, until a tile's SMALLEST_SHARE reaches `down_to`
+    (None: the whole photo only). A level that would pass `max_tiles` tiles in all, or make tiles smaller than the
+    detector's input, is not run: the search stops at the level before."""
     longer = max(width, height)
     looks = [Look(0, 0, longer)]
     side, reach = float(longer), SMALLEST_SHARE * longer
-    while min_face_size is not None and min_face_size < reach and side / 2 >= INPUT_SIZE:
+    while down_to is not None and down_to < reach and side / 2 >= INPUT_SIZE:
         side /= 2
         tile = int(round(side))
         (xs, x_bounds), (ys, y_bounds) = tile_origins(width, tile), tile_origins(height, tile)

@@ -53,11 +53,12 @@ def check_max_faces(max_faces: int | None, limit: int) -> int:
     return max_faces
 
 
-async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float | None):
+async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float, small_faces: bool):
     """-> (Detections, milliseconds). Observes detection time and faces per image in /metrics."""
     state = app.state
     start = time.perf_counter()
-    detections = await asyncio.to_thread(lambda: _detector(state).detect(image, max_faces, min_face_size))
+    detections = await asyncio.to_thread(lambda: _detector(state).detect(image, max_faces, min_face_size,
+                                                                         small_faces))
     seconds = time.perf_counter() - start
     state.metrics.detection_seconds.observe(seconds)
     state.metrics.faces_per_image.observe(len(detections))

@@ -3,12 +3,14 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from landmarks.face_detector import MAX_TILES
+
 from .route_table import lookup
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 FACES_BUCKETS = (0, 1, 2, 4, 8, 16, 32)
-LOOKS_BUCKETS = (1, 4, 8, 16, 32, 64)
+LOOKS_BUCKETS = (1, 4, 8, 16, 32, 1 + MAX_TILES)
 
 
 class ServiceMetrics:
@@ -26,7 +28,7 @@ class ServiceMetrics:
         self.faces_per_image = Histogram("sdhrnet_faces_detected_per_image", "faces found per image by detection",
                                          buckets=FACES_BUCKETS, registry=self.registry)
         self.detection_looks = Histogram("sdhrnet_face_detection_looks", "detector runs per image: the whole photo, "
-                                         "plus the tiles that min_face_size asks for", buckets=LOOKS_BUCKETS,
+                                         "plus the tiles that small_faces asks for", buckets=LOOKS_BUCKETS,
                                          registry=self.registry)
         self.batch_size = Histogram("sdhrnet_inference_batch_size", "faces per ONNX Runtime call", ["dataset"],
                                     buckets=BATCH_BUCKETS, registry=self.registry)

@@ -53,11 +53,11 @@ class Face(BaseModel):
 
 class DetectionSearch(BaseModel):
     looks: int = Field(description="detector runs over the photo: 1 for the whole photo, plus one per tile scanned "
-                       "for faces smaller than that look can see (min_face_size)")
+                       "for faces smaller than that look can see (small_faces)")
     smallest_face: float = Field(description="pixels: the smallest face (longer side of its box) those looks find "
-                                 "reliably; a smaller min_face_size than this was not searched for in full, as the "
-                                 f"tiles it needs would pass the limit of {MAX_TILES} or be smaller than the "
-                                 "detector's input")
+                                 "reliably; with small_faces, a smaller min_face_size than this was not searched "
+                                 f"for in full, as the tiles it needs would pass the limit of {MAX_TILES} or be "
+                                 "smaller than the detector's input")
 
 
 class AlignResponse(BaseModel):

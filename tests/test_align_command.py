@@ -52,6 +52,9 @@ def test_a_photo_is_answered_as_align_answers_it_with_and_without_boxes(client, 
     assert code == 0 and line["image"] == str(photo)
     _same_faces(line["faces"], served["faces"])
     assert line["recrop"] is served["recrop"] is True and line["detection"] == served["detection"]
+    assert line["model"]["path"] == str(MODEL / "model.onnx")
+    assert (line["model"]["dataset"], line["model"]["num_landmarks"]) == ("300w", 68) == (
+        served["model"]["dataset"], served["model"]["num_landmarks"])
     box = [[100, 120, 320, 330]]
     code, (line,) = _align(tmp_path, photo, "--boxes", json.dumps(box), "--flip")
     served = client.post("/align?flip=true", json={"image": b64(photo.read_bytes()), "boxes": box}).json()
@@ -60,7 +63,7 @@ def test_a_photo_is_answered_as_align_answers_it_with_and_without_boxes(client, 
     assert line["faces"][0]["box"] == box[0] and line["faces"][0]["detection_score"] is None
 
 
-def test_small_faces_need_min_face_size(shared_data, tmp_path):
+def test_small_faces_scans_tiles(shared_data, tmp_path):
     from bench.group_photos import group_photo
     from landmarks.datasets import load_image, load_samples
     from landmarks.face_detector import match_faces
@@ -70,7 +73,7 @@ def test_small_faces_need_min_face_size(shared_data, tmp_path):
     path = tmp_path / "group.png"
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     _, (whole,) = _align(tmp_path, path)
-    _, (tiled,) = _align(tmp_path, path, "--min-face-size", 50, "--recrop", "off")
+    _, (tiled,) = _align(tmp_path, path, "--small-faces", "--min-face-size", 50, "--recrop", "off")
     assert len(whole["faces"]) < 4 and whole["detection"]["looks"] == 1
     assert sorted(match_faces(np.array([f["box"] for f in tiled["faces"]]), boxes)) == [0, 1, 2, 3]
     assert tiled["detection"]["looks"] > 1 and {f["passes"] for f in tiled["faces"]} == {1}
@@ -80,11 +83,15 @@ def test_a_folder_keeps_going_past_a_bad_file_and_draws_the_points(photo, tmp_pa
     folder = tmp_path / "photos"
     (folder / "more").mkdir(parents=True)
     (folder / "more" / "face.jpg").write_bytes(photo.read_bytes())
+    (folder / "face.jpg").write_bytes(photo.read_bytes())  # the same name in two folders: two drawings
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "notes.txt").write_text("not looked at")
     code, lines = _align(tmp_path, folder, "--draw", tmp_path / "drawn")
-    assert code == 1 and [line["image"] for line in lines] == [str(folder / "broken.png"),
+    assert code == 1 and [line["image"] for line in lines] == [str(folder / "broken.png"), str(folder / "face.jpg"),
                                                                   str(folder / "more" / "face.jpg")]
+    assert lines[1]["drawn"] != lines[2]["drawn"] and sorted(p.name for p in (tmp_path / "drawn").iterdir()) == [
+        "face-1.png", "face.png"]
+    lines = [lines[0], lines[2]]
     assert "not an image" in lines[0]["error"] and "faces" not in lines[0]
     assert len(lines[1]["faces"]) == 1 and "error" not in lines[1]
     drawn = cv2.imread(lines[1]["drawn"])

@@ -242,8 +242,10 @@ def test_tiles_find_small_faces_in_a_group_photo_with_their_points(detector, dev
     canvas, boxes, _ = group_photo(dev, 90, 1600, 1000, np.random.default_rng(3))
     assert len(boxes) >= 40
     one_look = detector.detect(canvas)
-    tiled = detector.detect(canvas, min_face_size=60)
+    tiled = detector.detect(canvas, min_face_size=60, small_faces=True)
     assert one_look.looks == 1 and tiled.looks > 1 and tiled.smallest_searched <= 60
+    # min_face_size alone only leaves out smaller faces, as it did before tiles
+    assert detector.detect(canvas, min_face_size=60).looks == 1
     found = [m for m in match_faces(tiled.boxes, boxes) if m is not None]
     assert sum(m is not None for m in match_faces(one_look.boxes, boxes)) <= 0.1 * len(boxes)
     assert len(found) >= 0.95 * len(boxes)
@@ -258,7 +260,7 @@ def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos
 
     others = 0
     for sample, image in dev:
-        tiled, whole = detector.detect(image, min_face_size=20), detector.detect(image)
+        tiled, whole = detector.detect(image, min_face_size=20, small_faces=True), detector.detect(image)
         assert tiled.looks > 1
         (a,), (b,) = match_faces(tiled.boxes, sample.box[None]), match_faces(whole.boxes, sample.box[None])
         assert (a is None) == (b is None)
@@ -267,5 +269,5 @@ def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos
         others += len(tiled) - (a is not None) - (len(whole) - (b is not None))
     assert others <= 0.05 * len(dev)
     for name, image in _face_free_images(dev):
-        found = detector.detect(image, min_face_size=20)
+        found = detector.detect(image, min_face_size=20, small_faces=True)
         assert len(found) == 0, f"{name}: boxes {found.boxes.round(1).tolist()} scores {found.scores.tolist()}"

@@ -89,9 +89,9 @@ def test_max_faces_and_min_face_size(client, photo):
     assert_problem(client.post("/align?min_face_size=-1", json={"image": b64(data)}), 422)
 
 
-def test_min_face_size_has_the_detector_scan_tiles_for_small_faces(client, shared_data):
+def test_small_faces_has_the_detector_scan_tiles_down_to_min_face_size(client, shared_data):
     """Four faces of 70 px side by side in a 700 px photo: one look at the whole photo sees none of them, the tiles
-    that min_face_size asks for find all four, each with its points; boxes sent need no detection."""
+    that small_faces asks for find all four, each with its points; boxes sent need no detection."""
     import cv2
 
     from bench.group_photos import group_photo
@@ -107,9 +107,11 @@ def test_min_face_size_has_the_detector_scan_tiles_for_small_faces(client, share
     whole = client.post("/align", json=body).json()
     assert whole["detection"] == {"looks": 1, "smallest_face": SMALLEST_SHARE * 700}
     assert len(whole["faces"]) < 4
-    tiled = client.post("/align?min_face_size=50", json=body).json()
+    filtered = client.post("/align?min_face_size=50", json=body).json()  # a filter only, as before small_faces
+    assert filtered["detection"]["looks"] == 1 and len(filtered["faces"]) <= len(whole["faces"])
+    tiled = client.post("/align?small_faces=true&min_face_size=50", json=body).json()
     assert tiled["detection"]["looks"] > 1 and tiled["detection"]["smallest_face"] <= 50
-    assert _metric(client, "sdhrnet_face_detection_looks_sum") == looks_before + 1 + tiled["detection"]["looks"]
+    assert _metric(client, "sdhrnet_face_detection_looks_sum") == looks_before + 2 + tiled["detection"]["looks"]
     found = np.array([face["box"] for face in tiled["faces"]])
     matches = match_faces(found, boxes)
     assert sorted(matches) == [0, 1, 2, 3]

@@ -125,8 +125,9 @@ def test_page_small_faces_finds_the_faces_one_look_cannot_see(live_url, shared_d
         found[small] = int(re.search(r'<span id="faces">(\d+)</span>', dom).group(1))
         reach[small] = re.search(r"searched down to (\d+) px", dom)
     assert found["0"] < 4 and found["1"] == 4, found
-    # the status says how small a face the tiles could find: 40 px was asked for, 26 reached
-    assert reach["0"] is None and int(reach["1"].group(1)) == round(plan_looks(700, 200, 40)[1])
+    # the status says how small a face was looked for: the 40 px asked for, which the tiles reach here
+    assert plan_looks(700, 200, 40)[1] <= 40
+    assert reach["0"] is None and reach["1"].group(1) == "40"
 
 
 class DevTools:

@@ -24,9 +24,11 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--boxes", help="JSON list of face boxes [[x1, y1, x2, y2], ...] in image pixels, for a "
                         "single image; without it the faces are detected")
     parser.add_argument("--max-faces", type=int, default=None, help="without --boxes: keep the N most confident")
-    parser.add_argument("--min-face-size", type=float, default=None, metavar="PX", help="without --boxes: the "
-                        "smallest face wanted; the detector scans tiles of the photo for faces down to it "
-                        "(/align's min_face_size)")
+    parser.add_argument("--min-face-size", type=float, default=0.0, metavar="PX", help="without --boxes: leave "
+                        "out faces whose box is smaller (/align's min_face_size)")
+    parser.add_argument("--small-faces", action="store_true", help="without --boxes: also scan tiles of each photo "
+                        "for faces too small for one look at the whole of it, down to --min-face-size "
+                        "(/align's small_faces)")
     parser.add_argument("--flip", action="store_true", help="the flip test (/align's flip=true)")
     parser.add_argument("--recrop", choices=tuple(RECROP), default="auto", help="the second pass: auto (default) "
                         "as /align, on for detected faces and for boxes sent only on tilted or unsure ones")
@@ -57,7 +59,10 @@ def read_image(path: Path):
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        bgr = None
     if bgr is None:
         raise ValueError(f"{path} is not an image OpenCV can decode ({', '.join(IMAGE_SUFFIXES)})")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -85,6 +90,8 @@ class Aligner:
         from trainer.evaluate import resolve_model
 
         onnx_path, self.card = resolve_model(model)
+        self.model = {"path": str(onnx_path), "dataset": self.card.get("dataset"),
+                      "num_landmarks": self.card.get("num_landmarks")}
         if flip and not self.card.get("flip_pairs"):
             raise UsageError(f"the model card of {model} has no flip pairs, so it cannot run the flip test; drop --flip")
         self.eyes = eye_indices_for(self.card)
@@ -95,7 +102,7 @@ class Aligner:
         self.flip = flip
 
     def answer(self, image, boxes=None, recrop: bool | None = None, max_faces: int | None = None,
-               min_face_size: float | None = None) -> dict:
+               min_face_size: float = 0.0, small_faces: bool = False) -> dict:
         import numpy as np
 
         from landmarks.answers import default_recrop, face_answers, search_answer
@@ -103,7 +110,7 @@ class Aligner:
         start = time.perf_counter()
         detected = None
         if boxes is None:
-            detected = self.detector.detect(image, max_faces, min_face_size)
+            detected = self.detector.detect(image, max_faces, min_face_size, small_faces)
             boxes = detected.boxes
         second_pass = default_recrop(recrop, detected is not None)
         if len(boxes):
@@ -113,7 +120,7 @@ class Aligner:
             faces = face_answers(*aligned, self.eyes, detected)
         else:
             faces = []
-        return {"faces": faces, "recrop": bool(second_pass), "detection": search_answer(detected),
+        return {"faces": faces, "model": self.model, "recrop": bool(second_pass), "detection": search_answer(detected),
                 "timing_ms": {"total": round((time.perf_counter() - start) * 1e3, 3)}}
 
 
@@ -144,7 +151,7 @@ def run(args, out) -> int:
         raise UsageError(f"--boxes are the boxes of one image; {len(images)} images were given")
     if args.max_faces is not None and args.max_faces < 1:
         raise UsageError("--max-faces must be at least 1")
-    if args.min_face_size is not None and args.min_face_size < 0:
+    if args.min_face_size < 0:
         raise UsageError("--min-face-size must be 0 or more")
     aligner = Aligner(args.model, args.threads, args.flip)
     failed, drawn = 0, set()
@@ -152,9 +159,12 @@ def run(args, out) -> int:
         line = {"image": str(path)}
         try:
             image = read_image(path)
-            line.update(aligner.answer(image, boxes, RECROP[args.recrop], args.max_faces, args.min_face_size))
+            line.update(aligner.answer(image, boxes, RECROP[args.recrop], args.max_faces, args.min_face_size,
+                                       args.small_faces))
             if args.draw:
-                name = path.stem if path.stem not in drawn else f"{path.stem}-{len(drawn)}"
+                name, n = path.stem, 1
+                while name in drawn:  # photos of the same name in different folders
+                    name, n = f"{path.stem}-{n}", n + 1
                 drawn.add(name)
                 draw(image, line["faces"], Path(args.draw) / f"{name}.png")
                 line["drawn"] = str(Path(args.draw) / f"{name}.png")

@@ -16,10 +16,10 @@ RECROP = ("off", "on", "auto")
 
 
 def recrop_of(args) -> bool | None:
-    """--recrop -> the landmarker's `recrop`: None for auto on boxes given, which is how /align answers a box sent."""
-    if args.recrop == "auto":
-        return True if args.detected_boxes else None
-    return args.recrop == "on"
+    """--recrop -> the landmarker's `recrop`: auto is /align's default for detected faces or for boxes sent."""
+    from landmarks.answers import default_recrop
+
+    return default_recrop(None if args.recrop == "auto" else args.recrop == "on", args.detected_boxes)
 
 
 def add_arguments(parser, command=None) -> None:

@@ -42,14 +42,14 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
                 max_faces: int | None = Query(None, ge=1, description="without boxes: keep at most this many "
                                               "detected faces, the most confident first (default and upper "
                                               "limit: the service's SDHRNET_MAX_FACES)"),
-                min_face_size: float | None = Query(None, ge=0, description="without boxes: the smallest face "
-                                                    "wanted, in pixels on its box's longer side: smaller ones are "
-                                                    "left out, and the detector also scans overlapping tiles of "
-                                                    "the photo for faces down to this size where one look at the "
-                                                    "whole photo cannot see them (below about "
-                                                    f"{SMALLEST_SHARE:.0%} of its longer side; a few ms per tile, at "
-                                                    f"most {MAX_TILES} tiles: the answer's detection says how far "
-                                                    "the search reached). Default: one look at the whole photo"),
+                min_face_size: float = Query(0, ge=0, description="without boxes: ignore detected faces whose "
+                                             "box is smaller than this many pixels on its longer side; with "
+                                             "small_faces, also how small a face the tiles look for"),
+                small_faces: bool = Query(False, description="without boxes: besides one look at the whole photo, "
+                                          "scan overlapping tiles of it for faces that look cannot see (below about "
+                                          f"{SMALLEST_SHARE:.0%} of its longer side), down to min_face_size or as "
+                                          f"far as {MAX_TILES} tiles reach; a few ms per tile (README: small "
+                                          "faces). The answer's detection says how far the search went"),
                 flip: bool = Query(False, description="flip test: the mirrored face goes through the network too "
                                    "and the heatmaps are averaged; about twice the landmark time for a lower "
                                    "error (README: flip test)"),
@@ -70,7 +70,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     decoded = time.perf_counter()
     detected, detect_timing = None, {}
     if boxes is None:
-        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size)
+        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size, small_faces)
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
     second_pass = default_recrop(recrop, detected is not None)

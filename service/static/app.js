@@ -152,7 +152,7 @@
     const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
     const query = `dataset=${encodeURIComponent(datasetSelect.value)}${flipInput.checked ? "&flip=true" : ""}` +
       `&recrop=${recropInput.checked}` +  // explicit: the service's default leaves dragged boxes at one pass
-      (smallInput.checked && !box ? `&min_face_size=${SMALL_FACE_PX}` : "");
+      (smallInput.checked && !box ? `&small_faces=true&min_face_size=${SMALL_FACE_PX}` : "");
     try {
       const response = await fetch(`/align?${query}`, { method: "POST", body: form, headers });
       const body = await response.json();
@@ -167,9 +167,9 @@
       showResult(`${body.model.name} v${body.model.version} (${body.model.alias})`, faces.length,
                  faces.reduce((n, f) => n + f.landmarks.length, 0), `${body.timing_ms.total.toFixed(1)} ms`);
       draw();
-      // tiles were scanned: say how small a face the search could find, which may be above what was asked
+      // tiles were scanned: say how small a face was looked for, which the tile limit may keep above what was asked
       const reach = body.detection && body.detection.looks > 1 ?
-        ` (searched down to ${Math.round(body.detection.smallest_face)} px)` : "";
+        ` (searched down to ${Math.round(Math.max(SMALL_FACE_PX, body.detection.smallest_face))} px)` : "";
       if (box) setStatus("Done. Drag another box to try again.", "done");
       else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}${reach}. Drag a box to pick one yourself.`, "done");
       else setStatus(`No face found${reach}. Drag a box around a face.`, "ready");
