@@ -8,7 +8,9 @@ that its face's landmark box is SIZE px on its longer side and pasted into a cel
 (`group_photo`). Per face size, side by side on the same canvases: recall (a detection matching a pasted face with
 IoU >= 0.5), detections matching none (most are parts of a face: an ear, a hand; some are real background faces of
 the dev photos), detector runs and ms per photo, and the NME of the found faces' points as `/align` answers them
-(the served model, second pass and tilt as for detected faces).
+(the served model, second pass and tilt as for detected faces). Then the other side of tiles: each dev photo, one
+face filling it, enlarged ENLARGE times, detected with and without `small_faces`: detections besides its face
+(tiles see parts of it: an ear, a necklace) and whether its own box stays the same.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from landmarks.passes import eye_indices_for  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"
 CELL = 2.2  # a cell's side in face sizes: the 300W photos here are crops of 2.2x the landmark box
+ENLARGE = 4  # 440 px dev photos -> 1760 px: two levels of tiles (9 + 49)
 BACKGROUND = 90
 
 
@@ -93,6 +96,24 @@ def measure(faces, detector, landmarker, face_px: int, width: int, height: int, 
             "nme_median": float(np.median(nme)) if len(nme) else None}
 
 
+def one_large_face(faces, detector) -> dict:
+    others = {"one look": 0, "tiles": 0}
+    same_box, looks = 0, 0
+    for sample, image in faces:
+        big = cv2.resize(image, None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
+        truth = sample.box[None] * ENLARGE
+        found = {"one look": detector.detect(big), "tiles": detector.detect(big, small_faces=True)}
+        match = {name: match_faces(d.boxes, truth)[0] for name, d in found.items()}
+        for name, d in found.items():
+            others[name] += len(d) - (match[name] is not None)
+        if None not in match.values():
+            same_box += bool(np.array_equal(found["one look"].boxes[match["one look"]],
+                                            found["tiles"].boxes[match["tiles"]]))
+        looks = found["tiles"].looks
+    return {"photos": len(faces), "side_px": ENLARGE * max(faces[0][1].shape[:2]), "looks": looks,
+            "other_detections": others, "face_box_unchanged": same_box}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
@@ -121,6 +142,8 @@ def main(argv=None) -> int:
             f"{name}: recall {r['recall']:.3f} of {r['faces']}, unmatched {r['unmatched']}, looks {r['looks']}, "
             f"{r['ms_per_photo']:.0f} ms, NME {r['nme_mean'] if r['nme_mean'] is None else round(r['nme_mean'], 4)}"
             for name, r in row.items()), flush=True)
+    report["one large face"] = one_large_face(faces, detector)
+    print("one face filling the photo, enlarged:", json.dumps(report["one large face"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     return 0
