@@ -75,7 +75,7 @@ def faces_by_photo(samples: list[Sample]) -> list[list[Sample]]:
 
 def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool = False, progress=None,
                             occlusion=None, detector=None, recrop: bool = False, low_resolution=None,
-                            tilt_at=None) -> dict:
+                            tilt_at=None, small_faces: bool = False) -> dict:
     """Run a landmarker (anything with .predict(image_rgb, boxes, flip_test=..., recrop=...)) on every sample's
     ground-truth box -> {sample id: (M, 2) landmarks}. Faces sharing a photo are predicted in one batch. `occlusion` (a
     landmarks.occlusion.Occlusion) covers part of each face before prediction. With a `detector` (a
@@ -85,7 +85,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     the box of its first-pass points (landmarks.passes.second_pass); `tilt_at`: with it, a face detector's tilt for
     the faces the first pass is unsure of (FaceDetector.tilt_at, landmarks.passes.turn_unsure), as /align asks.
     `low_resolution` (a landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction
-    and maps the points back."""
+    and maps the points back. `small_faces`: the detector also scans tiles of each photo for faces its one look at
+    the whole photo cannot see (FaceDetector.detect, /align's small_faces)."""
     out, done = {}, 0
     for group in faces_by_photo(samples):
         image = load_image(group[0])
@@ -97,7 +98,7 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
             image, boxes, scale = low_resolution.apply(image, boxes)
         faces, rolls, framed = group, None, None
         if detector is not None:
-            found = detector.detect(image)
+            found = detector.detect(image, small_faces=small_faces)
             matches = match_faces(found.boxes, boxes)
             faces = [s for s, m in zip(group, matches) if m is not None]
             found = found[[m for m in matches if m is not None]]

@@ -173,3 +173,9 @@ def test_cli_evaluate_recrop_auto_answers_boxes_as_align_does(shared_data, tmp_p
     pred.write_text("{}")
     code, _, err = _run(capsys, *args[:-2], "--predictions", pred, "--recrop", "auto")
     assert code == 2 and "--recrop needs --model" in err
+
+
+def test_cli_evaluate_small_faces_needs_detected_boxes(tmp_path, capsys):
+    code, out, err = _run(capsys, "--dataset", "300w", "--data-root", tmp_path, "--model", tmp_path / "m.onnx",
+                          "--small-faces")
+    assert code == 2 and out == "" and "--small-faces needs --detected-boxes" in err

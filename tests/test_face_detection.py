@@ -271,3 +271,26 @@ def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos
     for name, image in _face_free_images(dev):
         found = detector.detect(image, min_face_size=20, small_faces=True)
         assert len(found) == 0, f"{name}: boxes {found.boxes.round(1).tolist()} scores {found.scores.tolist()}"
+
+
+def test_scoring_at_detected_boxes_with_small_faces_finds_a_group_photos_faces(dev):
+    """`sdhrnet evaluate --detected-boxes --small-faces`: four faces of 70 px in one 700 px photo are scored where the
+    tiles find them; one look at the photo finds fewer, the rest are reported missing."""
+    from dataclasses import replace
+
+    from bench.group_photos import group_photo
+    from landmarks.datasets import get_info
+    from tests.test_default_model import MODEL
+    from trainer.evaluate import PredictionError, evaluate_split, score_model
+
+    canvas, boxes, points = group_photo(dev[:4], 70, 700, 200, np.random.default_rng(0))
+    faces = [replace(sample, sample_id=f"face {i}", image=canvas, box=box, landmarks=pts)
+             for i, ((sample, _), box, pts) in enumerate(zip(dev[:4], boxes, points))]
+    info = get_info("300w")
+    one_look = score_model(str(MODEL), info, faces, detected_boxes=True)
+    tiled = score_model(str(MODEL), info, faces, detected_boxes=True, small_faces=True)
+    assert one_look["small_faces"] is False and tiled["small_faces"] is True
+    assert len(one_look["missing"]) > 0 and tiled["n"] == 4 and tiled["missing"] == []
+    assert tiled["nme"] < 0.08
+    with pytest.raises(PredictionError, match="need detected boxes"):
+        evaluate_split("300w", "unused", "dev", model=str(MODEL), small_faces=True)

@@ -32,7 +32,8 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
                        occlusion=None, threads: int | None = None, detected_boxes: bool = False,
-                       recrop: bool | None = False, low_resolution=None) -> tuple[dict, dict]:
+                       recrop: bool | None = False, low_resolution=None,
+                       small_faces: bool = False) -> tuple[dict, dict]:
     from landmarks.landmarker import OnnxLandmarker
 
     onnx_path, card = resolve_model(uri)
@@ -50,10 +51,12 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
     # unsure of
     predictions = predict_with_landmarker(landmarker, samples, flip_test=flip_test, occlusion=occlusion,
                                           detector=detector if detected_boxes else None, recrop=recrop,
-                                          low_resolution=low_resolution,
+                                          low_resolution=low_resolution, small_faces=small_faces,
                                           tilt_at=detector.tilt_at if recrop is not False else None)
     extra = {"model": str(uri), "onnx": str(onnx_path), "input_size": landmarker.input_size, "flip_test": flip_test,
              "boxes": "detected" if detected_boxes else "ground truth", "recrop": recrop}
+    if detected_boxes:
+        extra["small_faces"] = small_faces
     if occlusion is not None:
         extra["occlusion"] = {"seed": occlusion.seed, "area": list(occlusion.area)}
     if low_resolution is not None:
@@ -64,13 +67,14 @@ def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_
 def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: str | None = None,
                    predictions: dict | None = None, flip_test: bool = False, threshold: float = metrics.THRESHOLD,
                    occlusion=None, detected_boxes: bool = False, recrop: bool | None = False,
-                   low_resolution=None) -> dict:
+                   low_resolution=None, small_faces: bool = False) -> dict:
     """Score a predictions dict or a model (ONNX, through the serving code path) on a dataset split; with
     `occlusion` (landmarks.occlusion.Occlusion) the model sees every face partly covered; with `detected_boxes`
     it crops each face where the service's face detector boxes it; with `recrop` each face gets a second pass at the
     box of its first-pass points, and with `recrop=None` the passes /align runs on a box sent (one, and more on a
     face the first finds tilted or is unsure of); with `low_resolution` (landmarks.low_resolution.LowResolution)
-    every photo is shrunk until its faces are that many pixels across (see landmarks.scoring)."""
+    every photo is shrunk until its faces are that many pixels across; with `small_faces` the detector also scans
+    tiles of each photo (see landmarks.scoring)."""
     from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
 
     if (model is None) == (predictions is None):
@@ -79,6 +83,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
         raise PredictionError("occlusion needs a model to run on the occluded faces, not a predictions file")
     if detected_boxes and model is None:
         raise PredictionError("detected boxes need a model to run on them, not a predictions file")
+    if small_faces and not detected_boxes:
+        raise PredictionError("small faces are a way of detecting faces: they need detected boxes")
     if recrop is not False and model is None:
         raise PredictionError("a second pass needs a model to run, not a predictions file")
     if low_resolution is not None and model is None:
@@ -88,7 +94,8 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     samples = load_samples(info.name, data_root, split)
     if predictions is None:
         report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion,
-                             detected_boxes=detected_boxes, recrop=recrop, low_resolution=low_resolution)
+                             detected_boxes=detected_boxes, recrop=recrop, low_resolution=low_resolution,
+                             small_faces=small_faces)
     else:
         report = score_predictions(samples, info, predictions, threshold=threshold)
     report.update({"dataset": info.name, "split": split, "found_subsets": samples.found_subsets,
@@ -111,9 +118,10 @@ def evaluate_items_file(dataset: str, items_path, *, model: str, flip_test: bool
 
 def score_model(model: str, info: DatasetInfo, samples: list[Sample], *, flip_test: bool = False,
                 threshold: float = metrics.THRESHOLD, occlusion=None, threads: int | None = None,
-                detected_boxes: bool = False, recrop: bool | None = False, low_resolution=None) -> dict:
+                detected_boxes: bool = False, recrop: bool | None = False, low_resolution=None,
+                small_faces: bool = False) -> dict:
     """Score a model on given samples (a split, or the part of it a training run validates on); `threads` caps
     ONNX Runtime's (a training process has its share of the cores)."""
     predictions, extra = predict_with_model(model, info, samples, flip_test, occlusion, threads, detected_boxes, recrop,
-                                            low_resolution)
+                                            low_resolution, small_faces)
     return score_predictions(samples, info, predictions, threshold=threshold) | extra

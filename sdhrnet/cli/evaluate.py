@@ -36,6 +36,9 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--detected-boxes", action="store_true", help="with --model: crop each face where the "
                         "service's face detector finds it, not at the box of its true points; faces it misses are reported as "
                         "without a prediction (add --recrop for what /align without boxes answers by default)")
+    parser.add_argument("--small-faces", action="store_true", help="with --detected-boxes: the detector also "
+                        "scans tiles of each photo for faces its one look at the whole photo cannot see (as "
+                        "/align?small_faces=true)")
     parser.add_argument("--recrop", nargs="?", const="on", default="off", choices=RECROP, help="with --model: "
                         "`--recrop` (on): a second pass on each face, cropped at the box of its first-pass points, "
                         "averaged with the first; a face tilted by 20 degrees or more is cropped turned upright and "
@@ -75,6 +78,8 @@ def run(args) -> dict:
         raise UsageError("--occlusion needs --model: the occluded faces have to be predicted")
     if args.detected_boxes and not args.model:
         raise UsageError("--detected-boxes needs --model: the faces have to be predicted at the detected boxes")
+    if args.small_faces and not args.detected_boxes:
+        raise UsageError("--small-faces needs --detected-boxes: it is how the faces are detected")
     recrop = recrop_of(args)
     if recrop is not False and not args.model:
         raise UsageError("--recrop needs --model: the second pass runs the model again")
@@ -84,12 +89,12 @@ def run(args) -> dict:
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
                             flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes,
-                            recrop=recrop, low_resolution=low_resolution)
+                            recrop=recrop, low_resolution=low_resolution, small_faces=args.small_faces)
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
                                   threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
                                   detected_boxes=args.detected_boxes, recrop=recrop,
-                                  low_resolution=low_resolution)
+                                  low_resolution=low_resolution, small_faces=args.small_faces)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
     return report
 
@@ -126,7 +131,9 @@ def main(args) -> int:
     if report.get("face_px"):
         print(f"  every photo shrunk until its faces are {report['face_px']} px across")
     if report.get("boxes") == "detected":
-        print(f"  at the face detector's boxes: {report['n']} of {report['n'] + len(report['missing'])} faces found")
+        tiles = ", tiles scanned for small faces" if report.get("small_faces") else ""
+        print(f"  at the face detector's boxes{tiles}: {report['n']} of {report['n'] + len(report['missing'])} faces "
+              "found")
     if "occluded" in report:
         o = report["occluded"]
         print(f"  occluded (seed {o['occlusion']['seed']}, {o['occlusion']['area'][0]:.0%}-{o['occlusion']['area'][1]:.0%} "
