@@ -1,16 +1,18 @@
 """Small faces in large photos: what `/align` without boxes finds with one look at the whole photo, and with the tiles
 that `small_faces` adds (landmarks.face_detector.plan_looks).
 
-    .venv/bin/python bench/group_photos.py [--sizes 200 160 130 100 80 60] [--photos 3] [--out report.json]
+    .venv/bin/python bench/group_photos.py [--faces "300w dev"|"p1-ytf68 test"] [--sizes 200 160 130 100 80 60]
+        [--photos 3] [--out report.json]
 
-There is no labelled group photo here, so each one is made of 300W dev photos (held-out helen faces), each scaled so
+There is no labelled group photo here, so each one is made of single-face photos (FACE_SETS), each scaled so
 that its face's landmark box is SIZE px on its longer side and pasted into a cell of a WIDTH x HEIGHT grey canvas
-(`group_photo`). Per face size, side by side on the same canvases: recall (a detection matching a pasted face with
-IoU >= 0.5), detections matching none (most are parts of a face: an ear, a hand; some are real background faces of
-the dev photos), detector runs and ms per photo, and the NME of the found faces' points as `/align` answers them
-(the served model, second pass and tilt as for detected faces). Then the other side of tiles: each dev photo, one
-face filling it, enlarged ENLARGE times, detected with and without `small_faces`: detections besides its face
-(tiles see parts of it: an ear, a necklace) and whether its own box stays the same.
+(`group_photo`). Per face size, side by side on the same canvases: recall (an answered face matching a pasted face
+with IoU >= 0.5), answered faces matching none (most are parts of a face: an ear, a hand; some are real background
+faces in the photos' backgrounds), each also as detected (before the landmark check drops the tiles' finds the network sees no
+face in, landmarks.answers.non_faces), detector runs and ms of detection per photo, and the NME of the found faces'
+points as `/align` answers them (the served model, second pass and tilt as for detected faces). Then the other side
+of tiles: each photo, one face filling it, enlarged ENLARGE times, with and without `small_faces`: faces answered
+besides its own (tiles see parts of it: an ear, a necklace), also as detected, and whether its own box stays the same.
 """
 from __future__ import annotations
 
@@ -26,13 +28,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from landmarks.answers import drop_non_faces  # noqa: E402
 from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
 from landmarks.face_detector import FaceDetector, match_faces  # noqa: E402
 from landmarks.landmarker import OnnxLandmarker  # noqa: E402
 from landmarks.metrics import nme_per_image  # noqa: E402
 from landmarks.passes import eye_indices_for  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "300w"
+DATA = REPO.parent / "shared" / "data"
+# the faces pasted: 300W dev photos (held-out helen faces), or blurred, low-resolution video frames (every second
+# labelled p1-ytf68 test frame)
+FACE_SETS = {"300w dev": ("300w", "300w", "dev", 1), "p1-ytf68 test": ("csv", "p1-ytf68", "test", 2)}
 DEFAULT_MODEL = REPO / "sdhrnet" / "default_model"
 CELL = 2.2  # a cell's side in face sizes: the 300W photos here are crops of 2.2x the landmark box
 ENLARGE = 4  # 440 px dev photos -> 1760 px: two levels of tiles (9 + 49)
@@ -63,10 +69,21 @@ def group_photo(faces, face_px: int, width: int, height: int, rng: np.random.Gen
     return canvas, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(points, np.float64)
 
 
+def answered(detector, landmarker, image, detections):
+    """/align's answer for detected faces: (Detections kept, their landmarks), the tiles' finds the network saw no
+    face in left out (landmarks.answers.drop_non_faces)."""
+    if not len(detections):
+        return detections, np.zeros((0, 68, 2))
+    aligned = landmarker.align(image, detections.boxes, recrop=True, rolls=detections.rolls,
+                               tilt_at=detector.tilt_at, framed=detections.framed)
+    aligned, kept = drop_non_faces(aligned, detections)
+    return kept, aligned[0]
+
+
 def measure(faces, detector, landmarker, face_px: int, width: int, height: int, photos: int, seed: int,
             small_faces: bool) -> dict:
     rng = np.random.default_rng(seed)
-    found = total = unmatched = looks = 0
+    found = found_detected = total = unmatched = unmatched_detected = looks = 0
     seconds, predicted, truth = [], [], []
     smallest = None
     for _ in range(photos):
@@ -78,45 +95,50 @@ def measure(faces, detector, landmarker, face_px: int, width: int, height: int, 
                                      small_faces=small_faces)
         seconds.append(time.perf_counter() - start)
         looks, smallest = detections.looks, detections.smallest_searched
-        matches = match_faces(detections.boxes, boxes)
+        total += len(boxes)
+        detected = match_faces(detections.boxes, boxes)
+        found_detected += sum(m is not None for m in detected)
+        unmatched_detected += len(detections) - len({m for m in detected if m is not None})
+        kept, landmarks = answered(detector, landmarker, canvas, detections)
+        matches = match_faces(kept.boxes, boxes)
         hit = [i for i, m in enumerate(matches) if m is not None]
         found += len(hit)
-        total += len(boxes)
-        unmatched += len(detections) - len({m for m in matches if m is not None})
+        unmatched += len(kept) - len({m for m in matches if m is not None})
         if hit:
-            mine = detections[[matches[i] for i in hit]]
-            landmarks, _ = landmarker.predict(canvas, mine.boxes, recrop=True, rolls=mine.rolls,
-                                              tilt_at=detector.tilt_at, framed=mine.framed)
-            predicted.append(landmarks)
+            predicted.append(landmarks[[matches[i] for i in hit]])
             truth.append(points[hit])
     nme = nme_per_image(np.concatenate(predicted), np.concatenate(truth), get_info("300w")) if predicted else []
-    return {"recall": found / total, "faces": total, "unmatched": unmatched, "looks": looks,
+    return {"recall": found / total, "faces": total, "unmatched": unmatched,
+            "recall_detected": found_detected / total, "unmatched_detected": unmatched_detected, "looks": looks,
             "smallest_searched_px": round(float(smallest), 1), "ms_per_photo": 1e3 * float(np.median(seconds)),
             "nme_mean": float(np.mean(nme)) if len(nme) else None,
             "nme_median": float(np.median(nme)) if len(nme) else None}
 
 
-def one_large_face(faces, detector) -> dict:
-    others = {"one look": 0, "tiles": 0}
+def one_large_face(faces, detector, landmarker) -> dict:
+    others = {"one look": 0, "tiles, detected": 0, "tiles": 0}
     same_box, looks = 0, 0
     for sample, image in faces:
         big = cv2.resize(image, None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
         truth = sample.box[None] * ENLARGE
-        found = {"one look": detector.detect(big), "tiles": detector.detect(big, small_faces=True)}
+        tiles = detector.detect(big, small_faces=True)
+        found = {"one look": answered(detector, landmarker, big, detector.detect(big))[0], "tiles, detected": tiles,
+                 "tiles": answered(detector, landmarker, big, tiles)[0]}
         match = {name: match_faces(d.boxes, truth)[0] for name, d in found.items()}
         for name, d in found.items():
             others[name] += len(d) - (match[name] is not None)
-        if None not in match.values():
+        if match["one look"] is not None and match["tiles"] is not None:
             same_box += bool(np.array_equal(found["one look"].boxes[match["one look"]],
                                             found["tiles"].boxes[match["tiles"]]))
-        looks = found["tiles"].looks
+        looks = tiles.looks
     return {"photos": len(faces), "side_px": ENLARGE * max(faces[0][1].shape[:2]), "looks": looks,
             "other_detections": others, "face_box_unchanged": same_box}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data-root", type=Path, default=DATA, help="the folder holding 300w/ and p1-ytf68/")
+    parser.add_argument("--faces", choices=sorted(FACE_SETS), default="300w dev")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 160, 130, 100, 80, 60])
     parser.add_argument("--width", type=int, default=1600)
@@ -125,7 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    samples = load_samples("300w", args.data_root, "dev")
+    layout, folder, split, step = FACE_SETS[args.faces]
+    samples = load_samples(layout, args.data_root / folder, split)[::step]
     faces = [(s, load_image(s)) for s in samples]
     card = json.loads((args.model / "model_card.json").read_text())
     landmarker = OnnxLandmarker(args.model / "model.onnx", input_size=card["input_size"], threads=1,
@@ -139,10 +162,11 @@ def main(argv=None) -> int:
                                 small_faces)
         report[size] = row
         print(f"{size:>4} px  " + "  |  ".join(
-            f"{name}: recall {r['recall']:.3f} of {r['faces']}, unmatched {r['unmatched']}, looks {r['looks']}, "
+            f"{name}: recall {r['recall']:.3f} of {r['faces']} (detected {r['recall_detected']:.3f}), unmatched "
+            f"{r['unmatched']} (detected {r['unmatched_detected']}), looks {r['looks']}, "
             f"{r['ms_per_photo']:.0f} ms, NME {r['nme_mean'] if r['nme_mean'] is None else round(r['nme_mean'], 4)}"
             for name, r in row.items()), flush=True)
-    report["one large face"] = one_large_face(faces, detector)
+    report["one large face"] = one_large_face(faces, detector, landmarker)
     print("one face filling the photo, enlarged:", json.dumps(report["one large face"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

@@ -170,10 +170,14 @@ class Detections:
     mapping: BoxMapping | None = None  # how `boxes` came from `detector_boxes`; none: they are the same
     looks: int = 1  # detector runs over the photo: the whole of it, then tiles (FaceDetector.detect)
     smallest_searched: float | None = None  # the smallest face (px) those looks could find
+    tiled: np.ndarray | None = None  # (N,) bool: found by tiles alone, where the look at the whole photo saw nothing
+    not_faces: int = 0  # detections left out after landmarking: tiles' finds the network saw no face in (answers)
 
     def __post_init__(self):
         if self.tilts is None:
             self.tilts = np.zeros(len(self.scores))
+        if self.tiled is None:
+            self.tiled = np.zeros(len(self.scores), bool)
 
     @property
     def rolls(self) -> np.ndarray:
@@ -189,7 +193,7 @@ class Detections:
 
     def __getitem__(self, index) -> "Detections":
         return Detections(self.boxes[index], self.detector_boxes[index], self.scores[index], self.tilts[index],
-                          self.mapping, self.looks, self.smallest_searched)
+                          self.mapping, self.looks, self.smallest_searched, self.tiled[index], self.not_faces)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -218,7 +222,7 @@ class FaceDetector:
         """-> (detector boxes (N, 4) in image px, scores (N,), rolls (N,) in degrees), best first, after
         suppression. The roll is the tilt of the line through the two eye keypoints that BlazeFace predicts with
         each box (MediaPipe turns its landmark crops by the same line)."""
-        return _suppressed(*self._anchor_rows(image_rgb))
+        return _suppressed(*self._anchor_rows(image_rgb))[:3]
 
     def _anchor_rows(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One look at the whole of `image_rgb`: (rows (N, 8): box and the two eye keypoints in image px, scores
@@ -256,7 +260,8 @@ class FaceDetector:
     def _tiled_rows(self, image_rgb: np.ndarray, looks: list["Look"]) -> tuple[np.ndarray, np.ndarray]:
         """The anchors of every look, in photo px, ready for one suppression: a tile keeps only those centred in its
         share of the photo, at most half its side (larger faces are the coarser looks', and a face cut by the
-        tile's border is seen whole by a neighbour) and scored at least TILE_SCORE."""
+        tile's border is seen whole by a neighbour) and scored at least TILE_SCORE. A last column marks the tiles'
+        anchors (1) against the whole photo's (0)."""
         all_rows, all_scores = [], []
         scaled = {}  # one downscaled copy of the photo per tile size: a tile is cut from it at the input size
         for look in looks:
@@ -272,7 +277,7 @@ class FaceDetector:
                 mine = ((centre[:, 0] >= x1) & (centre[:, 0] < x2) & (centre[:, 1] >= y1) & (centre[:, 1] < y2)
                         & (_side(rows[:, :4]) <= look.side / 2) & (scores >= max(self.score_threshold, TILE_SCORE)))
                 rows, scores = rows[mine], scores[mine]
-            all_rows.append(rows)
+            all_rows.append(np.concatenate([rows, np.full((len(rows), 1), float(look.core is not None))], 1))
             all_scores.append(scores)
         return np.concatenate(all_rows), np.concatenate(all_scores)
 
@@ -312,13 +317,13 @@ class FaceDetector:
         image_rgb = validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         looks, smallest = plan_looks(w, h, min_face_size if small_faces else None, max_tiles)
-        det_boxes, scores, tilts = _suppressed(*self._tiled_rows(image_rgb, looks))
+        det_boxes, scores, tilts, tiled = _suppressed(*self._tiled_rows(image_rgb, looks))
         boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
         big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks), smallest)[keep]
+        return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks), smallest, tiled)[keep]
 
 
 @dataclass(frozen=True)
@@ -369,13 +374,16 @@ def _resized(image_rgb: np.ndarray, f: float) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
 
 
-def _suppressed(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Anchor rows -> (boxes, scores, tilts by the eye keypoints in degrees), best first, after suppression."""
+def _suppressed(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Anchor rows -> (boxes, scores, tilts by the eye keypoints in degrees, found by tiles alone), best first, after
+    suppression. A ninth column marks tile anchors: blended by the suppression, it stays 1 only where no anchor of
+    the whole photo's look went into the face."""
     if not len(rows):
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0, bool)
     kept, kept_scores = weighted_nms(rows, scores)
     line = kept[:, 6:8] - kept[:, 4:6]
-    return kept[:, :4], kept_scores, np.degrees(np.arctan2(line[:, 1], line[:, 0]))
+    tiled = kept[:, 8] > 1 - 1e-9 if kept.shape[1] > 8 else np.zeros(len(kept), bool)
+    return kept[:, :4], kept_scores, np.degrees(np.arctan2(line[:, 1], line[:, 0])), tiled
 
 
 def box_inside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from landmarks import metrics
+from landmarks.answers import non_faces
 from landmarks.datasets.base import DatasetInfo, Sample, load_image
 from landmarks.face_detector import match_faces
 from landmarks.low_resolution import restore
@@ -86,7 +87,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     the faces the first pass is unsure of (FaceDetector.tilt_at, landmarks.passes.turn_unsure), as /align asks.
     `low_resolution` (a landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction
     and maps the points back. `small_faces`: the detector also scans tiles of each photo for faces its one look at
-    the whole photo cannot see (FaceDetector.detect, /align's small_faces)."""
+    the whole photo cannot see (FaceDetector.detect, /align's small_faces), and a face only they found that the network
+    sees no face in is missing, as /align leaves it out (landmarks.answers.non_faces)."""
     out, done = {}, 0
     for group in faces_by_photo(samples):
         image = load_image(group[0])
@@ -104,8 +106,11 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
             found = found[[m for m in matches if m is not None]]
             boxes, rolls, framed = found.boxes, found.rolls, found.framed
         if faces:
-            landmarks, _ = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls,
-                                              tilt_at=tilt_at, framed=framed)
+            landmarks, confidence = landmarker.predict(image, boxes, flip_test=flip_test, recrop=recrop, rolls=rolls,
+                                                       tilt_at=tilt_at, framed=framed)
+            if detector is not None:  # what /align leaves out: a face the tiles alone found, which the network doubts
+                kept = ~non_faces(confidence, found)
+                faces, landmarks = [s for s, k in zip(faces, kept) if k], landmarks[kept]
             for s, pts in zip(faces, landmarks):
                 out[s.sample_id] = restore(pts, scale)
         done += len(group)

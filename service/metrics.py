@@ -30,6 +30,9 @@ class ServiceMetrics:
         self.detection_looks = Histogram("sdhrnet_face_detection_looks", "detector runs per image: the whole photo, "
                                          "plus the tiles that small_faces asks for", buckets=LOOKS_BUCKETS,
                                          registry=self.registry)
+        self.not_faces = Counter("sdhrnet_face_detection_not_faces_total", "detections that only small_faces' tiles "
+                                 "found and the landmark network saw no face in, left out of the answer",
+                                 registry=self.registry)
         self.batch_size = Histogram("sdhrnet_inference_batch_size", "faces per ONNX Runtime call", ["dataset"],
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.model_info = Gauge("sdhrnet_model_loaded", "1 for the model version currently served per dataset",

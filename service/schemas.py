@@ -3,6 +3,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
+from landmarks.answers import NOT_A_FACE
 from landmarks.datasets import NAME_PATTERN
 from landmarks.face_detector import MAX_TILES
 from sdhrnet.budgets import BUDGET_KINDS, BUDGET_PATTERN
@@ -58,6 +59,9 @@ class DetectionSearch(BaseModel):
                                  "reliably; with small_faces, a smaller min_face_size than this was not searched "
                                  f"for in full, as the tiles it needs would pass the limit of {MAX_TILES} or be "
                                  "smaller than the detector's input")
+    not_faces: int = Field(0, description="detections that only the small_faces tiles found and that the landmark "
+                           f"network saw no face in (mean heatmap peak under {NOT_A_FACE}: a forehead, an earring), left out of "
+                           "faces; 0 without small_faces")
 
 
 class AlignResponse(BaseModel):

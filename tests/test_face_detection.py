@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from landmarks.face_detector import BoxMapping, FaceDetector, box_iou, ssd_anchors, weighted_nms
+from landmarks.landmarker import OnnxLandmarker
 
 MIN_RECALL = 0.98  # issue 14: the face is found in >= 98% of the dev images
 
@@ -251,6 +252,10 @@ def test_tiles_find_small_faces_in_a_group_photo_with_their_points(detector, dev
     assert len(found) >= 0.95 * len(boxes)
     assert len(tiled) - len(set(found)) <= 2, "detections that are no pasted face"
     assert list(tiled.scores) == sorted(tiled.scores, reverse=True)
+    # which faces the tiles alone found: those the whole photo's look missed, and only those
+    seen_whole = [m is not None for m in match_faces(one_look.boxes, tiled.boxes, min_iou=0.3)]
+    assert list(tiled.tiled) == [not seen for seen in seen_whole]
+    assert tiled.tiled.sum() >= len(found) - len(one_look) and not one_look.tiled.any()
 
 
 def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos(detector, dev):
@@ -271,6 +276,53 @@ def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos
     for name, image in _face_free_images(dev):
         found = detector.detect(image, min_face_size=20, small_faces=True)
         assert len(found) == 0, f"{name}: boxes {found.boxes.round(1).tolist()} scores {found.scores.tolist()}"
+
+
+def test_the_landmark_check_keeps_faces_and_drops_what_tiles_alone_take_for_one(detector, dev):
+    """Tiles of a photo one face fills see its parts (a forehead, an earring) as faces; the landmark network sees no
+    face there (landmarks.answers.non_faces). Every second dev photo, enlarged as in bench/group_photos.py: the check
+    drops only the tiles' finds, never the photo's face, and leaves about as many extras as one look finds."""
+    from bench.group_photos import ENLARGE
+    from landmarks.answers import drop_non_faces
+    from landmarks.face_detector import match_faces
+    from tests.test_default_model import MODEL
+
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", input_size=128, threads=1)
+    extras = {"one look": 0, "detected": 0, "answered": 0}
+    for sample, image in dev[::2]:
+        big = cv2.resize(image, None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
+        truth = sample.box[None] * ENLARGE
+        whole, tiles = detector.detect(big), detector.detect(big, small_faces=True)
+        aligned = landmarker.align(big, tiles.boxes, recrop=True, rolls=tiles.rolls, framed=tiles.framed)
+        checked, kept = drop_non_faces(aligned, tiles)
+        assert kept.not_faces == len(tiles) - len(kept) and len(checked[0]) == len(kept)
+        if match_faces(tiles.boxes, truth)[0] is not None:  # the photo's own face is never dropped
+            assert match_faces(kept.boxes, truth)[0] is not None
+        # what the whole photo's look found is all still there
+        assert all(m is not None for m in match_faces(whole.boxes, kept.boxes, min_iou=0.99))
+        for name, found in (("one look", whole), ("detected", tiles), ("answered", kept)):
+            extras[name] += len(found) - (match_faces(found.boxes, truth)[0] is not None)
+    assert extras["detected"] >= extras["one look"] + 3, extras  # what the check is for
+    assert extras["answered"] <= extras["one look"] + 1, extras
+
+
+def test_non_faces_are_the_tiles_finds_the_network_doubts():
+    from landmarks.answers import NOT_A_FACE, drop_non_faces
+    from landmarks.face_detector import Detections
+
+    n = 4
+    found = Detections(np.arange(16.0).reshape(n, 4), np.arange(16.0).reshape(n, 4), np.array([0.9, 0.8, 0.7, 0.6]),
+                       tiled=np.array([False, True, True, False]), looks=10, smallest_searched=40.0)
+    confidence = np.array([[0.2] * 68, [NOT_A_FACE - 0.01] * 68, [NOT_A_FACE] * 68, [0.1] * 68])
+    aligned = (np.arange(n * 68 * 2.0).reshape(n, 68, 2), confidence, np.array([1, 2, 3, 4]), found.boxes, np.zeros(n))
+    checked, kept = drop_non_faces(aligned, found)
+    # the whole look's finds stand however unsure the network is of them; of the tiles', the doubted one goes
+    assert kept.not_faces == 1 and list(kept.scores) == [0.9, 0.7, 0.6] and list(checked[2]) == [1, 3, 4]
+    np.testing.assert_array_equal(checked[0], aligned[0][[0, 2, 3]])
+    assert kept.looks == 10 and kept.smallest_searched == 40.0 and list(kept.tiled) == [False, True, False]
+    sure = tuple(part[[0, 2, 3]] for part in aligned)
+    same, untouched = drop_non_faces(sure, found[[0, 2, 3]])
+    assert same is sure and untouched.not_faces == 0
 
 
 def test_scoring_at_detected_boxes_with_small_faces_finds_a_group_photos_faces(dev):

@@ -105,7 +105,7 @@ def test_small_faces_has_the_detector_scan_tiles_down_to_min_face_size(client, s
     body = {"image": b64(cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))[1].tobytes())}
     looks_before = _metric(client, "sdhrnet_face_detection_looks_sum")
     whole = client.post("/align", json=body).json()
-    assert whole["detection"] == {"looks": 1, "smallest_face": SMALLEST_SHARE * 700}
+    assert whole["detection"] == {"looks": 1, "smallest_face": SMALLEST_SHARE * 700, "not_faces": 0}
     assert len(whole["faces"]) < 4
     filtered = client.post("/align?min_face_size=50", json=body).json()  # a filter only, as before small_faces
     assert filtered["detection"]["looks"] == 1 and len(filtered["faces"]) <= len(whole["faces"])
@@ -119,6 +119,39 @@ def test_small_faces_has_the_detector_scan_tiles_down_to_min_face_size(client, s
     assert metrics.nme_per_image(landmarks, points, get_info("300w")).max() < 0.08
     sent = client.post("/align", json={**body, "boxes": boxes.tolist()}).json()
     assert sent["detection"] is None and len(sent["faces"]) == 4
+
+
+def test_small_faces_leaves_out_what_the_landmark_network_sees_no_face_in(client, shared_data):
+    """A dev photo one face fills, enlarged 4x: tiles take parts of it for small faces. The answer leaves them out and
+    says how many (detection.not_faces, /metrics); the photo's face and anything one look finds are answered."""
+    import cv2
+
+    from bench.group_photos import ENLARGE
+    from landmarks.answers import drop_non_faces
+    from landmarks.datasets import load_image, load_samples
+    from landmarks.face_detector import FaceDetector, match_faces
+
+    detector = FaceDetector()
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", input_size=128, threads=1)
+    for sample in load_samples("300w", shared_data / "300w", "dev"):  # the first photo where tiles find a non-face
+        big = cv2.resize(load_image(sample), None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
+        tiles = detector.detect(big, small_faces=True)
+        aligned = landmarker.align(big, tiles.boxes, recrop=True, rolls=tiles.rolls, framed=tiles.framed)
+        if drop_non_faces(aligned, tiles)[1].not_faces:
+            break
+    else:
+        pytest.fail("tiles took no part of an enlarged dev face for a face")
+    body = {"image": b64(cv2.imencode(".png", cv2.cvtColor(big, cv2.COLOR_RGB2BGR))[1].tobytes())}
+    before = _metric(client, "sdhrnet_face_detection_not_faces_total")
+    whole = client.post("/align", json=body).json()
+    answer = client.post("/align?small_faces=true", json=body).json()
+    dropped = answer["detection"]["not_faces"]
+    assert whole["detection"]["not_faces"] == 0 and dropped >= 1
+    assert len(answer["faces"]) == min(len(tiles), 4) - dropped  # the client's service keeps at most 4 faces
+    found = np.array([face["box"] for face in answer["faces"]])
+    assert match_faces(found, sample.box[None] * ENLARGE)[0] is not None
+    assert all(m is not None for m in match_faces(found, np.array([f["box"] for f in whole["faces"]]), 0.99))
+    assert _metric(client, "sdhrnet_face_detection_not_faces_total") == before + dropped
 
 
 def test_detection_shows_in_metrics(client, photo):

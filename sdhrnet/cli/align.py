@@ -105,7 +105,7 @@ class Aligner:
                min_face_size: float = 0.0, small_faces: bool = False) -> dict:
         import numpy as np
 
-        from landmarks.answers import default_recrop, face_answers, search_answer
+        from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
 
         start = time.perf_counter()
         detected = None
@@ -117,6 +117,7 @@ class Aligner:
             aligned = self.landmarker.align(image, boxes, self.flip, second_pass,
                                             detected.rolls if detected is not None else np.zeros(len(boxes)),
                                             self.detector.tilt_at, detected.framed if detected is not None else None)
+            aligned, detected = drop_non_faces(aligned, detected)
             faces = face_answers(*aligned, self.eyes, detected)
         else:
             faces = []

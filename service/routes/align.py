@@ -5,7 +5,7 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from landmarks.answers import default_recrop, face_answers, search_answer
+from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
 from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
 
 from ..deps import Metrics, Models, Settings
@@ -79,14 +79,17 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
         flip_pairs = flip_pairs_of(model) if flip else None
         eyes = eye_indices_of(model)
         if len(boxes):
-            landmarks, confidence, passes, boxes, rolls, timing = await align_faces(
-                model, image, boxes, flip_pairs, second_pass, rolls, tilt_checker(request.app),
-                detected.framed if detected is not None else None)
+            *aligned, timing = await align_faces(model, image, boxes, flip_pairs, second_pass, rolls,
+                                                 tilt_checker(request.app),
+                                                 detected.framed if detected is not None else None)
+            aligned, detected = drop_non_faces(aligned, detected)
         else:  # nothing detected: an empty answer, not an error
-            landmarks, confidence, passes, timing = [], [], [], {}
+            aligned, timing = ([], [], [], [], []), {}
         described = model.describe()
-    metrics.faces.labels(dataset).inc(len(boxes))
-    faces = face_answers(landmarks, confidence, passes, boxes, rolls, eyes, detected)
+    if detected is not None:
+        metrics.not_faces.inc(detected.not_faces)
+    metrics.faces.labels(dataset).inc(len(aligned[0]))
+    faces = face_answers(*aligned, eyes, detected)
     timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
               "total": (time.perf_counter() - start) * 1e3}
     return {"faces": faces, "model": described, "recrop": bool(second_pass), "detection": search_answer(detected),

@@ -168,8 +168,11 @@
                  faces.reduce((n, f) => n + f.landmarks.length, 0), `${body.timing_ms.total.toFixed(1)} ms`);
       draw();
       // tiles were scanned: say how small a face was looked for, which the tile limit may keep above what was asked
+      // and how many of the tiles' finds the landmark network saw no face in
+      const doubted = body.detection && body.detection.not_faces ?
+        `; ${body.detection.not_faces} left out as no face` : "";
       const reach = body.detection && body.detection.looks > 1 ?
-        ` (searched down to ${Math.round(Math.max(SMALL_FACE_PX, body.detection.smallest_face))} px)` : "";
+        ` (searched down to ${Math.round(Math.max(SMALL_FACE_PX, body.detection.smallest_face))} px${doubted})` : "";
       if (box) setStatus("Done. Drag another box to try again.", "done");
       else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}${reach}. Drag a box to pick one yourself.`, "done");
       else setStatus(`No face found${reach}. Drag a box around a face.`, "ready");
