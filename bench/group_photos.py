@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from landmarks.answers import drop_non_faces  # noqa: E402
+from landmarks.answers import drop_non_faces, non_faces  # noqa: E402
 from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
 from landmarks.face_detector import FaceDetector, match_faces  # noqa: E402
 from landmarks.landmarker import OnnxLandmarker  # noqa: E402
@@ -70,21 +70,22 @@ def group_photo(faces, face_px: int, width: int, height: int, rng: np.random.Gen
 
 
 def answered(detector, landmarker, image, detections):
-    """/align's answer for detected faces: (Detections kept, their landmarks), the tiles' finds the network saw no
-    face in left out (landmarks.answers.drop_non_faces)."""
+    """/align's answer for detected faces: (Detections kept, their landmarks, their mean heatmap peaks, the mean peaks
+    of the tiles' finds the network saw no face in, which are left out: landmarks.answers.drop_non_faces)."""
     if not len(detections):
-        return detections, np.zeros((0, 68, 2))
+        return detections, np.zeros((0, 68, 2)), np.zeros(0), np.zeros(0)
     aligned = landmarker.align(image, detections.boxes, recrop=True, rolls=detections.rolls,
                                tilt_at=detector.tilt_at, framed=detections.framed)
-    aligned, kept = drop_non_faces(aligned, detections)
-    return kept, aligned[0]
+    peaks = aligned.confidence.mean(1)
+    (landmarks, confidence, *_), kept = drop_non_faces(aligned, detections)
+    return kept, landmarks, confidence.mean(1), peaks[non_faces(aligned.confidence, detections)]
 
 
 def measure(faces, detector, landmarker, face_px: int, width: int, height: int, photos: int, seed: int,
             small_faces: bool) -> dict:
     rng = np.random.default_rng(seed)
     found = found_detected = total = unmatched = unmatched_detected = looks = 0
-    seconds, predicted, truth = [], [], []
+    seconds, predicted, truth, face_peaks, dropped_peaks = [], [], [], [], []
     smallest = None
     for _ in range(photos):
         order = rng.permutation(len(faces))
@@ -99,9 +100,11 @@ def measure(faces, detector, landmarker, face_px: int, width: int, height: int, 
         detected = match_faces(detections.boxes, boxes)
         found_detected += sum(m is not None for m in detected)
         unmatched_detected += len(detections) - len({m for m in detected if m is not None})
-        kept, landmarks = answered(detector, landmarker, canvas, detections)
+        kept, landmarks, peaks, dropped = answered(detector, landmarker, canvas, detections)
         matches = match_faces(kept.boxes, boxes)
         hit = [i for i, m in enumerate(matches) if m is not None]
+        face_peaks += [peaks[matches[i]] for i in hit]
+        dropped_peaks += list(dropped)
         found += len(hit)
         unmatched += len(kept) - len({m for m in matches if m is not None})
         if hit:
@@ -112,27 +115,35 @@ def measure(faces, detector, landmarker, face_px: int, width: int, height: int, 
             "recall_detected": found_detected / total, "unmatched_detected": unmatched_detected, "looks": looks,
             "smallest_searched_px": round(float(smallest), 1), "ms_per_photo": 1e3 * float(np.median(seconds)),
             "nme_mean": float(np.mean(nme)) if len(nme) else None,
-            "nme_median": float(np.median(nme)) if len(nme) else None}
+            "nme_median": float(np.median(nme)) if len(nme) else None,
+            "least_sure_face": round(float(min(face_peaks)), 3) if face_peaks else None,
+            "surest_dropped": round(float(max(dropped_peaks)), 3) if dropped_peaks else None}
 
 
 def one_large_face(faces, detector, landmarker) -> dict:
     others = {"one look": 0, "tiles, detected": 0, "tiles": 0}
-    same_box, looks = 0, 0
+    same_box, looks, face_peaks, dropped_peaks = 0, 0, [], []
     for sample, image in faces:
         big = cv2.resize(image, None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
         truth = sample.box[None] * ENLARGE
         tiles = detector.detect(big, small_faces=True)
+        answer, _, peaks, dropped = answered(detector, landmarker, big, tiles)
         found = {"one look": answered(detector, landmarker, big, detector.detect(big))[0], "tiles, detected": tiles,
-                 "tiles": answered(detector, landmarker, big, tiles)[0]}
+                 "tiles": answer}
         match = {name: match_faces(d.boxes, truth)[0] for name, d in found.items()}
         for name, d in found.items():
             others[name] += len(d) - (match[name] is not None)
+        if match["tiles"] is not None:
+            face_peaks.append(peaks[match["tiles"]])
+        dropped_peaks += list(dropped)
         if match["one look"] is not None and match["tiles"] is not None:
             same_box += bool(np.array_equal(found["one look"].boxes[match["one look"]],
                                             found["tiles"].boxes[match["tiles"]]))
         looks = tiles.looks
     return {"photos": len(faces), "side_px": ENLARGE * max(faces[0][1].shape[:2]), "looks": looks,
-            "other_detections": others, "face_box_unchanged": same_box}
+            "other_detections": others, "face_box_unchanged": same_box,
+            "least_sure_face": round(float(min(face_peaks)), 3) if face_peaks else None,
+            "dropped_peaks": sorted(round(float(p), 3) for p in dropped_peaks)}
 
 
 def main(argv=None) -> int:
@@ -164,7 +175,8 @@ def main(argv=None) -> int:
         print(f"{size:>4} px  " + "  |  ".join(
             f"{name}: recall {r['recall']:.3f} of {r['faces']} (detected {r['recall_detected']:.3f}), unmatched "
             f"{r['unmatched']} (detected {r['unmatched_detected']}), looks {r['looks']}, "
-            f"{r['ms_per_photo']:.0f} ms, NME {r['nme_mean'] if r['nme_mean'] is None else round(r['nme_mean'], 4)}"
+            f"{r['ms_per_photo']:.0f} ms, NME {r['nme_mean'] if r['nme_mean'] is None else round(r['nme_mean'], 4)}, "
+            f"mean peak: least sure face {r['least_sure_face']}, surest dropped {r['surest_dropped']}"
             for name, r in row.items()), flush=True)
     report["one large face"] = one_large_face(faces, detector, landmarker)
     print("one face filling the photo, enlarged:", json.dumps(report["one large face"]), flush=True)

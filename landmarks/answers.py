@@ -9,10 +9,10 @@ import numpy as np
 from landmarks.geometry import face_roll, turn_points
 
 # Mean heatmap peak under which the landmark network sees no face in a detection that only the tiles of small_faces
-# found (the whole photo's look did not): on dev photos enlarged to 1760 px, 9 of the tiles' 13 extra finds (a
-# forehead, an earring, hair) score 0.26-0.45, while faces the tiles find in group photos score 0.68 and more (300W
-# dev faces of 60-200 px, 493) and 0.48 and more (p1-ytf68 video frames of 50-100 px, 430: one under 0.5)
-# (bench/group_photos.py)
+# found (the whole photo's look did not). On dev photos enlarged to 1760 px, 8 of the 13 finds besides the photos'
+# faces (a forehead, an earring, hair) score 0.26-0.45 and the faces 0.72 and more; in group photos the faces the tiles
+# find score 0.65 and more (300W dev faces of 60-200 px) and 0.48 and more (p1-ytf68 video frames of 50-100 px: one of
+# 430 under 0.5) (bench/group_photos.py)
 NOT_A_FACE = 0.5
 
 
