@@ -80,8 +80,8 @@ def at_angle(samples, info, angle: float, landmarkers: dict, detector: FaceDetec
             missed += 1
         else:  # the detector's own estimate, also where it is below TILTED and the crop stays upright
             errors.append(float(angle_difference(found.tilts[match], true_roll)))
-        box_tilt = detector.tilt_at(image, true_box[0])
-        box_errors.append(math.nan if box_tilt is None else float(angle_difference(box_tilt, true_roll)))
+        box_turn = detector.tilt_at(image, true_box[0])
+        box_errors.append(math.nan if box_turn is None else float(angle_difference(box_turn.tilt, true_roll)))
         for rule, (kind, turned, recrop, ask_detector) in RULES.items():
             if kind != "true" and match is None:
                 continue

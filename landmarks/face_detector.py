@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks.geometry import CROP_EXPAND, crop_face, scale_box, wrap_degrees
+from landmarks.geometry import CROP_EXPAND, crop_face, invert_affine, scale_box, transform_points, wrap_degrees
 from landmarks.landmarker import validate_image
-from landmarks.passes import FAR_TURN, crop_rolls
+from landmarks.passes import FAR_TURN, UPSIDE_DOWN, FaceTurn, crop_rolls
 
 ASSETS = Path(__file__).resolve().parent / "detector_assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.tflite"
@@ -281,24 +281,35 @@ class FaceDetector:
             all_scores.append(scores)
         return np.concatenate(all_rows), np.concatenate(all_scores)
 
-    def tilt_at(self, image_rgb: np.ndarray, box) -> float | None:
+    def tilt_at(self, image_rgb: np.ndarray, box) -> FaceTurn | None:
         """The tilt in degrees (face_roll's convention) of the face in a landmark-convention `box`, by the eye
-        keypoints of the detection nearest the box's centre in an upright crop around it; None where no face is found
-        whose centre lies in the box. A face found turned by passes.FAR_TURN or more is looked at once more in a crop
-        turned by that first estimate, where it is near upright and the keypoints are most accurate (every third dev
-        face turned by 90 degrees: 28 degrees mean error at one look, 15 at two). What the landmarker asks about a
-        face it is unsure of (passes.turn_unsure): a caller's box says nothing of the tilt, and the detector's
-        estimate on the whole photo is far off for some faces near 90 degrees, which a crop of the face's region
-        gets closer."""
-        tilt = self._tilt_in_crop(image_rgb, box, 0.0)
-        if tilt is not None and abs(tilt) >= FAR_TURN:
-            again = self._tilt_in_crop(image_rgb, box, tilt)
-            tilt = tilt if again is None else again
-        return tilt
+        keypoints of the detection nearest the box's centre in a crop around it, with the face's box as the detector
+        sees it there (a FaceTurn); None where no face is found whose centre lies in the box. The face is looked at
+        in an upright crop and in one turned by UPSIDE_DOWN: BlazeFace takes an upside-down face for an upright one
+        but scores it lower than the same face the right way up, so the look that scores higher gives the tilt. A
+        face found turned by passes.FAR_TURN or more is looked at once more in a crop turned by that estimate, where
+        it is near upright and the keypoints and box are most accurate (every third dev face turned by 90 degrees:
+        28 degrees mean error at one look, 15 at two). What the landmarker asks about a face it is unsure of
+        (passes.turn_unsure): a caller's box says nothing of the tilt, and the detector's estimate on the whole photo
+        is far off for some faces near 90 degrees and for faces upside down, which a crop of the face's region gets
+        closer (bench/rotation.py)."""
+        looks = [look for look in (self._look_in_crop(image_rgb, box, roll) for roll in (0.0, UPSIDE_DOWN))
+                 if look is not None]
+        if not looks:
+            return None
+        _, tilt, seen = max(looks, key=lambda look: look[0])
+        if abs(tilt) >= FAR_TURN:
+            again = self._look_in_crop(image_rgb, box, tilt)
+            if again is not None:
+                _, tilt, seen = again
+        return FaceTurn(tilt, self.mapping.apply(seen[None], crop_rolls([tilt]))[0])
 
-    def _tilt_in_crop(self, image_rgb, box, roll: float) -> float | None:
-        crop, _ = crop_face(validate_image(image_rgb), scale_box(box, TILT_SEARCH), INPUT_SIZE, roll)
-        boxes, _, tilts = self.raw_detect(crop)
+    def _look_in_crop(self, image_rgb, box, roll: float) -> tuple[float, float, np.ndarray] | None:
+        """(score, tilt, the detector's box in image px) of the face nearest the centre of a crop around `box`
+        turned by `roll`; the box is axis-aligned in the crop's frame, so only its centre and sides hold in the
+        image's."""
+        crop, m = crop_face(validate_image(image_rgb), scale_box(box, TILT_SEARCH), INPUT_SIZE, roll)
+        boxes, scores, tilts = self.raw_detect(crop)
         if not len(boxes):
             return None
         off_centre = np.linalg.norm(_centre(boxes) - (INPUT_SIZE - 1) / 2, axis=1)
@@ -306,7 +317,10 @@ class FaceDetector:
         box_half_side = INPUT_SIZE / (2 * TILT_SEARCH * CROP_EXPAND)  # crop_face frames a box CROP_EXPAND times
         if off_centre[nearest] > box_half_side:
             return None
-        return float(wrap_degrees(roll + tilts[nearest]))
+        centre = transform_points(_centre(boxes[[nearest]]), invert_affine(m))[0]
+        half = (boxes[nearest, 2:] - boxes[nearest, :2]) / 2 / np.sqrt(abs(np.linalg.det(m[:, :2])))
+        return float(scores[nearest]), float(wrap_degrees(roll + tilts[nearest])), np.concatenate([centre - half,
+                                                                                                   centre + half])
 
     def detect(self, image_rgb: np.ndarray, max_faces: int | None = None, min_face_size: float = 0.0,
                small_faces: bool = False, max_tiles: int = MAX_TILES) -> Detections:

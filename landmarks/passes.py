@@ -36,6 +36,14 @@ UPSIDE_DOWN_MARGIN = 0.1
 UPSIDE_DOWN_FLOOR = 0.55
 
 
+class FaceTurn(NamedTuple):
+    """What a face detector says of the face in a box (FaceDetector.tilt_at): its tilt in degrees (face_roll's
+    convention) and, where it measured one, the face's landmark box in its own upright frame when cropped turned by
+    crop_rolls(tilt)."""
+    tilt: float
+    box: np.ndarray | None = None
+
+
 class Aligned(NamedTuple):
     landmarks: np.ndarray  # (N, M, 2) image px
     confidence: np.ndarray  # (N, M)
@@ -63,6 +71,7 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
        merge_passes)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     rolls = np.zeros(len(boxes)) if rolls is None else np.array(rolls, dtype=np.float64).reshape(-1)
+    detected = framed is not None
     if framed is None:
         def framed(index, _rolls):
             return boxes[index]
@@ -73,9 +82,13 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
         return Aligned(*answer, passes, *crops)
     if tilt_at is not None:
         unsure = np.flatnonzero(mean_confidence(answer[1]) < LOW_CONFIDENCE)
-        index, turned, flipped, doubtful = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices, tilt_at, unsure)
+        index, turned, flipped, doubtful, seen_boxes = turn_unsure(image_rgb, boxes, rolls, answer, eye_indices,
+                                                                   tilt_at, unsure)
         if len(index):
-            tries = (framed(index, turned), turned)
+            at = framed(index, turned)
+            if detected:  # the detector's box of the face at its turn: the whole photo's look boxes a face turned far
+                at = np.where(np.isfinite(seen_boxes), seen_boxes, at)  # by 120 or more off (IoU 0.3-0.5 on dev)
+            tries = (at, turned)
             answer, crops = surest(answer, crops, index, (yield tries), tries,
                                    at_least=np.where(flipped, UPSIDE_DOWN_FLOOR, 0.0),
                                    by=np.where(flipped, UPSIDE_DOWN_MARGIN, 0.0))
@@ -130,38 +143,41 @@ class Turns(NamedTuple):
     rolls: np.ndarray  # (K,) ...turned by these degrees
     upside_down: np.ndarray  # (K,) bool: the face's crop turned by UPSIDE_DOWN, held to its margin and floor
     doubtful: np.ndarray  # faces whose tilt stays in doubt: tried at OTHER_TURNS too where still unsure after that
+    boxes: np.ndarray  # (K, 4) the detector's box of the face at the turn tried (FaceTurn.box); NaN where none
 
 
 def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) -> Turns:
     """The crops to try for the faces the first pass is unsure of (`unsure`, the indices whose mean confidence is
     under LOW_CONFIDENCE). A first pass on a face turned by more than ~45 degrees from its crop gives points too poor
-    to measure the tilt, and is unsure of them. Each is looked at by `tilt_at(image, box)`, a face detector's tilt for
-    the face in `box` (None: no face there; FaceDetector.tilt_at):
+    to measure the tilt, and is unsure of them. Each is looked at by `tilt_at(image, box)`, a face detector's FaceTurn
+    for the face in `box` (None: no face there; FaceDetector.tilt_at, which tells upside-down faces from upright ones):
     - where that tilt turns its crop by TILTED or more and its points disagree with it by as much, the face is cropped
-      again at that tilt, and stays in doubt;
+      again at that tilt (the Turns carry the detector's box of it there), and stays in doubt;
     - where they agree on a tilt beyond FAR_TURN, both can be wrong the same way: the face is cropped again at that
       tilt too and stays in doubt (one crop at the agreed tilt first, where the other turns came straight away before,
       costs the dev faces turned by 60 degrees 2.9 crops instead of 6.4 at the same NME; bench/rotation.py);
     - any other face, one the detector keeps at its crop's turn or agrees with the points on a smaller tilt (the
-      second pass then turns the crop by the points), may be upside down: BlazeFace takes an upside-down face for an
-      upright one and the points follow. It is cropped once more turned by UPSIDE_DOWN from its crop, which stands
+      second pass then turns the crop by the points), may still be upside down where the detector's two looks erred
+      (BlazeFace takes an upside-down face for an upright one, scoring it lower) and the points followed. It is cropped once more turned by UPSIDE_DOWN from its crop, which stands
       only where the network is surer of it by UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in
       doubt (trying the other turns on such faces picked wrong ones on blurred frames);
     - a face the detector finds nothing for (often upside down too) gets that crop and stays in doubt."""
     landmarks = first[0]
-    index, new_rolls, flipped, doubtful = [], [], [], []
+    index, new_rolls, flipped, doubtful, seen_boxes = [], [], [], [], []
 
     def upside_down(i):
         index.append(i)
         new_rolls.append(float(geometry.wrap_degrees(rolls[i] + UPSIDE_DOWN)))
         flipped.append(True)
+        seen_boxes.append(np.full(4, np.nan))
 
     for i in unsure:
-        tilt = tilt_at(image_rgb, boxes[i])
-        if tilt is None:
+        found = tilt_at(image_rgb, boxes[i])
+        if found is None:
             upside_down(i)
             doubtful.append(i)
             continue
+        tilt = found.tilt
         roll = float(crop_rolls(tilt))
         seen = eye_indices is not None and bool(np.all(np.isfinite(landmarks[i]))) and \
             geometry.angle_difference(geometry.face_roll(landmarks[i], eye_indices), tilt) < TILTED
@@ -171,12 +187,14 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
             new_rolls.append(roll)
             flipped.append(False)
             doubtful.append(i)
+            seen_boxes.append(np.full(4, np.nan) if found.box is None else np.asarray(found.box, np.float64))
         elif far:  # its crop is already at the agreed tilt
             doubtful.append(i)
         else:
             upside_down(i)
     return Turns(np.asarray(index, dtype=int), np.asarray(new_rolls, dtype=np.float64),
-                 np.asarray(flipped, dtype=bool), np.asarray(doubtful, dtype=int))
+                 np.asarray(flipped, dtype=bool), np.asarray(doubtful, dtype=int),
+                 np.asarray(seen_boxes, dtype=np.float64).reshape(-1, 4))
 
 
 def mean_confidence(confidence) -> np.ndarray:

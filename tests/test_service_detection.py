@@ -408,14 +408,18 @@ def test_a_detected_face_at_another_turn_than_the_detectors_comes_with_the_box_o
     detector = FaceDetector()
     found = detector.detect(image)
     assert geometry.angle_difference(found.tilts[0], true_roll) > 90
-    np.testing.assert_allclose(face["box"], found.framed([0], [face["box_roll"]])[0], atol=1e-3)
     np.testing.assert_allclose(face["detection_box"], found.detector_boxes[0], atol=1e-3)
     card = json.loads((MODEL / "model_card.json").read_text())
     expected = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=info.norm_indices).align(
         image, found.boxes[:1], recrop=True, rolls=found.rolls[:1], tilt_at=detector.tilt_at, framed=found.framed)
-    # the service's detector and ONNX sessions run on other threads, which moves turns by thousandths of a degree
+    # the service's detector and ONNX sessions run on other threads, which moves turns by thousandths of a degree and
+    # the detector's boxes by hundredths of a pixel
     assert face["passes"] == expected.passes[0] and face["box_roll"] == pytest.approx(expected.rolls[0], abs=0.05)
-    np.testing.assert_allclose(face["landmarks"], expected.landmarks[0], atol=0.1)
+    np.testing.assert_allclose(face["landmarks"], expected.landmarks[0], atol=0.25)
+    # the box of the crop that stood: where the detector's look at the face boxed it at that turn, not where the
+    # whole photo's look put it
+    np.testing.assert_allclose(face["box"], expected.boxes[0], atol=0.1)
+    assert not np.allclose(face["box"], found.framed([0], [face["box_roll"]])[0], atol=1.0)
 
 
 def test_a_photo_stored_on_its_side_is_turned_by_its_exif_orientation(client, photo):

@@ -7,7 +7,7 @@ import pytest
 from landmarks import geometry as g
 from landmarks.datasets import get_info
 from landmarks.landmarker import prepare_faces
-from landmarks.passes import (TILTED, UPSIDE_DOWN_FLOOR, UPSIDE_DOWN_MARGIN, merge_passes, second_pass,
+from landmarks.passes import (TILTED, UPSIDE_DOWN_FLOOR, UPSIDE_DOWN_MARGIN, FaceTurn, merge_passes, second_pass,
                               turn_unsure)
 
 EYES = get_info("300w").norm_indices
@@ -121,19 +121,22 @@ def test_turn_unsure_asks_the_detector_only_about_unsure_faces_and_turns_where_i
     def tilt_at(image, box):
         face = int(box[0] // 100)
         asked.append(face)
-        return found.get(face)
+        return None if found.get(face) is None else FaceTurn(found[face], np.array([1.0, 2.0, 3.0, 4.0]) * face)
 
     first, unsure = (np.stack(points), None), np.arange(1, 6)
-    index, rolls, flipped, doubtful = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
+    index, rolls, flipped, doubtful, seen = turn_unsure(None, boxes, np.zeros(6), first, EYES, tilt_at, unsure)
     assert asked == [1, 2, 3, 4, 5] and doubtful.tolist() == [1, 2, 3]
+    # the detector's box of a face goes with the turn it gave; the upside-down tries have none
+    np.testing.assert_array_equal(seen[:2], [[1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]])
+    assert np.isnan(seen[2:]).all()
     assert flipped.tolist() == [False, False, True, True, True]
     assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, -180.0]
-    index, rolls, _, doubtful = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES, tilt_at,
-                                            unsure)
+    index, rolls, _, doubtful, _ = turn_unsure(None, boxes, np.array([0, 70.0, 60.0, 0, 0, 0]), first, EYES,
+                                               tilt_at, unsure)
     assert 2 not in index and doubtful.tolist() == [2, 3], "a face cropped at the agreed far turn stays in doubt"
     assert index.tolist() == [1, 3, 4, 5] and rolls.tolist() == [-110.0, -180.0, -180.0, -180.0], \
         "a face already cropped at the detector's turn is tried upside down from there"
-    index, rolls, _, doubtful = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
+    index, rolls, _, doubtful, _ = turn_unsure(None, boxes, np.zeros(6), first, None, tilt_at, unsure)
     assert index.tolist() == [1, 2, 3, 4, 5] and rolls.tolist() == [70.0, 60.0, -180.0, -180.0, 30.0], \
         "without eye corners the points cannot agree with the detector"
     assert doubtful.tolist() == [1, 2, 3, 5]
@@ -154,19 +157,19 @@ def test_a_face_still_unsure_after_the_detectors_turn_gets_the_crop_the_network_
         return np.repeat(rolls[:, None, None], 68, axis=1) * np.ones(2), confidence
 
     box = np.array([[10.0, 10.0, 110.0, 110.0]])
-    done = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0), run)
+    done = run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(-80.0)), run)
     assert asked == [[0.0], [-80.0], [((t + 180) % 360) - 180 for t in OTHER_TURNS]]
     assert done.rolls.tolist() == [90.0] and done.passes.tolist() == [3]
     assert done.landmarks[0, 0, 0] == 90.0 and done.confidence[0, 0] == pytest.approx(0.9)
     asked.clear()
-    surer = run_passes(face_passes(None, box, None, None, None, lambda image, b: 40.0), run)
+    surer = run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(40.0)), run)
     assert asked[1] == [40.0] and asked[2][0] == 85.0 and surer.rolls.tolist() == [85.0], \
         "the detector's turn stands where the network is surer of it, and the others are tried around it"
     asked.clear()
-    sure = run_passes(face_passes(None, box, [90.0], None, None, lambda image, b: -80.0), run)
+    sure = run_passes(face_passes(None, box, [90.0], None, None, lambda image, b: FaceTurn(-80.0)), run)
     assert asked == [[90.0]] and sure.passes.tolist() == [1], "a face the network is sure of is left alone"
     asked.clear()
-    run_passes(face_passes(None, box, None, False, None, lambda image, b: -80.0), run)
+    run_passes(face_passes(None, box, None, False, None, lambda image, b: FaceTurn(-80.0)), run)
     assert asked == [[0.0]], "recrop=false: one pass, no detector"
 
 
@@ -190,7 +193,7 @@ def test_a_face_whose_points_and_detector_agree_on_a_far_turn_is_cropped_there_b
         sure = np.where(g.angle_difference(rolls, sure_at) < 15, 0.9, 0.4)
         return np.repeat(points[None], len(rolls), axis=0), sure[:, None] * np.ones((len(rolls), 68))
 
-    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 60.0), run)
+    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: FaceTurn(60.0)), run)
     assert asked[:-1] == expected[:-1] and asked[-1][0] == pytest.approx(60.0)
     assert done.rolls.tolist() == [stands]
 
@@ -213,12 +216,12 @@ def test_an_unsure_face_that_the_detector_leaves_upright_is_tried_upside_down():
             return np.stack(points), sure[:, None] * np.ones((len(rolls), 68))
         return run
 
-    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0), network(180.0))
+    done = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: FaceTurn(3.0)), network(180.0))
     assert asked[:2] == [[0.0], [-180.0]] and len(asked) == 3 and abs(asked[2][0]) == pytest.approx(180.0)
     assert done.rolls.tolist() == [-180.0] and done.passes.tolist() == [3]
     for first, upside_down in ((0.5, 0.5), (0.5, 0.5 + UPSIDE_DOWN_MARGIN - 0.01), (0.3, UPSIDE_DOWN_FLOOR - 0.01)):
         asked.clear()
-        kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: 3.0),
+        kept = run_passes(face_passes(None, box, None, None, EYES, lambda image, b: FaceTurn(3.0)),
                           network(180.0, upside_down, first))
         assert asked == [[0.0], [-180.0]] and kept.rolls.tolist() == [0.0] and kept.passes.tolist() == [2], \
             "not surer of the crop turned by 180 by UPSIDE_DOWN_MARGIN, or under UPSIDE_DOWN_FLOOR: it keeps its crop"
@@ -277,14 +280,24 @@ def test_a_face_cropped_at_another_turn_is_framed_for_that_turn():
         sure = np.where(g.angle_difference(rolls, 90.0) < 15, 0.9, 0.4)
         return np.zeros((len(rolls), 68, 2)) + 50.0, sure[:, None] * np.ones((len(rolls), 68))
 
-    done = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0, framed), run)
+    done = run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(-80.0), framed), run)
     np.testing.assert_allclose(asked[0][0], box, err_msg="the first pass is at the box given")
     for boxes, rolls in asked[1:3]:
         np.testing.assert_allclose(boxes, box + rolls[:, None])
     assert len(asked[2][1]) == len(OTHER_TURNS) and done.rolls.tolist() == [90.0]
     np.testing.assert_allclose(done.boxes, box + 90.0)
-    kept = run_passes(face_passes(None, box, None, None, None, lambda image, b: -80.0), run)
+    kept = run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(-80.0)), run)
     np.testing.assert_allclose(kept.boxes, box, err_msg="without framed a face keeps its box at every turn")
+    # where the detector saw the face at its turn, a detected face's try there is cropped at the detector's box of it;
+    # a box sent stays as sent
+    seen = np.array([20.0, 30.0, 140.0, 150.0])
+    asked.clear()
+    run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(-80.0, seen), framed), run)
+    np.testing.assert_allclose(asked[1][0], seen[None])
+    np.testing.assert_allclose(asked[2][0], box + asked[2][1][:, None], err_msg="the other turns: framed as before")
+    asked.clear()
+    run_passes(face_passes(None, box, None, None, None, lambda image, b: FaceTurn(-80.0, seen)), run)
+    np.testing.assert_allclose(asked[1][0], box)
 
 
 # --- on real faces (the bundled model and detector) ----------------------------------------------------------------
@@ -352,9 +365,9 @@ def test_a_box_sent_for_a_face_turned_far_gets_the_detectors_tilt(dev_faces, deg
         image, m = g.turn_image(load_image(s), degrees)
         truth = g.transform_points(s.landmarks, m)
         box = g.landmark_box(truth)[None]
-        tilt = detector.tilt_at(image, box[0])
-        assert tilt is not None, f"{s.sample_id}: no face found in its box at {degrees} degrees"
-        errors.append(float(g.angle_difference(tilt, g.face_roll(truth, EYES))))
+        turn = detector.tilt_at(image, box[0])
+        assert turn is not None, f"{s.sample_id}: no face found in its box at {degrees} degrees"
+        errors.append(float(g.angle_difference(turn.tilt, g.face_roll(truth, EYES))))
         for name, tilt_at in (("points only", None), ("detector asked", detector.tilt_at)):
             points, _ = landmarker.predict(image, box, recrop=None, tilt_at=tilt_at)
             nme[name].append(metrics.nme_per_image(points, truth[None], info)[0])
@@ -398,6 +411,69 @@ def test_a_box_sent_for_an_upside_down_face_gets_the_crop_turned_by_180(dev_face
     assert median["points only"] > 5 * median["detector asked"], median
 
 
+@pytest.mark.parametrize("degrees", [0, 30, 120, 150, 180, -150])
+def test_the_detector_tells_a_face_upside_down_from_upright_at_its_box(dev_faces, degrees):
+    """BlazeFace takes an upside-down face for an upright one, but scores it higher the right way up: tilt_at looks
+    both ways and gives the tilt within a few degrees at any turn, with the face's box at that turn."""
+    from landmarks.datasets.base import load_image
+    from landmarks.face_detector import FaceDetector
+
+    detector, errors, overlaps = FaceDetector(), [], []
+    for s in dev_faces:
+        image, m = g.turn_image(load_image(s), degrees)
+        truth = g.transform_points(s.landmarks, m)
+        turn = detector.tilt_at(image, g.landmark_box(truth))
+        assert turn is not None, s.sample_id
+        errors.append(float(g.angle_difference(turn.tilt, g.face_roll(truth, EYES))))
+        # the box is the face's box in its own frame at the turn: about the true points' box in that frame
+        overlaps.append(_frame_iou(turn.box, truth, turn.tilt))
+    # one face in ten at most is taken the wrong way up (bench/rotation.py: tilt error at the true box)
+    assert sum(e > 20 for e in errors) <= 1 and np.median(errors) < 6, errors
+    assert np.median(overlaps) > 0.6, overlaps
+
+
+def test_detected_faces_upside_down_land_as_upright_ones(dev_faces):
+    """A face turned by 150 degrees: the whole photo's look takes it for upright and boxes it badly; the detector's
+    look at it turned the right way up gives the turn and the box, so the crop at that turn lands the points about as
+    well as on the upright photo (/align without boxes: second pass, the detector asked)."""
+    import json
+
+    from landmarks import metrics
+    from landmarks.datasets.base import load_image
+    from landmarks.face_detector import FaceDetector, match_faces
+    from landmarks.landmarker import OnnxLandmarker
+    from tests.test_default_model import MODEL
+
+    card = json.loads((MODEL / "model_card.json").read_text())
+    info, detector = get_info("300w"), FaceDetector()
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=EYES)
+    nme, upright = [], []
+    for s in dev_faces:
+        image, m = g.turn_image(load_image(s), 150)
+        truth = g.transform_points(s.landmarks, m)
+        found = detector.detect(image)
+        match = match_faces(found.boxes, g.landmark_box(truth)[None], min_iou=0.3)[0]
+        if match is None:
+            continue
+        face = found[[match]]
+        done = landmarker.align(image, face.boxes, recrop=True, rolls=face.rolls, tilt_at=detector.tilt_at,
+                                framed=face.framed)
+        nme.append(metrics.nme_per_image(done.landmarks, truth[None], info)[0])
+        upright.append(metrics.nme_per_image(landmarker.predict(load_image(s), s.box[None])[0], s.landmarks[None],
+                                             info)[0])
+    assert len(nme) >= 0.8 * len(dev_faces)
+    assert max(nme) < 0.1 and np.mean(nme) < 1.25 * np.mean(upright), (nme, upright)
+
+
+def _frame_iou(box, points, degrees) -> float:
+    """IoU of a box in a face's own frame turned by `degrees` with the box of the points in that frame."""
+    truth = g.landmark_box(g.turn_points(points, -degrees, (np.asarray(box[:2]) + np.asarray(box[2:])) / 2))
+    ix = max(0.0, min(box[2], truth[2]) - max(box[0], truth[0]))
+    iy = max(0.0, min(box[3], truth[3]) - max(box[1], truth[1]))
+    inter = ix * iy
+    return inter / ((box[2] - box[0]) * (box[3] - box[1]) + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter)
+
+
 def test_tilt_at_a_box_without_a_face_is_none():
     from landmarks.face_detector import FaceDetector
 
@@ -432,11 +508,10 @@ def test_a_detected_face_whose_detector_tilt_is_far_off_is_framed_at_the_turn_th
         match = match_faces(found.boxes, g.landmark_box(truth)[None], min_iou=0.3)[0]
         face = found[[match]]
         assert g.angle_difference(face.tilts[0], g.face_roll(truth, EYES)) > 45, "the keypoints are far off"
-        done, kept = (landmarker.align(image, face.boxes, recrop=True, rolls=face.rolls, tilt_at=detector.tilt_at,
-                                       framed=framed) for framed in (face.framed, None))
+        done = landmarker.align(image, face.boxes, recrop=True, rolls=face.rolls, tilt_at=detector.tilt_at,
+                                framed=face.framed)
         upright = landmarker.predict(load_image(s), s.box[None])[0]
         nme = {name: metrics.nme_per_image(points, pts_truth[None], info)[0] for name, points, pts_truth in
-               (("framed", done.landmarks, truth), ("kept", kept.landmarks, truth),
-                ("upright photo", upright, s.landmarks))}
+               (("framed", done.landmarks, truth), ("upright photo", upright, s.landmarks))}
         assert g.angle_difference(done.rolls[0], g.face_roll(truth, EYES)) < 25, (s.sample_id, done.rolls)
-        assert nme["framed"] < 1.5 * nme["upright photo"] and nme["kept"] > 0.3, (s.sample_id, nme)
+        assert nme["framed"] < 1.5 * nme["upright photo"], (s.sample_id, nme)
