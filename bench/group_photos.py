@@ -7,9 +7,9 @@ that `small_faces` adds (landmarks.face_detector.plan_looks).
 There is no labelled group photo here, so each one is made of single-face photos (FACE_SETS), each scaled so
 that its face's landmark box is SIZE px on its longer side and pasted into a cell of a WIDTH x HEIGHT grey canvas
 (`group_photo`). Per face size, side by side on the same canvases: recall (an answered face matching a pasted face
-with IoU >= 0.5), answered faces matching none (most are parts of a face: an ear, a hand; some are real background
-faces in the photos' backgrounds), each also as detected (before the landmark check drops the tiles' finds the network sees no
-face in, landmarks.answers.non_faces), detector runs and ms of detection per photo, and the NME of the found faces'
+with IoU >= 0.5), answered faces matching none (most are parts of a face: an ear, a hand; some are real faces in the
+photos' backgrounds), each also as detected (before the landmark check drops the tiles' finds the network sees no face
+in, landmarks.answers.non_faces), detector runs and ms of detection per photo, and the NME of the found faces'
 points as `/align` answers them (the served model, second pass and tilt as for detected faces). Then the other side
 of tiles: each photo, one face filling it, enlarged ENLARGE times, with and without `small_faces`: faces answered
 besides its own (tiles see parts of it: an ear, a necklace), also as detected, and whether its own box stays the same.
@@ -33,7 +33,7 @@ from landmarks.datasets import get_info, load_image, load_samples  # noqa: E402
 from landmarks.face_detector import FaceDetector, match_faces  # noqa: E402
 from landmarks.landmarker import OnnxLandmarker  # noqa: E402
 from landmarks.metrics import nme_per_image  # noqa: E402
-from landmarks.passes import eye_indices_for  # noqa: E402
+from landmarks.passes import eye_indices_for, mean_confidence  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 # the faces pasted: 300W dev photos (held-out helen faces), or blurred, low-resolution video frames (every second
@@ -73,12 +73,12 @@ def answered(detector, landmarker, image, detections):
     """/align's answer for detected faces: (Detections kept, their landmarks, their mean heatmap peaks, the mean peaks
     of the tiles' finds the network saw no face in, which are left out: landmarks.answers.drop_non_faces)."""
     if not len(detections):
-        return detections, np.zeros((0, 68, 2)), np.zeros(0), np.zeros(0)
+        return detections, np.zeros((0, 0, 2)), np.zeros(0), np.zeros(0)
     aligned = landmarker.align(image, detections.boxes, recrop=True, rolls=detections.rolls,
                                tilt_at=detector.tilt_at, framed=detections.framed)
-    peaks = aligned.confidence.mean(1)
     (landmarks, confidence, *_), kept = drop_non_faces(aligned, detections)
-    return kept, landmarks, confidence.mean(1), peaks[non_faces(aligned.confidence, detections)]
+    dropped = mean_confidence(aligned.confidence)[non_faces(aligned.confidence, detections)]
+    return kept, landmarks, mean_confidence(confidence), dropped
 
 
 def measure(faces, detector, landmarker, face_px: int, width: int, height: int, photos: int, seed: int,
@@ -128,8 +128,8 @@ def one_large_face(faces, detector, landmarker) -> dict:
         truth = sample.box[None] * ENLARGE
         tiles = detector.detect(big, small_faces=True)
         answer, _, peaks, dropped = answered(detector, landmarker, big, tiles)
-        found = {"one look": answered(detector, landmarker, big, detector.detect(big))[0], "tiles, detected": tiles,
-                 "tiles": answer}
+        # the landmark check leaves what one look finds as it is
+        found = {"one look": detector.detect(big), "tiles, detected": tiles, "tiles": answer}
         match = {name: match_faces(d.boxes, truth)[0] for name, d in found.items()}
         for name, d in found.items():
             others[name] += len(d) - (match[name] is not None)

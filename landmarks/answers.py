@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from landmarks.geometry import face_roll, turn_points
+from landmarks.passes import mean_confidence
 
 # Mean heatmap peak under which the landmark network sees no face in a detection that only the tiles of small_faces
 # found (the whole photo's look did not). On dev photos enlarged to 1760 px, 8 of the 13 finds besides the photos'
@@ -29,8 +30,9 @@ def non_faces(confidence, detections) -> np.ndarray:
     """(N,) bool: which of the detections (landmarked in order, `confidence` (N, M)) the tiles alone found and the
     network saw no face in (mean heatmap peak under NOT_A_FACE). A look at the whole photo stands as it is: what one
     look finds is answered whether or not small_faces was asked for."""
-    mean_peak = np.array([float(np.mean(c)) for c in confidence], dtype=np.float64).reshape(-1)
-    return np.asarray(detections.tiled, bool) & (mean_peak < NOT_A_FACE)
+    if not len(detections):
+        return np.zeros(0, bool)
+    return np.asarray(detections.tiled, bool) & (mean_confidence(confidence) < NOT_A_FACE)
 
 
 def drop_non_faces(aligned, detections):

@@ -317,7 +317,9 @@ class FaceDetector:
         box_half_side = INPUT_SIZE / (2 * TILT_SEARCH * CROP_EXPAND)  # crop_face frames a box CROP_EXPAND times
         if off_centre[nearest] > box_half_side:
             return None
-        centre = transform_points(_centre(boxes[[nearest]]), invert_affine(m))[0]
+        # BlazeFace's boxes, like the whole photo's, are in continuous coordinates (a pixel spans [i, i + 1)), while
+        # crop matrices map pixel centres: half a pixel each way, a few image pixels on a face seen small in its crop
+        centre = transform_points(_centre(boxes[[nearest]]) - 0.5, invert_affine(m))[0] + 0.5
         half = (boxes[nearest, 2:] - boxes[nearest, :2]) / 2 / np.sqrt(abs(np.linalg.det(m[:, :2])))
         return float(scores[nearest]), float(wrap_degrees(roll + tilts[nearest])), np.concatenate([centre - half,
                                                                                                    centre + half])

@@ -150,9 +150,10 @@ class OnnxLandmarker:
         """-> (landmarks (N, M, 2) in image px, confidence (N, M)). `rolls`: each face's crop turned by that many
         degrees (a face detector's estimate, prepare_faces). `recrop`: a second pass (passes.second_pass) on every
         face; None: on the tilted faces only; False: none, and no `tilt_at`. `tilt_at(image, box)`: a face
-        detector's tilt of the face in a box (FaceDetector.tilt_at), asked about the faces the first pass is unsure
-        of (passes.turn_unsure). `framed(index, rolls)`: the boxes of those faces cropped at other turns (a face
-        detector's, Detections.framed; none: the same boxes)."""
+        detector's tilt of the face in a box, with its box there (FaceDetector.tilt_at: a passes.FaceTurn), asked
+        about the faces the first pass is unsure of (passes.turn_unsure). `framed(index, rolls)`: the boxes of
+        detected faces cropped at other turns (Detections.framed; with it, a face cropped at the detector's turn is
+        cropped at the detector's box there); none: boxes sent, the same boxes at every turn."""
         return self.align(image_rgb, boxes, flip_test, recrop, rolls, tilt_at, framed)[:2]
 
     def align(self, image_rgb, boxes, flip_test: bool = False, recrop: bool | None = False, rolls=None,

@@ -58,6 +58,9 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
     (K,)), is sent that pass's (landmarks (K, M, 2), confidence (K, M)) and returns an Aligned. `framed(index,
     rolls) -> boxes`: the boxes of faces `index` when cropped turned by `rolls` (Detections.framed: a detector's box
     maps onto the landmark box with an offset that turns with the face); none: a face keeps its box at every turn.
+    With `framed` the faces are detected ones, and a face cropped at the turn `tilt_at` gives is cropped at the box it
+    gives there too (FaceTurn.box: the detector's look at the face, turned the right way up, boxes it better than the
+    whole photo's look did); a box sent stays the caller's, and the other turns of step 2 are framed by `framed`.
 
     1. Every face at its box, turned by `rolls` (a detector's estimate; none: upright).
     2. With `tilt_at` and `recrop` not False: the faces the first pass is unsure of (mean confidence under
@@ -158,9 +161,9 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
       costs the dev faces turned by 60 degrees 2.9 crops instead of 6.4 at the same NME; bench/rotation.py);
     - any other face, one the detector keeps at its crop's turn or agrees with the points on a smaller tilt (the
       second pass then turns the crop by the points), may still be upside down where the detector's two looks erred
-      (BlazeFace takes an upside-down face for an upright one, scoring it lower) and the points followed. It is cropped once more turned by UPSIDE_DOWN from its crop, which stands
-      only where the network is surer of it by UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in
-      doubt (trying the other turns on such faces picked wrong ones on blurred frames);
+      (BlazeFace takes an upside-down face for an upright one, scoring it lower) and the points followed. It is
+      cropped once more turned by UPSIDE_DOWN from its crop, which stands only where the network is surer of it by
+      UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in doubt (trying the other turns on such faces picked wrong ones on blurred frames);
     - a face the detector finds nothing for (often upside down too) gets that crop and stays in doubt."""
     landmarks = first[0]
     index, new_rolls, flipped, doubtful, seen_boxes = [], [], [], [], []

@@ -195,8 +195,8 @@ def check_labels(samples, info) -> None:
 
 
 async def score(model, samples, info, tilt_at=None) -> dict:
-    """`tilt_at`: the face detector's tilt for a face box (service.detection.tilt_checker), so that each box is
-    answered as /align answers it."""
+    """`tilt_at`: the face detector's tilt (passes.FaceTurn) for a face box (service.detection.tilt_checker), so that
+    each box is answered as /align answers it."""
     from landmarks.datasets import load_image
     from landmarks.scoring import score_predictions
 

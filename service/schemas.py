@@ -60,8 +60,8 @@ class DetectionSearch(BaseModel):
                                  f"for in full, as the tiles it needs would pass the limit of {MAX_TILES} or be "
                                  "smaller than the detector's input")
     not_faces: int = Field(0, description="detections that only the small_faces tiles found and that the landmark "
-                           f"network saw no face in (mean heatmap peak under {NOT_A_FACE}: a forehead, an earring), left out of "
-                           "faces; 0 without small_faces")
+                           f"network saw no face in (mean heatmap peak under {NOT_A_FACE}: a forehead, an earring), "
+                           "left out of faces; 0 without small_faces")
 
 
 class AlignResponse(BaseModel):

@@ -7,6 +7,7 @@ import pytest
 
 from landmarks.face_detector import BoxMapping, FaceDetector, box_iou, ssd_anchors, weighted_nms
 from landmarks.landmarker import OnnxLandmarker
+from landmarks.passes import eye_indices_for
 
 MIN_RECALL = 0.98  # issue 14: the face is found in >= 98% of the dev images
 
@@ -254,8 +255,8 @@ def test_tiles_find_small_faces_in_a_group_photo_with_their_points(detector, dev
     assert list(tiled.scores) == sorted(tiled.scores, reverse=True)
     # which faces the tiles alone found: those the whole photo's look missed, and only those
     seen_whole = [m is not None for m in match_faces(one_look.boxes, tiled.boxes, min_iou=0.3)]
-    assert list(tiled.tiled) == [not seen for seen in seen_whole]
-    assert tiled.tiled.sum() >= len(found) - len(one_look) and not one_look.tiled.any()
+    assert list(tiled.tiled) == [not seen for seen in seen_whole] and tiled.tiled.sum() > len(tiled) / 2
+    assert not one_look.tiled.any()
 
 
 def test_tiles_leave_a_large_face_as_it_was_and_find_nothing_in_face_free_photos(detector, dev):
@@ -287,19 +288,22 @@ def test_the_landmark_check_keeps_faces_and_drops_what_tiles_alone_take_for_one(
     from landmarks.face_detector import match_faces
     from tests.test_default_model import MODEL
 
-    landmarker = OnnxLandmarker(MODEL / "model.onnx", input_size=128, threads=1)
+    card = json.loads((MODEL / "model_card.json").read_text())
+    landmarker = OnnxLandmarker(MODEL / "model.onnx", input_size=card["input_size"], threads=1,
+                                eye_indices=eye_indices_for(card))
     extras = {"one look": 0, "detected": 0, "answered": 0}
     for sample, image in dev[::2]:
         big = cv2.resize(image, None, fx=ENLARGE, fy=ENLARGE, interpolation=cv2.INTER_CUBIC)
         truth = sample.box[None] * ENLARGE
         whole, tiles = detector.detect(big), detector.detect(big, small_faces=True)
-        aligned = landmarker.align(big, tiles.boxes, recrop=True, rolls=tiles.rolls, framed=tiles.framed)
+        aligned = landmarker.align(big, tiles.boxes, recrop=True, rolls=tiles.rolls, tilt_at=detector.tilt_at,
+                                   framed=tiles.framed)  # as /align answers detected faces
         checked, kept = drop_non_faces(aligned, tiles)
         assert kept.not_faces == len(tiles) - len(kept) and len(checked[0]) == len(kept)
         if match_faces(tiles.boxes, truth)[0] is not None:  # the photo's own face is never dropped
             assert match_faces(kept.boxes, truth)[0] is not None
         # what the whole photo's look found is all still there
-        assert all(m is not None for m in match_faces(whole.boxes, kept.boxes, min_iou=0.99))
+        assert all(m is not None for m in match_faces(kept.boxes, whole.boxes, min_iou=0.99))
         for name, found in (("one look", whole), ("detected", tiles), ("answered", kept)):
             extras[name] += len(found) - (match_faces(found.boxes, truth)[0] is not None)
     assert extras["detected"] >= extras["one look"] + 3, extras  # what the check is for
