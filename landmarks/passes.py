@@ -89,8 +89,10 @@ def face_passes(image_rgb, boxes, rolls=None, recrop: bool | None = None, eye_in
                                                                    tilt_at, unsure)
         if len(index):
             at = framed(index, turned)
-            if detected:  # the detector's box of the face at its turn: the whole photo's look boxes a face turned far
-                at = np.where(np.isfinite(seen_boxes), seen_boxes, at)  # by 120 or more off (IoU 0.3-0.5 on dev)
+            if detected:
+                # the detector's box of the face at its turn: the whole photo's look boxes a face turned by 120 degrees
+                # or more far off (IoU 0.3-0.5 with its points' box on dev)
+                at = np.where(np.isfinite(seen_boxes), seen_boxes, at)
             tries = (at, turned)
             answer, crops = surest(answer, crops, index, (yield tries), tries,
                                    at_least=np.where(flipped, UPSIDE_DOWN_FLOOR, 0.0),
@@ -163,7 +165,8 @@ def turn_unsure(image_rgb, boxes, rolls, first, eye_indices, tilt_at, unsure) ->
       second pass then turns the crop by the points), may still be upside down where the detector's two looks erred
       (BlazeFace takes an upside-down face for an upright one, scoring it lower) and the points followed. It is
       cropped once more turned by UPSIDE_DOWN from its crop, which stands only where the network is surer of it by
-      UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in doubt (trying the other turns on such faces picked wrong ones on blurred frames);
+      UPSIDE_DOWN_MARGIN and at least UPSIDE_DOWN_FLOOR sure; it is not in doubt (trying the other turns on such
+      faces picked wrong ones on blurred frames);
     - a face the detector finds nothing for (often upside down too) gets that crop and stays in doubt."""
     landmarks = first[0]
     index, new_rolls, flipped, doubtful, seen_boxes = [], [], [], [], []

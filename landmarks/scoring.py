@@ -87,8 +87,8 @@ def predict_with_landmarker(landmarker, samples: list[Sample], flip_test: bool =
     the faces the first pass is unsure of (FaceDetector.tilt_at, landmarks.passes.turn_unsure), as /align asks.
     `low_resolution` (a landmarks.low_resolution.LowResolution) shrinks each photo before detection and prediction
     and maps the points back. `small_faces`: the detector also scans tiles of each photo for faces its one look at
-    the whole photo cannot see (FaceDetector.detect, /align's small_faces), and a face only they found that the network
-    sees no face in is missing, as /align leaves it out (landmarks.answers.non_faces)."""
+    the whole photo cannot see (FaceDetector.detect, /align's small_faces), and a face only they found that the
+    network sees no face in is missing, as /align leaves it out (landmarks.answers.non_faces)."""
     out, done = {}, 0
     for group in faces_by_photo(samples):
         image = load_image(group[0])

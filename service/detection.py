@@ -30,7 +30,8 @@ def _detector(state):
 
 def tilt_checker(app):
     """The face detector's tilt and box for a face box (FaceDetector.tilt_at: a passes.FaceTurn), which the landmarker
-    asks about the faces its first pass is unsure of; the detector loads on first use, and where it cannot, faces keep their crops' turn."""
+    asks about the faces its first pass is unsure of; the detector loads on first use, and where it cannot, faces keep
+    their crops' turn."""
     state = app.state
 
     def tilt_at(image, box):
