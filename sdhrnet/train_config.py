@@ -76,6 +76,10 @@ class TrainConfig(BaseModel):
     # while a video frame's face often has fewer pixels than it; the teacher sees the sharp crop.
     lowres_p: float = 0.0
     lowres_min_scale: float = 0.35
+    # ... and, with probability noise_p, with Gaussian pixel noise of up to noise_max_grey grey levels (trainer.augment.
+    # random_noise): a dim phone or webcam photo is noisier than any 300W crop
+    noise_p: float = 0.0
+    noise_max_grey: float = 16.0
     # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
@@ -124,11 +128,18 @@ class TrainConfig(BaseModel):
             raise ValueError(f"box_shift must be between 0 and 0.25 (a fraction of the crop side), got {v}")
         return v
 
-    @field_validator("lowres_p")
+    @field_validator("lowres_p", "noise_p")
     @classmethod
-    def _probability(cls, v: float) -> float:
+    def _probability(cls, v: float, info) -> float:
         if not 0 <= v <= 1:
-            raise ValueError(f"lowres_p is a probability between 0 and 1, got {v}")
+            raise ValueError(f"{info.field_name} is a probability between 0 and 1, got {v}")
+        return v
+
+    @field_validator("noise_max_grey")
+    @classmethod
+    def _grey_levels(cls, v: float) -> float:
+        if not 0 < v <= 64:
+            raise ValueError(f"noise_max_grey is a standard deviation in grey levels, above 0 and at most 64, got {v}")
         return v
 
     @field_validator("lowres_min_scale")

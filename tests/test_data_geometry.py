@@ -52,6 +52,46 @@ def test_warp_follows_the_points():
     np.testing.assert_allclose(centroid, g.transform_points([[170, 140]], m)[0], atol=0.05)
 
 
+def _plain_bilinear(image, m, size):
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def test_crops_that_reduce_at_most_twice_are_plain_bilinear():
+    """The training crops (300W faces up to 200 px, 250 px crops onto 128) stay exactly as they were."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (400, 500, 3), dtype=np.uint8)
+    for reduction in (0.5, 1.0, 1.7, 0.999 * g.MAX_BILINEAR_REDUCTION):
+        m = g.crop_matrix(rng.uniform(100, 400, 2), reduction * 128 / 200, 128, rng.uniform(-40, 40))
+        np.testing.assert_array_equal(g.warp(image, m, 128), _plain_bilinear(image, m, 128))
+
+
+def test_a_large_face_is_area_averaged_before_its_crop():
+    """A face eight times the crop's density: the crop of a noisy photo stays close to the crop of the clean one
+    (pixel noise averages out instead of aliasing in), and it still lands where the matrix says, turned or not."""
+    rng = np.random.default_rng(4)
+    ys, xs = np.mgrid[:2400, :2400]
+    blob = 60 + (128 * np.exp(-((xs - 1300) ** 2 + (ys - 1100) ** 2) / (2 * 80.0 ** 2)))
+    clean = np.repeat(blob[..., None], 3, axis=2).astype(np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    for rotation in (0.0, 30.0):
+        m = g.crop_matrix([1200, 1200], 8 * 128 / 200, 128, rotation)
+        reference = g.warp(clean, m, 128).astype(float)
+        new_error = np.abs(g.warp(noisy, m, 128) - reference).mean()
+        old_error = np.abs(_plain_bilinear(noisy, m, 128) - reference).mean()
+        assert new_error < old_error / 3, (new_error, old_error)
+        crop = reference[..., 0] - 60
+        cy, cx = np.mgrid[:128, :128]
+        centroid = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
+        np.testing.assert_allclose(centroid, g.transform_points([[1300, 1100]], m)[0], atol=0.1)
+
+
+def test_a_large_crop_past_the_photo_edge_is_black_there():
+    image = np.full((1000, 1000, 3), 200, np.uint8)
+    half_out = g.warp(image, g.crop_matrix([0, 500], 6 * 128 / 200, 128), 128)
+    assert half_out[:, :60].max() == 0 and half_out[:, 68:].min() >= 199
+    assert g.warp(image, g.crop_matrix([-5000, 500], 6 * 128 / 200, 128), 128).max() == 0
+
+
 @pytest.mark.parametrize("refine,mean_px,max_px", [("quarter", 0.9, 1.0 * np.sqrt(2) + 1e-6), ("gaussian", 0.01, 0.05),
                                                        ("dark", 0.01, 0.05)])
 def test_crop_heatmap_decode_inverse_round_trip(refine, mean_px, max_px):

@@ -6,7 +6,8 @@ import torch
 from tests.data_helpers import face_image, tiny_onnx
 from landmarks import geometry as g
 from landmarks import heatmaps as hm
-from trainer.augment import random_downscale, random_erasing
+from trainer.augment import random_downscale, random_erasing, random_noise
+from landmarks.geometry import IMAGENET_STD
 from landmarks.datasets import get_info, load_image, load_samples
 from trainer.torch_data import LandmarkDataset
 from landmarks.scoring import predict_with_landmarker
@@ -109,6 +110,20 @@ def test_random_erasing_is_independent_per_sample_and_call():
     assert torch.equal(none, images)
     with pytest.raises(ValueError):
         random_erasing(images[0])
+
+
+def test_random_noise_has_each_sample_draw_its_own_grey_level():
+    images = torch.zeros(64, 3, 32, 32)
+    out = random_noise(images, p=1.0, max_grey=16.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images, torch.zeros(64, 3, 32, 32))  # input untouched
+    grey = out.std(dim=(2, 3)) * torch.as_tensor(IMAGENET_STD)[None] * 255  # back in grey levels, per channel
+    assert grey.max() <= 16.0 * 1.1 and grey.min() < 4.0, "uniform in 0..16 grey levels"
+    assert torch.allclose(grey[:, 0], grey[:, 2], rtol=0.15), "the same grey level in every channel"
+    assert len({round(g, 2) for g in grey[:, 0].tolist()}) > 32, "each sample draws its own level"
+    half = random_noise(images, p=0.5, generator=torch.Generator().manual_seed(1))
+    assert 16 <= int((half.flatten(1).abs().amax(1) > 0).sum()) <= 48
+    with pytest.raises(ValueError):
+        random_noise(images[0])
 
 
 def test_random_downscale_blurs_each_sample_by_its_own_factor():

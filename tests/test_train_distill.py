@@ -55,11 +55,13 @@ def test_same_step_seeds_reproduce_the_same_masks():
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
-def test_students_see_lower_resolutions_of_their_own_and_the_teacher_the_sharp_image():
-    """lowres_p without masks (the KD-off control with the augmentation) still degrades each student's input."""
+@pytest.mark.parametrize("degradation", [{"lowres_p": 1.0}, {"noise_p": 1.0}])
+def test_students_see_degraded_inputs_of_their_own_and_the_teacher_the_clean_image(degradation):
+    """lowres_p or noise_p without masks (the KD-off control with the augmentation) still degrades each student's
+    input."""
     from trainer.distill import degrades_inputs
 
-    cfg = make_config("tiny", "300w", {"lowres_p": 1.0, "masked_inputs": False})
+    cfg = make_config("tiny", "300w", {**degradation, "masked_inputs": False})
     assert degrades_inputs(cfg) and not degrades_inputs(make_config("tiny", "300w", {"masked_inputs": False}))
     images, heatmaps = _batch()
     s1, s2, teacher = Recorder(), Recorder(), Recorder()
@@ -68,13 +70,14 @@ def test_students_see_lower_resolutions_of_their_own_and_the_teacher_the_sharp_i
                  (degradation_generator(cfg, 0, 0, 0), degradation_generator(cfg, 0, 0, 1)))
     x1, x2 = s1.seen[0], s2.seen[0]
     assert not (x1 == 0).all(1).any(), "masks are off: nothing is erased"
-    assert (x1 - images).abs().flatten(1).amax(1).gt(1e-3).all(), "p=1: every sample is resampled"
-    assert not torch.equal(x1, x2), "each student draws its own resolution"
-    assert torch.equal(teacher.seen[0], images), "the teacher sees the sharp input"
+    assert (x1 - images).abs().flatten(1).amax(1).gt(1e-3).all(), "p=1: every sample is degraded"
+    assert not torch.equal(x1, x2), "each student draws its own degradation"
+    assert torch.equal(teacher.seen[0], images), "the teacher sees the clean input"
 
 
 @pytest.mark.parametrize("setting", [{"lowres_p": 1.5}, {"lowres_p": -0.1}, {"lowres_min_scale": 0.0},
-                                     {"lowres_min_scale": 1.2}])
+                                     {"lowres_min_scale": 1.2}, {"noise_p": 2}, {"noise_max_grey": 0},
+                                     {"noise_max_grey": 100}])
 def test_lowres_settings_out_of_range_are_refused(setting):
     with pytest.raises(ValueError, match=next(iter(setting))):
         make_config("tiny", "300w", setting)

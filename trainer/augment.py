@@ -1,4 +1,5 @@
-"""The students' degraded inputs (distillation): random erasing for occlusion and a random lower resolution. Every
+"""The students' degraded inputs (distillation): random erasing for occlusion, a random lower resolution and sensor
+noise. Every
 sample draws its own degradation, so two calls on the same batch give the two students different ones."""
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from landmarks.geometry import IMAGENET_STD
 
 
 def random_erasing(images: torch.Tensor, p: float = 0.5, area=(0.02, 0.1), aspect=(0.3, 3.3),
@@ -57,4 +60,23 @@ def random_downscale(images: torch.Tensor, p: float = 0.5, min_scale: float = 0.
         small = [max(1, round(side * scale)) for side in size]
         low = F.interpolate(images[i:i + 1].float(), size=small, mode="bilinear", antialias=True, align_corners=False)
         out[i] = F.interpolate(low, size=size, mode="bilinear", align_corners=False)[0].to(out.dtype)
+    return out
+
+
+def random_noise(images: torch.Tensor, p: float = 0.5, max_grey: float = 16.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return a copy of normalised `images` (N, 3, H, W) where each sample, with probability p, carries Gaussian
+    pixel noise of a standard deviation uniform in 0..max_grey grey levels (of 255), independent per pixel and
+    channel: what a small sensor records in dim light, which the 300W photos (shrunk, so their noise averaged out)
+    never show."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    out = images.clone()
+    per_channel = torch.as_tensor(IMAGENET_STD, dtype=torch.float32).view(-1, 1, 1) * 255.0
+    for i in range(images.shape[0]):
+        if torch.rand((), generator=generator).item() >= p:
+            continue
+        grey = max_grey * torch.rand((), generator=generator).item()
+        noise = torch.randn(images.shape[1:], generator=generator) * (grey / per_channel)
+        out[i] = (images[i].float() + noise.to(images.device)).to(out.dtype)
     return out

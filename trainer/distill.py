@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from landmarks.landmarker import merge_flipped
-from trainer.augment import random_downscale, random_erasing
+from trainer.augment import random_downscale, random_erasing, random_noise
 from trainer.engine import Loop, TrainState, degradation_generator, evaluate_model, iterate, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
 from trainer.losses import kd_rampup, student_loss
@@ -96,14 +96,16 @@ def load_teacher(ref: str | None, cfg, num_landmarks: int, device: torch.device 
 
 def student_input(images: torch.Tensor, cfg, generator: torch.Generator) -> torch.Tensor:
     """A student's degraded copy of the batch (the teacher sees it as it is): a lower resolution with cfg.lowres_p,
-    then an erased rectangle with cfg.erase_p when cfg.masked_inputs."""
+    sensor noise with cfg.noise_p, then an erased rectangle with cfg.erase_p when cfg.masked_inputs."""
     if cfg.lowres_p > 0:
         images = random_downscale(images, p=cfg.lowres_p, min_scale=cfg.lowres_min_scale, generator=generator)
+    if cfg.noise_p > 0:
+        images = random_noise(images, p=cfg.noise_p, max_grey=cfg.noise_max_grey, generator=generator)
     return random_erasing(images, p=cfg.erase_p, generator=generator) if cfg.masked_inputs else images
 
 
 def degrades_inputs(cfg) -> bool:
-    return cfg.masked_inputs or cfg.lowres_p > 0
+    return cfg.masked_inputs or cfg.lowres_p > 0 or cfg.noise_p > 0
 
 
 def distill_step(students, optimizers, teacher, images, heatmaps, cfg, generators: list[torch.Generator] | None,
