@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from landmarks.geometry import CROP_EXPAND, crop_face, invert_affine, scale_box, transform_points, wrap_degrees
+from landmarks.geometry import (CROP_EXPAND, area_resized, crop_face, invert_affine, scale_box, transform_points,
+                                wrap_degrees)
 from landmarks.landmarker import validate_image
 from landmarks.passes import FAR_TURN, UPSIDE_DOWN, FaceTurn, crop_rolls
 
@@ -386,8 +387,8 @@ def plan_looks(width: int, height: int, down_to: float | None, max_tiles: int = 
 
 def _resized(image_rgb: np.ndarray, f: float) -> np.ndarray:
     h, w = image_rgb.shape[:2]
-    return cv2.resize(image_rgb, (max(1, round(w * f)), max(1, round(h * f))),
-                      interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return area_resized(image_rgb, size) if f < 1 else cv2.resize(image_rgb, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _suppressed(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

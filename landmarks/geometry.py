@@ -115,8 +115,7 @@ def _area_reduced(image: np.ndarray, m: np.ndarray, output_size: int, halvings: 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The part of `image` that the crop reads, halved `halvings` times by area averaging, with the
     matrix from it to the same crop. Only that part is resized, so a face in a 50-megapixel photo costs what its box
-    costs; OpenCV halves an image about four times faster than it averages 4x4 blocks or fractional ones, and halving
-    twice averages the same 4x4 blocks."""
+    costs; it is widened to whole blocks so that every halving is exact."""
     factor = 2 ** halvings
     last = output_size - 1
     corners = transform_points(np.array([[0, 0], [last, 0], [0, last], [last, last]], dtype=np.float64),
@@ -131,12 +130,22 @@ def _area_reduced(image: np.ndarray, m: np.ndarray, output_size: int, halvings: 
     part = image[y0:y1 + 1, x0:x1 + 1]
     part = cv2.copyMakeBorder(part, 0, y1 + 1 - y0 - part.shape[0], 0, x1 + 1 - x0 - part.shape[1],
                               cv2.BORDER_CONSTANT, value=0)
-    small = part
-    for _ in range(halvings):
-        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    small = area_resized(part, (part.shape[1] // factor, part.shape[0] // factor))
     # pixel centres at integers: the small image's pixel u averages the part's pixels factor * u to factor * (u + 1) - 1
     onto_part = np.array([[factor, 0.0, 0.5 * factor - 0.5 + x0], [0.0, factor, 0.5 * factor - 0.5 + y0]])
     return small, compose_affine(m, onto_part)
+
+
+def area_resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resized down to `size` (width, height) by area averaging. OpenCV halves an image about four times
+    faster than it averages 4x4 blocks, and several times faster than fractional blocks (a 12-megapixel photo onto
+    128 px: about 20 ms against 120), so the image is halved while it is at least twice the size; two halvings average
+    the same 4x4 blocks, so the result is the same up to rounding."""
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1] and min(image.shape[:2]) >= 2:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
 
 
 def crop_face(image: np.ndarray, box, output_size: int, roll: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -79,3 +79,33 @@ def test_landmarks_land_on_the_face(card, shared_data):
                   & (pred[0, :, 1] > y1 - margin) & (pred[0, :, 1] < y2 + margin))
         assert inside.mean() > 0.9, s.sample_id
         assert np.isfinite(conf).all()
+
+
+def test_a_large_noisy_face_lands_as_a_face_of_the_training_size(card, shared_data, monkeypatch):
+    """A phone photo's face is often 800 px across with pixel noise the 300W crops never show (their photos were
+    shrunk). Cropped straight from the photo, the noise aliases into the 128 px crop; area-averaged first down to the
+    training density (geometry.MAX_BILINEAR_REDUCTION), the points land as on the clean photo at its own size
+    (bench/large_faces.py measures all of dev at several sizes and noise levels)."""
+    import cv2
+
+    from landmarks import geometry, metrics
+    from landmarks.datasets import get_info, load_image, load_samples
+    from landmarks.landmarker import OnnxLandmarker
+
+    lm = OnnxLandmarker(MODEL / "model.onnx", input_size=card["input_size"])
+    info, rng = get_info("300w"), np.random.default_rng(0)
+    native, plain, averaged = [], [], []
+    for s in list(load_samples("300w", shared_data / "300w", "dev"))[::4]:
+        image = load_image(s)
+        native.append(metrics.nme_per_image(lm.predict(image, s.box[None])[0], s.landmarks[None], info)[0])
+        k = 800 / max(s.box[2] - s.box[0], s.box[3] - s.box[1])
+        big = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
+        big = np.clip(big + rng.normal(0, 16, big.shape), 0, 255).astype(np.uint8)
+        scale = np.array([big.shape[1] / image.shape[1], big.shape[0] / image.shape[0]])
+        truth, box = (s.landmarks + 0.5) * scale - 0.5, (s.box.reshape(2, 2) + 0.5) * scale - 0.5
+        averaged.append(metrics.nme_per_image(lm.predict(big, box.reshape(1, 4))[0], truth[None], info)[0])
+        with monkeypatch.context() as patch:
+            patch.setattr(geometry, "MAX_BILINEAR_REDUCTION", float("inf"))
+            plain.append(metrics.nme_per_image(lm.predict(big, box.reshape(1, 4))[0], truth[None], info)[0])
+    assert np.mean(averaged) < 0.97 * np.mean(plain), (np.mean(averaged), np.mean(plain))
+    assert np.mean(averaged) < 1.04 * np.mean(native), (np.mean(averaged), np.mean(native))
