@@ -7,13 +7,17 @@ simulated: each photo is enlarged (bicubic) until its face is `--face-px` across
 deviation `--noise` grey levels is added at that size (seeded by the photo, so both crops see the same noise). An
 enlarged photo holds none of the fine texture a real one has, so the noise stands in for it. Each face is cropped at
 its true points' box and answered as /align answers a box sent (the default passes); paired face by face (share of
-faces better, Wilcoxon p), and the time of the crops per face (prepare_faces, one face).
+faces better, Wilcoxon p), and the time of the crops per face (prepare_faces, one face). Then the face detector's look
+at whole photos of 3, 12 and 48 megapixels (a dev photo enlarged): the photo shrunk onto the detector's 128 px by one
+area resize (the code before) and by halvings first (geometry.area_resized, what the detector does now), side by side,
+and the whole detect() call.
 
     .venv/bin/python bench/large_faces.py [--model sdhrnet/default_model] [--face-px 200 800 1600] [--noise 0 8 16]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
 import zlib
 from contextlib import contextmanager
@@ -26,6 +30,7 @@ from trainer.evaluate import resolve_model
 from landmarks import geometry, metrics
 from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
+from landmarks.face_detector import INPUT_SIZE, FaceDetector
 from landmarks.landmarker import OnnxLandmarker, prepare_faces
 from landmarks.passes import eye_indices_for
 from landmarks.selection import paired
@@ -74,6 +79,30 @@ def score(samples, info, landmarker: OnnxLandmarker, face_px: int, noise: float)
     return out
 
 
+def median_ms(fn, repeats: int = 7) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def detector_looks(photo: np.ndarray, megapixels=(3, 12, 48)) -> None:
+    detector = FaceDetector()
+    print("\n| photo | one area resize onto 128 px, ms | halvings first, ms | ratio | detect(), ms |\n"
+          "| --- | --- | --- | --- | --- |")
+    for mp in megapixels:
+        width = round(math.sqrt(mp * 1e6 * 4 / 3))
+        big = cv2.resize(photo, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)
+        size = (INPUT_SIZE, round(INPUT_SIZE * big.shape[0] / big.shape[1]))
+        one = median_ms(lambda: cv2.resize(big, size, interpolation=cv2.INTER_AREA))
+        halved = median_ms(lambda: geometry.area_resized(big, size))
+        print(f"| {big.shape[1]}x{big.shape[0]} | {one:.1f} | {halved:.1f} | {one / halved:.1f}x | "
+              f"{median_ms(lambda: detector.detect(big)):.1f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="sdhrnet/default_model", help="anything `sdhrnet evaluate --model` takes")
@@ -97,6 +126,7 @@ def main() -> None:
             print(f"| {face_px} | {noise:g} | {c['nme_a']:.4f} | {c['nme_b']:.4f} | {c['relative_change']:+.1%} | "
                   f"{c['b_better_share']:.0%} | {c['wilcoxon_p']:.2g} | "
                   + " | ".join(f"{np.median(r[crop]['crop_ms']):.2f}" for crop in CROPS) + " |", flush=True)
+    detector_looks(load_image(samples[0]))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,18 @@ def test_a_large_face_is_area_averaged_before_its_crop():
         np.testing.assert_allclose(centroid, g.transform_points([[1300, 1100]], m)[0], atol=0.1)
 
 
+@pytest.mark.parametrize("shape,size", [((1500, 2000, 3), (128, 96)), ((1001, 777, 3), (200, 259)),
+                                        ((300, 300, 3), (300, 300)), ((8, 4000, 3), (128, 1))])
+def test_area_resized_averages_as_one_area_resize(shape, size):
+    rng = np.random.default_rng(5)
+    smooth = cv2.resize(rng.integers(0, 256, (shape[0] // 40 + 2, shape[1] // 40 + 2, 3), dtype=np.uint8),
+                        shape[1::-1], interpolation=cv2.INTER_CUBIC)
+    out = g.area_resized(smooth, size)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(float) - cv2.resize(smooth, size, interpolation=cv2.INTER_AREA)).mean() < 2.0
+    assert np.array_equal(g.area_resized(np.full(shape, 77, np.uint8), size), np.full(out.shape, 77, np.uint8))
+
+
 def test_a_large_crop_past_the_photo_edge_is_black_there():
     image = np.full((1000, 1000, 3), 200, np.uint8)
     half_out = g.warp(image, g.crop_matrix([0, 500], 6 * 128 / 200, 128), 128)
