@@ -95,8 +95,8 @@ def transform_points(points, m: np.ndarray) -> np.ndarray:
 
 # Bilinear sampling reads the 2x2 source pixels around each output pixel: up to a reduction of 2 every source pixel
 # still counts, beyond it pixels are skipped and fine texture and sensor noise alias into the crop. The training
-# crops never go beyond 2 (300W's faces are at most 200 px across, cropped 250 px onto 128), so a larger face is first
-# area-averaged down to that density and the network sees what it was trained on.
+# crops here never go beyond 2 (the shared 300W photos were shrunk until each face is at most 200 px across, cropped
+# 250 px onto 128), so a larger face is first area-averaged down to that density: the network sees what it learnt on.
 MAX_BILINEAR_REDUCTION = 2.0
 
 

@@ -1,6 +1,5 @@
-"""The students' degraded inputs (distillation): random erasing for occlusion, a random lower resolution and sensor
-noise. Every
-sample draws its own degradation, so two calls on the same batch give the two students different ones."""
+"""The students' degraded inputs (distillation): random erasing for occlusion, a random lower resolution and pixel
+noise. Every sample draws its own degradation, so two calls on the same batch give the two students different ones."""
 from __future__ import annotations
 
 import math
