@@ -65,8 +65,8 @@ def search_answer(detections) -> dict | None:
     (and for detections that FaceDetector.detect did not make, which say nothing of a search)."""
     if detections is None or detections.smallest_searched is None:
         return None
-    return {"looks": int(detections.looks), "smallest_face": round(float(detections.smallest_searched), 1),
-            "not_faces": int(detections.not_faces)}
+    return {"looks": int(detections.looks), "upside_down_look": bool(detections.upside_down_look),
+            "smallest_face": round(float(detections.smallest_searched), 1), "not_faces": int(detections.not_faces)}
 
 
 def box_corners(box, box_roll: float) -> np.ndarray:

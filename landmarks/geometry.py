@@ -121,7 +121,9 @@ def _area_reduced(image: np.ndarray, m: np.ndarray, output_size: int, halvings: 
     corners = transform_points(np.array([[0, 0], [last, 0], [0, last], [last, last]], dtype=np.float64),
                                invert_affine(m))
     height, width = image.shape[:2]
-    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 2, 0)
+    # blocks on a grid fixed to the photo, not to the crop: two crops of one photo see the same averages, so a box
+    # moved by a pixel moves the answer by a fraction of one, as without the averaging
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 2, 0) // factor * factor
     x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 2, [width - 1, height - 1])
     if x1 < x0 or y1 < y0:  # the crop lies outside the photo: it is black either way
         return image, m

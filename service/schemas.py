@@ -54,7 +54,10 @@ class Face(BaseModel):
 
 class DetectionSearch(BaseModel):
     looks: int = Field(description="detector runs over the photo: 1 for the whole photo, plus one per tile scanned "
-                       "for faces smaller than that look can see (small_faces)")
+                       "for faces smaller than that look can see (small_faces), plus the upside-down look")
+    upside_down_look: bool = Field(False, description="the whole photo was also looked at turned by 180 degrees, as "
+                                   "no face was found or one was found unsure (the detector misses or doubts faces "
+                                   "upside down, which that look sees upright); faces found there carry their tilt")
     smallest_face: float = Field(description="pixels: the smallest face (longer side of its box) those looks find "
                                  "reliably; with small_faces, a smaller min_face_size than this was not searched "
                                  f"for in full, as the tiles it needs would pass the limit of {MAX_TILES} or be "

@@ -485,16 +485,19 @@ KEYPOINTS_FAR_OFF_AT_90 = ("helen/trainset/130893906_1.jpg", "helen/trainset/139
                    "helen/trainset/2070105355_2.jpg", "helen/trainset/2201942026_1.jpg")
 
 
-def test_a_detected_face_whose_detector_tilt_is_far_off_is_framed_at_the_turn_that_stands(shared_data):
+def test_a_detected_face_whose_detector_tilt_is_far_off_is_framed_at_the_turn_that_stands(shared_data, monkeypatch):
+    """(The look at the photo upside down, which these faces' low scores ask for, gets their tilt right: it is left out
+    here, as for faces the detector is sure of.)"""
     import json
 
-    from landmarks import metrics
+    from landmarks import face_detector, metrics
     from landmarks.datasets import load_samples
     from landmarks.datasets.base import load_image
     from landmarks.face_detector import FaceDetector, match_faces
     from landmarks.landmarker import OnnxLandmarker
     from tests.test_default_model import MODEL
 
+    monkeypatch.setattr(face_detector, "UNSURE_SCORE", 0.0)
     card = json.loads((MODEL / "model_card.json").read_text())
     info, detector = get_info("300w"), FaceDetector()
     landmarker = OnnxLandmarker(MODEL / "model.onnx", card["input_size"], eye_indices=EYES)

@@ -171,7 +171,8 @@
       // and how many of the tiles' finds the landmark network saw no face in
       const doubted = body.detection && body.detection.not_faces ?
         `; ${body.detection.not_faces} left out as no face` : "";
-      const reach = body.detection && body.detection.looks > 1 ?
+      const tiles = body.detection ? body.detection.looks - 1 - (body.detection.upside_down_look ? 1 : 0) : 0;
+      const reach = tiles > 0 ?
         ` (searched down to ${Math.round(Math.max(SMALL_FACE_PX, body.detection.smallest_face))} px${doubted})` : "";
       if (box) setStatus("Done. Drag another box to try again.", "done");
       else if (faces.length) setStatus(`Found ${faces.length} face${faces.length > 1 ? "s" : ""}${reach}. Drag a box to pick one yourself.`, "done");
