@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Preset = Literal["paper", "cpu", "tiny"]
 HeatmapLoss = Literal["mse", "awing"]  # implemented in trainer.losses.HEATMAP_LOSSES
@@ -79,7 +79,7 @@ class TrainConfig(BaseModel):
     # ... and, with probability noise_p, with Gaussian pixel noise of up to noise_max_grey grey levels (trainer.augment.
     # random_noise): a dim phone or webcam photo is noisier than any 300W crop
     noise_p: float = 0.0
-    noise_max_grey: float = 16.0
+    noise_max_grey: float = Field(16.0, gt=0, le=64)
     # the teacher term: "kl" (the paper's spatial-softmax KL) or "heatmap" (heatmap_loss against the teacher's
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
@@ -133,13 +133,6 @@ class TrainConfig(BaseModel):
     def _probability(cls, v: float, info) -> float:
         if not 0 <= v <= 1:
             raise ValueError(f"{info.field_name} is a probability between 0 and 1, got {v}")
-        return v
-
-    @field_validator("noise_max_grey")
-    @classmethod
-    def _grey_levels(cls, v: float) -> float:
-        if not 0 < v <= 64:
-            raise ValueError(f"noise_max_grey is a standard deviation in grey levels, above 0 and at most 64, got {v}")
         return v
 
     @field_validator("lowres_min_scale")
