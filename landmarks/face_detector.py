@@ -353,8 +353,8 @@ class FaceDetector:
         # a box mostly outside the photo is a face cut by the border that the landmark model cannot see
         inside = box_inside_fraction(boxes, w, h) >= 0.5
         keep = np.flatnonzero(big & inside)[:max_faces]
-        return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks) + upside_down, upside_down, smallest,
-                          tiled)[keep]
+        return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks) + upside_down, upside_down,
+                          smallest, tiled)[keep]
 
     def _upside_down_look(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """_suppressed's answer for a look at the whole photo turned by 180 degrees, in the photo's own px and with

@@ -110,7 +110,8 @@ def test_small_faces_has_the_detector_scan_tiles_down_to_min_face_size(client, s
                                   SMALLEST_SHARE * 700, "not_faces": 0, "upside_down_look": True}
     assert len(whole["faces"]) < 4
     filtered = client.post("/align?min_face_size=50", json=body).json()  # a filter only, as before small_faces
-    assert filtered["detection"]["looks"] == whole["detection"]["looks"] and len(filtered["faces"]) <= len(whole["faces"])
+    assert filtered["detection"]["looks"] == whole["detection"]["looks"]
+    assert len(filtered["faces"]) <= len(whole["faces"])
     tiled = client.post("/align?small_faces=true&min_face_size=50", json=body).json()
     assert tiled["detection"]["looks"] > 1 and tiled["detection"]["smallest_face"] <= 50
     assert _metric(client, "sdhrnet_face_detection_looks_sum") == \
