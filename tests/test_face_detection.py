@@ -374,19 +374,21 @@ def test_a_photo_upside_down_has_its_faces_found_with_their_tilt(detector, dev):
 
 
 def test_the_upside_down_look_replaces_a_face_it_scores_higher_and_adds_what_it_alone_finds():
-    from landmarks.face_detector import _with_upside_down_look
+    from landmarks.face_detector import UPSIDE_DOWN_SCORE, _with_upside_down_look
 
     def look(boxes, scores, tilts):
         return np.array(boxes, float).reshape(-1, 4), np.array(scores, float), np.array(tilts, float), \
             np.zeros(len(scores), bool)
 
     upright = look([[0, 0, 10, 10], [50, 50, 60, 60], [100, 0, 110, 10]], [0.95, 0.6, 0.7], [0, 2, -3])
-    turned = look([[1, 1, 11, 11], [51, 50, 61, 60], [200, 200, 210, 210]], [0.9, 0.85, 0.75], [178, 181, -175])
+    turned = look([[1, 1, 11, 11], [51, 50, 61, 60], [200, 200, 210, 210], [300, 300, 310, 310]],
+                  [0.9, 0.85, UPSIDE_DOWN_SCORE, UPSIDE_DOWN_SCORE - 0.01], [178, 181, -175, 170])
     boxes, scores, tilts, tiled = _with_upside_down_look(upright, turned)
-    # the sure upright face stands; the unsure one is the turned look's; the face only that look saw is added
-    assert list(scores) == [0.95, 0.85, 0.75, 0.7] and list(tilts) == [0, 181, -175, -3]
+    # the sure upright face stands; the unsure one is the turned look's; the face only that look saw is added where
+    # it scores UPSIDE_DOWN_SCORE or more
+    assert list(scores) == [0.95, 0.85, UPSIDE_DOWN_SCORE, 0.7] and list(tilts) == [0, 181, -175, -3]
     np.testing.assert_array_equal(boxes[1], [51, 50, 61, 60])
     assert not tiled.any()
     nothing = look([], [], [])
-    assert _with_upside_down_look(nothing, turned)[1].tolist() == [0.9, 0.85, 0.75]
+    assert _with_upside_down_look(nothing, turned)[1].tolist() == [0.9, 0.85, UPSIDE_DOWN_SCORE]
     assert _with_upside_down_look(upright, nothing)[1].tolist() == [0.95, 0.7, 0.6]
