@@ -32,6 +32,7 @@ from landmarks.datasets import get_info, load_samples
 from landmarks.datasets.base import load_image
 from landmarks.face_detector import INPUT_SIZE, FaceDetector
 from landmarks.landmarker import OnnxLandmarker, prepare_faces
+from landmarks.low_resolution import shrink
 from landmarks.passes import eye_indices_for
 from landmarks.selection import paired
 
@@ -59,8 +60,7 @@ def enlarged(sample, face_px: int, noise: float) -> tuple[np.ndarray, np.ndarray
     if noise:
         rng = np.random.default_rng(zlib.crc32(sample.sample_id.encode()))
         big = np.clip(big + rng.normal(0.0, noise, big.shape).astype(np.float32), 0, 255).astype(np.uint8)
-    scale = np.array([size[0] / width, size[1] / height])
-    return big, (np.asarray(sample.landmarks, dtype=np.float64) + 0.5) * scale - 0.5
+    return big, shrink(sample.landmarks, np.array([size[0] / width, size[1] / height]))
 
 
 def score(samples, info, landmarker: OnnxLandmarker, face_px: int, noise: float) -> dict[str, dict]:

@@ -268,13 +268,16 @@ class FaceDetector:
         valid = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
         return rows[valid], scores[keep][valid]
 
-    def _tiled_rows(self, image_rgb: np.ndarray, looks: list["Look"]) -> tuple[np.ndarray, np.ndarray]:
+    def _tiled_rows(self, image_rgb: np.ndarray, looks: list["Look"], scaled: dict | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """The anchors of every look, in photo px, ready for one suppression: a tile keeps only those centred in its
         share of the photo, at most half its side (larger faces are the coarser looks', and a face cut by the
         tile's border is seen whole by a neighbour) and scored at least TILE_SCORE. A last column marks the tiles'
         anchors (1) against the whole photo's (0)."""
         all_rows, all_scores = [], []
-        scaled = {}  # one downscaled copy of the photo per tile size: a tile is cut from it at the input size
+        # one downscaled copy of the photo per look size (kept in `scaled` for the caller): a tile is cut from it at
+        # the input size
+        scaled = {} if scaled is None else scaled
         for look in looks:
             f = INPUT_SIZE / look.side
             if look.side not in scaled:
@@ -346,10 +349,11 @@ class FaceDetector:
         image_rgb = validate_image(image_rgb)
         h, w = image_rgb.shape[:2]
         looks, smallest = plan_looks(w, h, min_face_size if small_faces else None, max_tiles)
-        found = _suppressed(*self._tiled_rows(image_rgb, looks))
+        scaled = {}
+        found = _suppressed(*self._tiled_rows(image_rgb, looks, scaled))
         upside_down = not len(found[1]) or bool(found[1].min() < UNSURE_SCORE)
-        if upside_down:
-            found = _with_upside_down_look(found, self._upside_down_look(image_rgb))
+        if upside_down:  # the whole photo's look left its downscaled copy in `scaled`
+            found = _with_upside_down_look(found, self._upside_down_look(scaled[looks[0].side], w, h))
         det_boxes, scores, tilts, tiled = found
         boxes = self.mapping.apply(det_boxes, crop_rolls(tilts))
         big = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_face_size
@@ -359,13 +363,13 @@ class FaceDetector:
         return Detections(boxes, det_boxes, scores, tilts, self.mapping, len(looks) + upside_down, upside_down,
                           smallest, tiled)[keep]
 
-    def _upside_down_look(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """_suppressed's answer for a look at the whole photo turned by 180 degrees, in the photo's own px and with
-        each face's tilt in the photo."""
-        h, w = image_rgb.shape[:2]
+    def _upside_down_look(self, small: np.ndarray, w: int, h: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """_suppressed's answer for a look at the whole `w` x `h` photo turned by 180 degrees (`small`: the photo
+        downscaled onto the input, as its upright look saw it), in the photo's own px and with each face's tilt in
+        the photo."""
         f = INPUT_SIZE / max(h, w)
-        det_boxes, scores, tilts, tiled = _suppressed(
-            *self._rows_at_scale(np.ascontiguousarray(_resized(image_rgb, f)[::-1, ::-1]), f))
+        det_boxes, scores, tilts, tiled = _suppressed(*self._rows_at_scale(np.ascontiguousarray(small[::-1, ::-1]), f))
         # BlazeFace's boxes are in continuous coordinates (a pixel spans [i, i + 1)), so turning back is w - x
         det_boxes = np.stack([w - det_boxes[:, 2], h - det_boxes[:, 3], w - det_boxes[:, 0], h - det_boxes[:, 1]], 1)
         return det_boxes.reshape(-1, 4), scores, wrap_degrees(tilts + UPSIDE_DOWN), tiled

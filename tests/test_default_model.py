@@ -91,6 +91,7 @@ def test_a_large_noisy_face_lands_as_a_face_of_the_training_size(card, shared_da
     from landmarks import geometry, metrics
     from landmarks.datasets import get_info, load_image, load_samples
     from landmarks.landmarker import OnnxLandmarker
+    from landmarks.low_resolution import shrink
 
     lm = OnnxLandmarker(MODEL / "model.onnx", input_size=card["input_size"])
     info, rng = get_info("300w"), np.random.default_rng(0)
@@ -102,7 +103,7 @@ def test_a_large_noisy_face_lands_as_a_face_of_the_training_size(card, shared_da
         big = cv2.resize(image, (round(image.shape[1] * k), round(image.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
         big = np.clip(big + rng.normal(0, 16, big.shape), 0, 255).astype(np.uint8)
         scale = np.array([big.shape[1] / image.shape[1], big.shape[0] / image.shape[0]])
-        truth, box = (s.landmarks + 0.5) * scale - 0.5, (s.box.reshape(2, 2) + 0.5) * scale - 0.5
+        truth, box = shrink(s.landmarks, scale), shrink(s.box.reshape(2, 2), scale)
         averaged.append(metrics.nme_per_image(lm.predict(big, box.reshape(1, 4))[0], truth[None], info)[0])
         with monkeypatch.context() as patch:
             patch.setattr(geometry, "MAX_BILINEAR_REDUCTION", float("inf"))
