@@ -18,13 +18,15 @@ from pathlib import Path
 
 from results_table import TEST_SETS
 from trainer.evaluate import evaluate_split
+from trainer.results import by_subject
 from landmarks.selection import paired
 
 
 def per_face(uri: str, test_set) -> dict[str, float]:
+    """Each face's NME, or each subject's where the selection rule tests the set that way (trainer.results)."""
     report = evaluate_split(test_set.dataset, test_set.root, test_set.split, model=uri, occlusion=test_set.occlusion,
                             detected_boxes=test_set.detected_boxes, low_resolution=test_set.low_resolution)
-    return report["per_image"]
+    return by_subject(test_set.dataset, report["per_image"]) if test_set.tie_break else report["per_image"]
 
 
 def compare(pairs: list[tuple[str, str]], test_set) -> dict[str, float]:

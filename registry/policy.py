@@ -1,9 +1,10 @@
 """When does a newly registered version become champion?
 
 `better-nme`: when no champion exists, or when landmarks.selection.choose_between promotes the candidate: where both
-versions were logged with each validation face's NME, clean and occluded, the served-model rule picks it (the lower
-mean NME wins unless the other version is not worse face by face and scores lower on the occluded faces) and it is
-better than the champion face by face on one of the two sets and worse on neither; where either lacks them, the
+versions were logged with each validation face's NME, clean and occluded (and video frames per person, where
+packaged so), the served-model rule picks it on the sets both have (the lower mean NME wins unless the other version
+is not worse face by face and scores lower on the tie-break sets) and it is better than the champion face by face on
+one of those sets and worse on none; where either lacks them, the
 lower mean NME on the same evaluation split wins, as it does where the face scores cannot be compared (fewer than
 landmarks.selection.MIN_SHARED_FACES faces in common, say; the reason says why). NMEs measured on different splits
 are not comparable, so the candidate then stays challenger and the reason says why. `always`: every new version is

@@ -176,6 +176,23 @@ def test_shared_csv_counts(shared_data):
     assert len(test) == 770 and test[0].landmarks.shape == (68, 2)
 
 
+def test_video_frames_are_grouped_by_the_person_they_show(shared_data):
+    """The selection rule tests video frames per person (trainer.results.by_subject): frames of one video are
+    nearly the same face, and the same people appear in both splits."""
+    from landmarks.datasets import subject_of
+    from trainer.results import by_subject
+
+    root = shared_data / "p1-ytf68"
+    subject = subject_of("csv")
+    training = {subject(s.sample_id) for s in load_samples("csv", root, "training")}
+    assert subject("training/Luis_Fonsi_21.jpg") == "Luis_Fonsi" == subject("test/Luis_Fonsi_3.jpg")
+    assert len(training) == 347 and {subject(s.sample_id) for s in load_samples("csv", root, "test")} == training
+    assert subject_of("300w") is None
+    per_image = {"training/A_B_1.jpg": 0.1, "training/A_B_2.jpg": 0.3, "training/C_10.jpg": 0.2}
+    assert by_subject("csv", per_image) == pytest.approx({"A_B": 0.2, "C": 0.2})
+    assert by_subject("300w", {"afw/1.jpg": 0.1}) == {"afw/1.jpg": 0.1}
+
+
 def test_a_dataset_is_one_module_and_every_list_derives_from_it(tmp_path, monkeypatch):
     import landmarks.datasets as registry
     from sdhrnet.train_config import make_config

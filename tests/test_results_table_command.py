@@ -56,3 +56,31 @@ def test_served_auto_packages_the_rules_pick_from_earlier_tables(tmp_path):
     old = subprocess.run([sys.executable, "bench/results_table.py", "--rows-from", str(table), "--served", "auto"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert old.returncode == 2 and "no per-face dev NMEs" in old.stderr and "score it again" in old.stderr
+
+
+def test_served_auto_lets_the_video_frames_decide_among_rows_tied_on_dev_and_occluded_faces(tmp_path):
+    base = [0.02 + 0.0005 * i for i in range(40)]
+    covered = [0.07 + 0.004 * (i % 7) for i in range(40)]
+
+    def row(dev, occluded, video):
+        r = _row(dev, 0.0)
+        r["dev occluded"] = _set({f"f{i}": v for i, v in enumerate(occluded)})
+        r["p1-ytf68 training"] = _set({f"person{i}": video + 0.001 * (i % 5) for i in range(30)})
+        return r
+
+    def level(values, step):  # each face moved up or down by a different amount: within the noise
+        return [v + (step + step / 20 * (i // 2)) * (1 if i % 2 else -1) + 1e-6 for i, v in enumerate(values)]
+
+    rows = {"start": row(base, covered, 0.064),
+            "noise": row(level(base, 0.0004), level(covered, 0.002), 0.062),
+            "covered worse": row(level(base, 0.0004), [v * 1.2 for v in covered], 0.055)}
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(rows))
+    done = subprocess.run([sys.executable, "bench/results_table.py", "--rows-from", str(table), "--served", "auto",
+                           "--package-into", str(tmp_path / "pkg"), "--replace"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "selection rule picks 'noise'" in done.stdout and "lowest p1-ytf68 training NME" in done.stdout
+    faces = json.loads((tmp_path / "pkg" / "face_scores.json").read_text())
+    assert faces["tie_breaks"] == ["dev occluded", "p1-ytf68 training"]
+    assert len(faces["sets"]["p1-ytf68 training"]["per_face"]) == 30

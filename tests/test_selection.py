@@ -51,13 +51,13 @@ def test_a_model_within_the_dev_noise_wins_on_occluded_faces_and_a_worse_one_doe
             "large": _row(3_800_000, tied_dev, _faces(rng, 0.060))}
     assert rows["tied"]["dev"]["nme"] > rows["lowest"]["dev"]["nme"]
     fits = within_budget(rows, list(rows), {"params": 1_000_000})
-    choice = choose_served(rows, fits, "dev", tie_break="dev occluded")
+    choice = choose_served(rows, fits, "dev", tie_breaks=["dev occluded"])
     assert choice.served == "tied" and "within the noise" in choice.why and "'lowest'" in choice.why
     # without a tie-break set, or when the occluded faces favour the lowest, the lowest mean wins
     assert choose_served(rows, fits, "dev").served == "lowest"
-    assert choose_served(rows, ["lowest", "worse"], "dev", tie_break="dev occluded").served == "lowest"
+    assert choose_served(rows, ["lowest", "worse"], "dev", tie_breaks=["dev occluded"]).served == "lowest"
     # over the budget a row is no candidate, however good
-    assert choose_served(rows, list(rows), "dev", tie_break="dev occluded").served == "large"
+    assert choose_served(rows, list(rows), "dev", tie_breaks=["dev occluded"]).served == "large"
 
 
 def test_selection_errors_say_what_is_missing():
@@ -70,7 +70,7 @@ def test_selection_errors_say_what_is_missing():
     with pytest.raises(SelectionError, match="no candidate was given"):
         choose_served(rows, [], "dev")
     with pytest.raises(SelectionError, match="no per-face dev NMEs"):
-        choose_served(rows, ["b", "c"], "dev", tie_break="dev occluded")
+        choose_served(rows, ["b", "c"], "dev", tie_breaks=["dev occluded"])
 
 
 def test_face_scores_files_are_checked_when_read(tmp_path):
@@ -79,7 +79,7 @@ def test_face_scores_files_are_checked_when_read(tmp_path):
     assert read_face_scores(path) is None  # a model packaged before face scores existed
     path.write_text(json.dumps(doc))
     assert read_face_scores(path) == doc
-    for broken in ("{", json.dumps({**doc, "tie_break": "test occluded"}), json.dumps([doc])):
+    for broken in ("{", json.dumps({**doc, "tie_breaks": ["test occluded"]}), json.dumps([doc])):
         path.write_text(broken)
         with pytest.raises(SelectionError, match=FACE_SCORES):
             read_face_scores(path)
@@ -91,7 +91,7 @@ def test_a_diverged_candidate_is_never_served(tmp_path):
     rng = np.random.default_rng(9)
     diverged = {f: float("nan") for f in FACES}
     rows = {"nan": _row(1, diverged, _faces(rng, 0.01)), "ok": _row(1, _faces(rng, 0.05), _faces(rng, 0.1))}
-    assert choose_served(rows, ["nan", "ok"], "dev", tie_break="dev occluded").served == "ok"
+    assert choose_served(rows, ["nan", "ok"], "dev", tie_breaks=["dev occluded"]).served == "ok"
     with pytest.raises(SelectionError, match="no candidate has a finite dev NME"):
         choose_served(rows, ["nan"], "dev")
     doc = face_scores("dev", {"dev": {"per_face": {"a": float("nan")}}, "dev occluded": {"per_face": {"a": 0.2}}})
@@ -144,8 +144,71 @@ def test_a_macs_budget_leaves_out_a_larger_input_however_good():
     rows = {"128 px": _row(961_134, _faces(rng, 0.0315), _faces(rng, 0.067)),
             "160 px": _row(961_134, _faces(rng, 0.0300), _faces(rng, 0.060), macs=379_000_000),
             "no MACs": {**_row(961_134, _faces(rng, 0.0290), _faces(rng, 0.050)), "macs": None}}
-    assert choose_served(rows, list(rows), "dev", tie_break="dev occluded").served == "no MACs"
+    assert choose_served(rows, list(rows), "dev", tie_breaks=["dev occluded"]).served == "no MACs"
     fits = within_budget(rows, list(rows), {"params": 1_000_000, "macs": 250_000_000})
     assert fits == ["128 px"]
-    assert choose_served(rows, fits, "dev", tie_break="dev occluded").served == "128 px"
+    assert choose_served(rows, fits, "dev", tie_breaks=["dev occluded"]).served == "128 px"
     assert within_budget(rows, [], {"macs": 1}) == []
+
+
+def _video_row(dev, occluded, video):
+    return {**_row(900_000, dev, occluded),
+            "video": {"nme": float(np.mean(list(video.values()))), "per_face": video}}
+
+
+def test_video_frames_decide_among_the_models_tied_on_clean_and_occluded_faces():
+    """The tie-break sets are taken in order: on the occluded faces the tied models not worse than the lowest stay
+    tied, and the video frames pick among those; a model shown worse on the occluded faces is out, however good on
+    video."""
+    rng = np.random.default_rng(11)
+    dev = _faces(rng, 0.0315)
+    occ = _faces(rng, 0.067, 0.01)
+    video = _faces(rng, 0.063, 0.01)
+
+    def level(faces, scale):  # the same mean, or a hair above it
+        n = rng.normal(0, scale, len(faces))
+        return {f: v + d + 1e-6 for (f, v), d in zip(faces.items(), n - n.mean())}
+
+    rows = {"served": _video_row(dev, occ, video),
+            "noisy": _video_row(level(dev, 0.0003), level(occ, 0.002), {f: v * 0.98 for f, v in video.items()}),
+            "covered worse": _video_row(level(dev, 0.0003), {f: v * 1.1 for f, v in occ.items()},
+                                        {f: v * 0.9 for f, v in video.items()})}
+    choice = choose_served(rows, list(rows), "dev", tie_breaks=["dev occluded", "video"])
+    assert choice.served == "noisy"
+    assert "lowest video NME among the 2 so tied" in choice.why
+    # with the occluded faces alone the lowest occluded mean wins, as before the video set
+    alone = choose_served(rows, list(rows), "dev", tie_breaks=["dev occluded"]).served
+    assert alone == min(("served", "noisy"), key=lambda r: rows[r]["dev occluded"]["nme"])
+    # a set named last decides alone among the rows tied on dev
+    assert choose_served(rows, list(rows), "dev", tie_breaks=["video"]).served == "covered worse"
+
+
+def _video_doc(dev, occluded, video):
+    return face_scores("dev", {name: {"nme": float(np.mean(list(v.values()))), "per_face": v}
+                               for name, v in (("dev", dev), ("dev occluded", occluded), ("video", video))},
+                       ["dev occluded", "video"])
+
+
+def test_promotion_counts_a_gain_on_video_frames_and_compares_older_documents_on_the_sets_they_have(tmp_path):
+    from landmarks.selection import choose_between
+
+    rng = np.random.default_rng(12)
+    dev, occ, video = _faces(rng, 0.0315, 0.004), _faces(rng, 0.067, 0.01), _faces(rng, 0.063, 0.01)
+    champion = _video_doc(dev, occ, video)
+    assert champion["tie_breaks"] == ["dev occluded", "video"]
+    gained = _video_doc(dict(dev), dict(occ), {f: v * 0.97 for f, v in video.items()})
+    promoted = choose_between(champion, gained)
+    assert promoted.served == "candidate" and "better than the champion on video" in promoted.why
+    lost = _video_doc({f: v * 0.97 for f, v in dev.items()}, dict(occ), {f: v * 1.1 for f, v in video.items()})
+    kept = choose_between(champion, lost)
+    assert kept.served == "champion" and "scores higher on video" in kept.why
+    # a model packaged before the video set: one tie-break set under "tie_break"; compared on what both have
+    older = _doc(dev, occ)
+    older["tie_break"] = older.pop("tie_breaks")[0]
+    path = tmp_path / FACE_SCORES
+    path.write_text(json.dumps(older))
+    older = read_face_scores(path)
+    kept = choose_between(older, gained)  # equal on both sets it shares: the video gain does not count
+    assert kept.served == "champion" and "video" not in kept.why
+    with pytest.raises(SelectionError, match="no tie-break set in common"):
+        choose_between(_video_doc(dev, occ, video) | {"tie_breaks": ["video"]}, older)

@@ -12,6 +12,7 @@ import pytest
 from sdhrnet.train_config import make_config
 from trainer.pipeline import ABLATION, KD_OFF, ROWS, Plan, Row, eta_seconds, \
     format_duration, published_arch, share_threads, start_order, table_rows, table_sets
+from landmarks.selection import FACE_SCORES, read_face_scores
 from trainer.results import EvalSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,17 @@ def test_test_sets_parse_and_refuse_what_they_cannot_read():
         EvalSet.parse("csv:../data")
 
 
+def test_tie_break_sets_follow_the_occluded_faces_in_order_and_their_other_columns_do_not_decide():
+    from trainer.results import headline, tie_breaks, validation_sets
+
+    video = EvalSet.parse("video=csv:p:training", tie_break=True)
+    sets = table_sets(validation_sets("300w", Path("d"), "dev"), [video, EvalSet.parse("p1 test=csv:p:test")],
+                      detected_boxes=True)
+    assert tie_breaks(sets) == ["dev occluded", "video"] and headline(sets).name == "dev"
+    assert [t.name for t in sets if t.detected_boxes] == ["dev, detected boxes", "video, detected boxes",
+                                                          "p1 test, detected boxes"]
+
+
 def test_detected_boxes_add_a_column_for_each_set_a_detector_can_see():
     from landmarks.occlusion import Occlusion
 
@@ -177,7 +189,7 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "sdhrnet.cli", "pipeline", "--dataset", "300w", "--data-root",
            str(shared_data / "300w"), "--preset", "tiny", "--out", str(out), "--json", "--progress-every", "2",
-           "--max-params", "2000000"]
+           "--max-params", "2000000", "--tie-break-set", f"frames=csv:{shared_data / 'p1-ytf68'}:test"]
     first = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout)
@@ -199,6 +211,11 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
         assert rows[result["served"]]["dev occluded"]["nme"] < rows[lowest]["dev occluded"]["nme"]
         assert "within the noise" in card["pipeline"]["selection"]
     assert all(len(rows[label]["dev"]["per_face"]) == rows[label]["dev"]["n"] for label in candidates)
+    # the tie-break set is scored per person (770 frames of 347 people) and packaged for the registry's rule
+    assert all(rows[label]["frames"]["n"] == 770 and len(rows[label]["frames"]["per_face"]) == 347
+               for label in candidates)
+    faces = read_face_scores(Path(result["model_dir"]) / FACE_SCORES)
+    assert faces["tie_breaks"] == ["dev occluded", "frames"] and faces["sets"]["frames"]["unit"] == "subject"
     assert card["served_row"] == result["served"] and card["pipeline"]["runs"] == result["runs"]
     assert set(card["evaluation"]) == set(result["rows"])
     assert (Path(result["model_dir"]) / "model.onnx").stat().st_size > 0

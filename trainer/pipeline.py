@@ -5,7 +5,8 @@ on the free cores: the teacher and slimming need nothing and run side by side, a
 needs has finished. Every stage is an MLflow run found again by its name, so running the pipeline again resumes an
 unfinished stage from its checkpoint and returns a finished one without training. At the end every row is scored
 on the validation split and the extra test sets through the served ONNX path, the student that landmarks.selection
-picks (lowest validation NME; the occluded validation faces decide among those within its noise) is packaged as
+picks (lowest validation NME; the occluded validation faces, then any --tie-break-set, decide among those within
+its noise) is packaged as
 a model folder, and the results table is printed.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sdhrnet.budgets import SERVED_LIMITS, describe_limits, within_budget
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
 from trainer.nets.spec import PRESET_DATASETS
-from trainer.results import EvalSet, against_the_packaged, markdown, package, score, validation_sets
+from trainer.results import EvalSet, against_the_packaged, markdown, package, score, tie_breaks, validation_sets
 from landmarks.selection import SelectionError, choose_served
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
     candidates = [label for label, (_, key) in labelled.items() if key]
     try:
         fits = within_budget(scored, candidates, limits)
-        choice = choose_served(scored, fits, cfg.val_split, tie_break=occluded.name)
+        choice = choose_served(scored, fits, cfg.val_split, tie_breaks=tie_breaks(sets))
     except (ValueError, SelectionError) as e:
         raise PipelineError(str(e)) from None
     served = choice.served

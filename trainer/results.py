@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from landmarks.datasets import parse_source
+from landmarks.datasets import parse_source, subject_of
 from landmarks.datasets.base import DatasetInfo, Sample
 from landmarks.low_resolution import LowResolution
 from landmarks.occlusion import Occlusion
@@ -27,7 +27,10 @@ class EvalSet:
     """A split to score on, named by its column in the table (e.g. "dev", "p1-ytf68 test"); with `occlusion`
     every face is partly covered (the robustness column); with `detected_boxes` each face is cropped where the
     service's detector finds it (what `/align` without boxes does), not at the box of its true points; with
-    `low_resolution` every photo is shrunk until its faces have that few pixels (video frames, small faces)."""
+    `low_resolution` every photo is shrunk until its faces have that few pixels (video frames, small faces). A
+    `tie_break` set is one the selection rule decides on (landmarks.selection), in the order of the table's columns;
+    its per-face NMEs are averaged per subject (landmarks.datasets.subject_of), so that a person seen in many video
+    frames counts once in a paired test."""
     name: str
     dataset: str
     root: Path
@@ -35,9 +38,15 @@ class EvalSet:
     occlusion: Occlusion | None = None
     detected_boxes: bool = False
     low_resolution: LowResolution | None = None
+    tie_break: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Faces as they are, at the boxes of their points: the kind of set a validation split is scored on."""
+        return self.occlusion is None and not self.detected_boxes and self.low_resolution is None
 
     @classmethod
-    def parse(cls, text: str) -> "EvalSet":
+    def parse(cls, text: str, tie_break: bool = False) -> "EvalSet":
         """NAME=DATASET:ROOT:SPLIT, e.g. `p1-ytf68 test=csv:../shared/data/p1-ytf68:test`."""
         name, sep, rest = text.partition("=")
         try:
@@ -46,15 +55,26 @@ class EvalSet:
             raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT") from None
         if not (sep and name):
             raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT")
-        return cls(name, dataset, Path(root), split)
+        return cls(name, dataset, Path(root), split, tie_break=tie_break)
 
     def at_detected_boxes(self) -> "EvalSet":
         """The same faces cropped where the service's face detector finds them: a column beside this one."""
-        return replace(self, name=f"{self.name}, detected boxes", detected_boxes=True)
+        return replace(self, name=f"{self.name}, detected boxes", detected_boxes=True, tie_break=False)
 
     def at_face_size(self, face_px: int) -> "EvalSet":
         """The same faces with `face_px` pixels across (landmarks.low_resolution): a column beside this one."""
-        return replace(self, name=f"{self.name}, {face_px} px faces", low_resolution=LowResolution(face_px))
+        return replace(self, name=f"{self.name}, {face_px} px faces", low_resolution=LowResolution(face_px),
+                       tie_break=False)
+
+
+def tie_breaks(test_sets: list[EvalSet]) -> list[str]:
+    """The names of the sets the selection rule breaks ties on, in order."""
+    return [t.name for t in test_sets if t.tie_break]
+
+
+def headline(test_sets: list[EvalSet]) -> EvalSet:
+    """The validation split: the first set of plain faces."""
+    return next(t for t in test_sets if t.plain)
 
 
 def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
@@ -66,7 +86,7 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     for t in test_sets:
         r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion,
                            detected_boxes=t.detected_boxes, low_resolution=t.low_resolution)
-        row[t.name] = _figures(r, t.split, t.dataset)
+        row[t.name] = _figures(r, t.split, t.dataset, per_subject=t.tie_break)
         if t.detected_boxes:
             row[t.name]["missed"] = len(r["missing"])
     return row
@@ -75,7 +95,7 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
 def validation_sets(dataset: str, data_root: Path, split: str) -> list[EvalSet]:
     """The validation split, clean and with every face occluded: what the served model is chosen on."""
     return [EvalSet(split, dataset, Path(data_root), split),
-            EvalSet(occluded(split), dataset, Path(data_root), split, Occlusion())]
+            EvalSet(occluded(split), dataset, Path(data_root), split, Occlusion(), tie_break=True)]
 
 
 def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], split: str,
@@ -89,10 +109,24 @@ def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], sp
     return path
 
 
-def _figures(report: dict[str, Any], split: str, dataset: str) -> dict[str, Any]:
+def _figures(report: dict[str, Any], split: str, dataset: str, per_subject: bool = False) -> dict[str, Any]:
     # no figures where no face was scored (a detector that found none of them)
-    return ({k: None if report[k] is None else round(float(report[k]), 5) for k in SCORES}
-            | {"n": report["n"], "split": split, "dataset": dataset, "per_face": report["per_image"]})
+    figures = ({k: None if report[k] is None else round(float(report[k]), 5) for k in SCORES}
+               | {"n": report["n"], "split": split, "dataset": dataset, "per_face": report["per_image"]})
+    if per_subject and subject_of(dataset):
+        figures |= {"per_face": by_subject(dataset, report["per_image"]), "unit": "subject"}
+    return figures
+
+
+def by_subject(dataset: str, per_image: dict[str, float]) -> dict[str, float]:
+    """Each subject's mean NME over its images; `per_image` itself where the layout names no subjects."""
+    subject = subject_of(dataset)
+    if subject is None:
+        return per_image
+    groups: dict[str, list[float]] = {}
+    for sample_id, nme in per_image.items():
+        groups.setdefault(subject(sample_id), []).append(nme)
+    return {name: float(sum(v) / len(v)) for name, v in sorted(groups.items())}
 
 
 def markdown(rows: dict[str, dict[str, Any]], test_sets: list[EvalSet]) -> str:
@@ -127,13 +161,14 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     card["evaluation"] = {name: {t.name: _summary(r[t.name]) for t in test_sets if t.name in r}
                           for name, r in rows.items()}
     card["served_row"] = served
-    headline = next(t for t in test_sets if t.occlusion is None and not t.detected_boxes)
-    card["metrics"] = {k: rows[served][headline.name][k] for k in ("nme", "fr", "auc", "split", "n")}
+    split = headline(test_sets).name
+    card["metrics"] = {k: rows[served][split][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (into / FACE_SCORES).unlink(missing_ok=True)
-    if occluded(headline.name) in {t.name for t in test_sets}:
+    scored = [name for name in tie_breaks(test_sets) if name in rows[served]]  # a row of an earlier table may lack one
+    if scored:
         try:
-            (into / FACE_SCORES).write_text(json.dumps(face_scores(headline.name, rows[served]), indent=1) + "\n")
+            (into / FACE_SCORES).write_text(json.dumps(face_scores(split, rows[served], scored), indent=1) + "\n")
         except SelectionError:  # rows scored before per-face NMEs: the registry compares this model's mean NME
             pass
     return into
@@ -153,8 +188,8 @@ class Packaged(NamedTuple):
 
 def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSet]) -> Packaged | None:
     """Whether `row` may replace the model already packaged in `into`: that model scored on `test_sets` and the
-    registry's promotion rule (landmarks.selection.choose_between: better beyond the noise on the clean or the
-    occluded validation faces, worse on neither) -> Packaged, or None where `into`
+    registry's promotion rule (landmarks.selection.choose_between: better beyond the noise on the clean validation
+    faces or a tie-break set, worse on none) -> Packaged, or None where `into`
     holds no model or exactly this one. Packaging is how the served default changes, so it asks what promotion
     asks."""
     card_path = into / "model_card.json"
@@ -170,10 +205,10 @@ def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSe
     if (card.get("dataset"), card.get("num_landmarks")) != (mine.get("dataset"), mine.get("num_landmarks")):
         raise SelectionError(f"{into} holds a {card.get('dataset')} model with {card.get('num_landmarks')} points, "
                              f"not a {mine.get('dataset')} one: give another folder to package into")
-    headline = next(t for t in test_sets if t.occlusion is None and not t.detected_boxes)
     label = f"already in {into.name}"
     packaged = score(str(into), test_sets)
-    choice = choose_between(face_scores(headline.name, packaged), face_scores(headline.name, row))
+    split, sets = headline(test_sets).name, tie_breaks(test_sets)
+    choice = choose_between(face_scores(split, packaged, sets), face_scores(split, row, sets))
     return Packaged(label, packaged, choice)
 
 

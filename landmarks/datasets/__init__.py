@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import ModuleType
+from typing import Callable
 
 from landmarks.datasets.base import DatasetError, DatasetInfo, Sample, SampleList, load_image
 
@@ -45,6 +46,11 @@ def load_samples(dataset: str, data_root, split: str) -> SampleList:
     return _READERS[get_info(dataset).name].load(data_root, split)
 
 
+def subject_of(dataset: str) -> Callable[[str], str] | None:
+    """sample id -> who it shows, where the layout says (a reader's `subject`: the person of a video frame)."""
+    return getattr(_READERS[get_info(dataset).name], "subject", None)
+
+
 def parse_source(text: str) -> tuple[str, str, str]:
     """`DATASET:ROOT:SPLIT` (e.g. `csv:../shared/data/p1-ytf68:training`) -> (dataset, root, split); the root may
     itself contain colons, the dataset and split may not."""
@@ -57,4 +63,4 @@ def parse_source(text: str) -> tuple[str, str, str]:
 
 
 __all__ = ["DATASETS", "NAME_PATTERN", "parse_source", "DatasetError", "DatasetInfo", "Sample", "SampleList",
-           "get_info", "load_image", "load_samples", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]
+           "get_info", "load_image", "load_samples", "subject_of", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]

@@ -1,8 +1,10 @@
 """Landmark CSV (the P1 YouTube-Faces layout): `<split>_frames_keypoints.csv` whose header starts with an
-empty cell, rows `image name, x0, y0, ..., x67, y67`, images in `<split>/`. Sample id = `<split>/<name>`."""
+empty cell, rows `image name, x0, y0, ..., x67, y67`, images in `<split>/`. Sample id = `<split>/<name>`; an image
+name is the person's name and a frame number (`Luis_Fonsi_21.jpg`), and the same people appear in both splits."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 
@@ -12,6 +14,13 @@ from landmarks.datasets.base import IBUG68_PAIRS, DatasetError, DatasetInfo, Sam
 INFO = DatasetInfo("csv", 68, IBUG68_PAIRS, (36, 45), 1.0, train_split="training", test_split="test")
 
 SPLITS = ("training", "test")
+_FRAME = re.compile(r"_\d+$")
+
+
+def subject(sample_id: str) -> str:
+    """The person a frame shows: its image name without the frame number and extension."""
+    name = sample_id.rpartition("/")[2]
+    return _FRAME.sub("", name.rpartition(".")[0] or name)
 
 
 def load(data_root, split: str, num_landmarks: int = 68) -> SampleList:

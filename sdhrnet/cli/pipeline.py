@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    "peer without masks, peer + masks without teacher)")
     p.add_argument("--test-set", action="append", default=[], metavar="NAME=DATASET:ROOT:SPLIT",
                    help="an extra column of the results table, e.g. 'p1-ytf68 test=csv:../shared/data/p1-ytf68:test'")
+    p.add_argument("--tie-break-set", action="append", default=[], metavar="NAME=DATASET:ROOT:SPLIT",
+                   help="a labelled set the selection decides on after the occluded validation faces, scored per "
+                   "subject where the layout names them, e.g. video frames: 'p1-ytf68 training=csv:"
+                   "../shared/data/p1-ytf68:training' (frames a 300W model never trains on)")
     p.add_argument("--detected-boxes", action="store_true", help="also score the validation split and every "
                    "--test-set where the service's face detector finds each face (as /align without boxes), in "
                    "columns of their own; the selection still looks at the true boxes")
@@ -55,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = args.out or get_settings().home / "pipeline" / f"{args.dataset}-{args.preset}"
     try:
-        test_sets = [EvalSet.parse(t) for t in args.test_set]
+        test_sets = ([EvalSet.parse(t, tie_break=True) for t in args.tie_break_set]
+                     + [EvalSet.parse(t) for t in args.test_set])
         result = run_pipeline(args.dataset, args.data_root, args.preset, out_dir=out, ablation=args.ablation,
                               device=args.device, overrides=args.overrides, jobs=args.jobs, test_sets=test_sets,
                               detected_boxes=args.detected_boxes,
