@@ -35,16 +35,25 @@ def non_faces(confidence, detections) -> np.ndarray:
     return np.asarray(detections.tiled, bool) & (mean_confidence(confidence) < NOT_A_FACE)
 
 
-def drop_non_faces(aligned, detections):
+def to_landmark(max_faces: int | None, small_faces: bool, limit: int | None) -> int | None:
+    """How many of the detector's faces to landmark for an answer of at most `max_faces`: with small_faces, which of
+    the tiles' finds are faces is known only after landmarking (non_faces), so up to `limit` are landmarked and
+    drop_non_faces keeps the first `max_faces` faces among them."""
+    return limit if small_faces else max_faces
+
+
+def drop_non_faces(aligned, detections, max_faces: int | None = None):
     """(per-face arrays in detection order: landmarks, confidence, ..., the Detections) -> the same without the
-    non_faces, and the Detections saying how many went (`not_faces`)."""
+    non_faces, at most the first `max_faces` of them, and the Detections saying how many non-faces went
+    (`not_faces`)."""
     if detections is None or not len(detections):
         return aligned, detections
-    keep = np.flatnonzero(~non_faces(aligned[1], detections))
+    faces = np.flatnonzero(~non_faces(aligned[1], detections))
+    keep = faces[:max_faces]
     if len(keep) == len(detections):
         return aligned, detections
     return tuple(np.asarray(part)[keep] for part in aligned), \
-        replace(detections[keep], not_faces=detections.not_faces + len(detections) - len(keep))
+        replace(detections[keep], not_faces=detections.not_faces + len(detections) - len(faces))
 
 
 def face_answers(landmarks, confidence, passes, boxes, box_rolls, eye_indices=None, detections=None) -> list[dict]:

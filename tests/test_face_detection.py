@@ -327,6 +327,16 @@ def test_non_faces_are_the_tiles_finds_the_network_doubts():
     sure = tuple(part[[0, 2, 3]] for part in aligned)
     same, untouched = drop_non_faces(sure, found[[0, 2, 3]])
     assert same is sure and untouched.not_faces == 0
+    # max_faces counts faces, not detections: the doubted find gives its place to the next
+    checked, kept = drop_non_faces(aligned, found, max_faces=2)
+    assert kept.not_faces == 1 and list(kept.scores) == [0.9, 0.7] and list(checked[2]) == [1, 3]
+
+
+def test_with_small_faces_the_detector_returns_more_than_max_faces_for_the_check_to_choose_from():
+    from landmarks.answers import to_landmark
+
+    assert to_landmark(3, small_faces=False, limit=32) == 3
+    assert to_landmark(3, small_faces=True, limit=32) == 32 and to_landmark(3, True, None) is None
 
 
 def test_scoring_at_detected_boxes_with_small_faces_finds_a_group_photos_faces(dev):

@@ -105,19 +105,20 @@ class Aligner:
                min_face_size: float = 0.0, small_faces: bool = False) -> dict:
         import numpy as np
 
-        from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
+        from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer, to_landmark
 
         start = time.perf_counter()
         detected = None
         if boxes is None:
-            detected = self.detector.detect(image, max_faces, min_face_size, small_faces)
+            detected = self.detector.detect(image, to_landmark(max_faces, small_faces, None), min_face_size,
+                                            small_faces)
             boxes = detected.boxes
         second_pass = default_recrop(recrop, detected is not None)
         if len(boxes):
             aligned = self.landmarker.align(image, boxes, self.flip, second_pass,
                                             detected.rolls if detected is not None else np.zeros(len(boxes)),
                                             self.detector.tilt_at, detected.framed if detected is not None else None)
-            aligned, detected = drop_non_faces(aligned, detected)
+            aligned, detected = drop_non_faces(aligned, detected, max_faces)
             faces = face_answers(*aligned, self.eyes, detected)
         else:
             faces = []

@@ -5,7 +5,7 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
+from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer, to_landmark
 from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
 
 from ..deps import Metrics, Models, Settings
@@ -70,7 +70,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     decoded = time.perf_counter()
     detected, detect_timing = None, {}
     if boxes is None:
-        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size, small_faces)
+        wanted = to_landmark(keep, small_faces, settings.max_faces)
+        detected, detect_ms = await detect_faces(request.app, image, wanted, min_face_size, small_faces)
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
     second_pass = default_recrop(recrop, detected is not None)
@@ -82,7 +83,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
             *aligned, timing = await align_faces(model, image, boxes, flip_pairs, second_pass, rolls,
                                                  tilt_checker(request.app),
                                                  detected.framed if detected is not None else None)
-            aligned, detected = drop_non_faces(aligned, detected)
+            aligned, detected = drop_non_faces(aligned, detected, keep)
         else:  # nothing detected: an empty answer, not an error
             aligned, timing = ([], [], [], [], []), {}
         described = model.describe()
