@@ -1,5 +1,6 @@
 """The README results table: each model scored through the served ONNX path on the 300W validation split, on the
-p1-ytf68 training frames (video, which no 300W model trains on: the selection's last tie-break set) and on p1-ytf68 test, at the boxes of the true points and at the boxes the service's face detector finds (what a
+p1-ytf68 training frames (video: the selection's last tie-break set; the served models never trained on them) and
+on p1-ytf68 test, at the boxes of the true points and at the boxes the service's face detector finds (what a
 user without boxes gets), and on the validation split shrunk until every face is 64 px across (a video frame's face),
 with its parameters and MACs at its own input size.
 

@@ -35,11 +35,19 @@ def non_faces(confidence, detections) -> np.ndarray:
     return np.asarray(detections.tiled, bool) & (mean_confidence(confidence) < NOT_A_FACE)
 
 
-def to_landmark(max_faces: int | None, small_faces: bool, limit: int | None) -> int | None:
-    """How many of the detector's faces to landmark for an answer of at most `max_faces`: with small_faces, which of
-    the tiles' finds are faces is known only after landmarking (non_faces), so up to `limit` are landmarked and
-    drop_non_faces keeps the first `max_faces` faces among them."""
-    return limit if small_faces else max_faces
+def detect(detector, image, max_faces: int | None, min_face_size: float, small_faces: bool,
+           limit: int | None = None):
+    """The detections /align and `sdhrnet align` landmark for an answer of at most `max_faces` faces. With
+    small_faces, which of the tiles' finds are faces is known only after landmarking (non_faces): the detector returns
+    up to `limit`, and those up to the max_faces-th find of the whole photo's look (never dropped) are landmarked,
+    so that drop_non_faces can keep the best `max_faces` faces among them."""
+    if not small_faces:
+        return detector.detect(image, max_faces, min_face_size)
+    found = detector.detect(image, limit, min_face_size, small_faces)
+    sure = np.flatnonzero(~found.tiled)
+    if max_faces is None or len(sure) < max_faces:
+        return found
+    return found[:sure[max_faces - 1] + 1]
 
 
 def drop_non_faces(aligned, detections, max_faces: int | None = None):

@@ -24,8 +24,8 @@ from scipy.stats import wilcoxon
 ALPHA = 0.05
 # Below this many shared faces a one-sided Wilcoxon test can hardly reject anything, so every model would tie.
 MIN_SHARED_FACES = 10
-# In a model folder: each validation face's NME, clean and occluded, so that the registry can apply the same rule
-# to a new version and its champion.
+# In a model folder: each validation face's NME, clean and on the tie-break sets (occluded, video frames per person),
+# so that the registry can apply the same rule to a new version and its champion.
 FACE_SCORES = "face_scores.json"
 
 
@@ -67,11 +67,14 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
     if not fits:
         raise SelectionError(f"no candidate has a finite {split} NME")
     best = min(fits, key=lambda c: _mean(rows, c, split))
-    lowest = f"lowest {split} NME ({rows[best][split]['nme']:.5f})"
+    lowest = f"lowest {split} NME ({_mean(rows, best, split):.5f})"
     # a row of a table scored before a set existed lacks it: the rule decides on the sets every candidate has
-    tie_breaks = [name for name in tie_breaks if all(name in rows[c] for c in fits)]
+    left_out = {name: next(c for c in fits if name not in rows[c]) for name in tie_breaks
+                if any(name not in rows[c] for c in fits)}
+    note = "".join(f" ({name} left out: {c!r} was not scored on it)" for name, c in left_out.items())
+    tie_breaks = [name for name in tie_breaks if name not in left_out]
     if not tie_breaks:
-        return Choice(best, f"{best!r}: {lowest}")
+        return Choice(best, f"{best!r}: {lowest}{note}")
     tied, tests = _tied_with(rows, best, fits, split, alpha)
     first = len(tied)
     narrowed = []  # (set, its leader, the tied that stay) for each tie-break set but the last
@@ -80,20 +83,26 @@ def choose_served(rows: Mapping[str, Mapping[str, Any]], candidates: list[str], 
         tied, kept = _tied_with(rows, leader, tied, name, alpha)
         narrowed.append((name, leader, kept))
     last = tie_breaks[-1]
-    served = min(tied, key=lambda c: _mean(rows, c, last))
+    tied.sort(key=lambda c: _mean(rows, c, last))  # stable: of equal NMEs the first candidate wins
+    served = tied[0]
     if served == best:
         others = (f"; of the {first} within its noise, the tie-break sets ({', then '.join(tie_breaks)}) keep it"
                   if first > 1 else "")
-        return Choice(best, f"{best!r}: {lowest}{others}")
-    why = (f"{served!r}: {split} NME {rows[served][split]['nme']:.5f}, within the noise of the {lowest}, {best!r} "
+        return Choice(best, f"{best!r}: {lowest}{others}{note}")
+    why = (f"{served!r}: {split} NME {_mean(rows, served, split):.5f}, within the noise of the {lowest}, {best!r} "
            f"(one-sided paired Wilcoxon p {tests[served]['wilcoxon_p']:.2g} >= {alpha})")
     for name, leader, kept in narrowed:
         if leader != served:
             why += (f", within the noise of the lowest {name} NME among those, {leader!r} "
-                    f"({rows[served][name]['nme']:.5f} against {rows[leader][name]['nme']:.5f}, "
+                    f"({_mean(rows, served, name):.5f} against {_mean(rows, leader, name):.5f}, "
                     f"p {kept[served]['wilcoxon_p']:.2g})")
-    return Choice(served, f"{why}, and the lowest {last} NME among the {len(tied)} so tied "
-                          f"({rows[served][last]['nme']:.5f} against {rows[best][last]['nme']:.5f})")
+    if len(tied) > 1:
+        runner = tied[1]
+        why += (f", and the lowest {last} NME among the {len(tied)} so tied ({_mean(rows, served, last):.5f} "
+                f"against {_mean(rows, runner, last):.5f} of {runner!r})")
+    else:
+        why += f", and the only one so tied after {narrowed[-1][0]}" if narrowed else ""
+    return Choice(served, why + note)
 
 
 def _tied_with(rows: Mapping[str, Mapping[str, Any]], leader: str, among: list[str], name: str,
@@ -105,7 +114,11 @@ def _tied_with(rows: Mapping[str, Mapping[str, Any]], leader: str, among: list[s
 
 
 def _mean(rows: Mapping[str, Mapping[str, Any]], name: str, split: str) -> float:
-    value = rows[name][split].get("nme")
+    """A row's NME on a set as the rule weighs it: the mean of its per-face values (per subject for video frames,
+    trainer.results.by_subject), or the set's NME where a row carries no per-face values."""
+    figures = rows[name][split]
+    per_face = figures.get("per_face")
+    value = float(np.mean(list(per_face.values()))) if per_face else figures.get("nme")
     return value if _finite(value) else math.inf
 
 
@@ -117,19 +130,22 @@ def _faces(rows: Mapping[str, Mapping[str, Any]], name: str, split: str) -> Mapp
 
 
 def occluded(split: str) -> str:
-    """The name of the tie-break set: `split` with every face partly covered (landmarks.occlusion)."""
+    """The name of the first tie-break set: `split` with every face partly covered (landmarks.occlusion)."""
     return f"{split} occluded"
 
 
 def face_scores(split: str, sets: Mapping[str, Mapping[str, Any]], tie_breaks: Sequence[str] | None = None
                 ) -> dict[str, Any]:
     """The FACE_SCORES document: `sets` maps `split` and each of `tie_breaks` (by default occluded(split)) to
-    {"nme", ..., "per_face"}."""
-    names = (split, *(tie_breaks or (occluded(split),)))
+    {"nme", ..., "per_face"}. `tie_break` names the first set for readers before the twenty-ninth round."""
+    names = (split, *((occluded(split),) if tie_breaks is None else tie_breaks))
+    if len(names) < 2:
+        raise SelectionError("face scores need a tie-break set")
     missing = [name for name in names if "per_face" not in sets.get(name, {})]
     if missing:
         raise SelectionError(f"no per-face NMEs for {', '.join(missing)}")
-    return {"split": split, "tie_breaks": list(names[1:]), "sets": {name: dict(sets[name]) for name in names}}
+    return {"split": split, "tie_breaks": list(names[1:]), "tie_break": names[1],
+            "sets": {name: dict(sets[name]) for name in names}}
 
 
 def tie_breaks_of(doc: Mapping[str, Any]) -> list[str]:

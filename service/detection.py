@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from landmarks import answers
+
 from .errors import InputError, Problem
 
 _create_lock = threading.Lock()
@@ -54,12 +56,14 @@ def check_max_faces(max_faces: int | None, limit: int) -> int:
     return max_faces
 
 
-async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float, small_faces: bool):
-    """-> (Detections, milliseconds). Observes detection time and faces per image in /metrics."""
+async def detect_faces(app, image: np.ndarray, max_faces: int, min_face_size: float, small_faces: bool,
+                       limit: int):
+    """-> (Detections to landmark, milliseconds; landmarks.answers.detect); `limit`: how many faces one request may
+    align. Observes detection time and faces per image in /metrics."""
     state = app.state
     start = time.perf_counter()
-    detections = await asyncio.to_thread(lambda: _detector(state).detect(image, max_faces, min_face_size,
-                                                                         small_faces))
+    detections = await asyncio.to_thread(lambda: answers.detect(_detector(state), image, max_faces, min_face_size,
+                                                                small_faces, limit))
     seconds = time.perf_counter() - start
     state.metrics.detection_seconds.observe(seconds)
     state.metrics.faces_per_image.observe(len(detections))

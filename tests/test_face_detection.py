@@ -332,11 +332,30 @@ def test_non_faces_are_the_tiles_finds_the_network_doubts():
     assert kept.not_faces == 1 and list(kept.scores) == [0.9, 0.7] and list(checked[2]) == [1, 3]
 
 
-def test_with_small_faces_the_detector_returns_more_than_max_faces_for_the_check_to_choose_from():
-    from landmarks.answers import to_landmark
+def test_with_small_faces_the_finds_up_to_the_last_sure_face_wanted_are_landmarked():
+    """max_faces=N with small_faces: the tiles' finds before the N-th find of the whole photo's look may be non-faces
+    (landmarks.answers.non_faces), those after it cannot enter the answer, so they are not landmarked."""
+    from landmarks.answers import detect
+    from landmarks.face_detector import Detections
 
-    assert to_landmark(3, small_faces=False, limit=32) == 3
-    assert to_landmark(3, small_faces=True, limit=32) == 32 and to_landmark(3, True, None) is None
+    tiled = np.array([False, True, True, False, True, False])
+    found = Detections(np.zeros((6, 4)), np.zeros((6, 4)), np.linspace(0.9, 0.6, 6), tiled=tiled)
+
+    class Fixed:
+        def __init__(self):
+            self.asked = []
+
+        def detect(self, image, max_faces=None, min_face_size=0.0, small_faces=False):
+            self.asked.append((max_faces, small_faces))
+            return found[:max_faces]
+
+    fixed = Fixed()
+    assert len(detect(fixed, None, 2, 0.0, small_faces=True, limit=32)) == 4  # up to the 2nd sure face
+    assert len(detect(fixed, None, 3, 0.0, small_faces=True, limit=32)) == 6
+    assert len(detect(fixed, None, 4, 0.0, small_faces=True, limit=32)) == 6  # fewer sure faces than asked: all
+    assert len(detect(fixed, None, 1, 0.0, small_faces=True, limit=5)) == 1
+    assert len(detect(fixed, None, 2, 0.0, small_faces=False, limit=32)) == 2
+    assert fixed.asked == [(32, True)] * 3 + [(5, True), (2, False)]
 
 
 def test_scoring_at_detected_boxes_with_small_faces_finds_a_group_photos_faces(dev):

@@ -35,6 +35,7 @@ def test_served_auto_packages_the_rules_pick_from_earlier_tables(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "selection rule picks 'soup'" in done.stdout
+    assert "(p1-ytf68 training left out: 'start' was not scored on it)" in done.stdout
     # these rows predate the detected-box columns: their cells are blank, not an error
     assert "dev, detected boxes NME" in done.stdout and "| - | - | - |" in done.stdout
     card = json.loads((tmp_path / "pkg" / "model_card.json").read_text())

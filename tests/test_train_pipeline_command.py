@@ -238,3 +238,13 @@ def test_tiny_pipeline_end_to_end_then_again_without_training(tmp_path, shared_d
     for row in ROWS:
         assert "already finished" in (out / "logs" / f"{row.key}.log").read_text()
     print(f"second pipeline run: {time.monotonic() - t0:.0f} s")
+
+
+def test_a_tie_break_set_the_students_train_on_is_refused(tmp_path):
+    from trainer.pipeline import PipelineError, run_pipeline
+
+    frames = EvalSet.parse(f"frames=csv:{tmp_path}:training", tie_break=True)
+    with pytest.raises(PipelineError, match="also in extra_train"):
+        run_pipeline("300w", tmp_path, "tiny", out_dir=tmp_path / "out", test_sets=[frames],
+                     overrides=[f'extra_train=["csv:{tmp_path}/.:training"]'])
+    assert not (tmp_path / "out").exists(), "refused before any stage started"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from landmarks.datasets import parse_source
 from sdhrnet.budgets import SERVED_LIMITS, describe_limits, within_budget
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config, parse_overrides, stage_values
@@ -347,6 +348,11 @@ def run_pipeline(dataset: str, data_root: Path, preset: str, *, out_dir: Path, a
                  limits: Mapping[str, float] = SERVED_LIMITS, say: Callable[[str], None] = print,
                  progress_every: float = 60.0, command: list[str] | None = None) -> dict[str, Any]:
     cfg = make_config(preset, dataset, parse_overrides(overrides))  # the validation split can be overridden
+    trained_on = {(d, Path(root).resolve(), split) for d, root, split in map(parse_source, cfg.extra_train)}
+    for t in test_sets or []:
+        if t.tie_break and (t.dataset, Path(t.root).resolve(), t.split) in trained_on:
+            raise PipelineError(f"--tie-break-set {t.name!r} is also in extra_train: the students learn from it, so "
+                                f"it cannot judge them; give a set they never train on")
     rows = ROWS + (ABLATION if ablation else ())
     plan = Plan(dataset, data_root, preset, rows, out_dir, device, list(overrides or []), jobs,
                 cores=os.cpu_count() or 1)

@@ -52,9 +52,9 @@ class EvalSet:
         try:
             dataset, root, split = parse_source(rest)
         except ValueError:
-            raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT") from None
+            raise ValueError(f"set {text!r} is not NAME=DATASET:ROOT:SPLIT") from None
         if not (sep and name):
-            raise ValueError(f"test set {text!r} is not NAME=DATASET:ROOT:SPLIT")
+            raise ValueError(f"set {text!r} is not NAME=DATASET:ROOT:SPLIT")
         return cls(name, dataset, Path(root), split, tie_break=tie_break)
 
     def at_detected_boxes(self) -> "EvalSet":
@@ -67,9 +67,10 @@ class EvalSet:
                        tie_break=False)
 
 
-def tie_breaks(test_sets: list[EvalSet]) -> list[str]:
-    """The names of the sets the selection rule breaks ties on, in order."""
-    return [t.name for t in test_sets if t.tie_break]
+def tie_breaks(test_sets: list[EvalSet], *rows: dict[str, Any]) -> list[str]:
+    """The names of the sets the selection rule breaks ties on, in order; with `rows`, those every one of them was
+    scored on (a row of an earlier table may lack a set)."""
+    return [t.name for t in test_sets if t.tie_break and all(t.name in r for r in rows)]
 
 
 def headline(test_sets: list[EvalSet]) -> EvalSet:
@@ -165,7 +166,7 @@ def package(rows: dict[str, dict[str, Any]], served: str, into: Path, extra: dic
     card["metrics"] = {k: rows[served][split][k] for k in ("nme", "fr", "auc", "split", "n")}
     (into / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (into / FACE_SCORES).unlink(missing_ok=True)
-    scored = [name for name in tie_breaks(test_sets) if name in rows[served]]  # a row of an earlier table may lack one
+    scored = tie_breaks(test_sets, rows[served])
     if scored:
         try:
             (into / FACE_SCORES).write_text(json.dumps(face_scores(split, rows[served], scored), indent=1) + "\n")
@@ -207,7 +208,7 @@ def against_the_packaged(into: Path, row: dict[str, Any], test_sets: list[EvalSe
                              f"not a {mine.get('dataset')} one: give another folder to package into")
     label = f"already in {into.name}"
     packaged = score(str(into), test_sets)
-    split, sets = headline(test_sets).name, tie_breaks(test_sets)
+    split, sets = headline(test_sets).name, tie_breaks(test_sets, row)
     choice = choose_between(face_scores(split, packaged, sets), face_scores(split, row, sets))
     return Packaged(label, packaged, choice)
 

@@ -105,13 +105,12 @@ class Aligner:
                min_face_size: float = 0.0, small_faces: bool = False) -> dict:
         import numpy as np
 
-        from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer, to_landmark
+        from landmarks.answers import default_recrop, detect, drop_non_faces, face_answers, search_answer
 
         start = time.perf_counter()
         detected = None
         if boxes is None:
-            detected = self.detector.detect(image, to_landmark(max_faces, small_faces, None), min_face_size,
-                                            small_faces)
+            detected = detect(self.detector, image, max_faces, min_face_size, small_faces)
             boxes = detected.boxes
         second_pass = default_recrop(recrop, detected is not None)
         if len(boxes):

@@ -5,7 +5,7 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer, to_landmark
+from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
 from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
 
 from ..deps import Metrics, Models, Settings
@@ -70,8 +70,8 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     decoded = time.perf_counter()
     detected, detect_timing = None, {}
     if boxes is None:
-        wanted = to_landmark(keep, small_faces, settings.max_faces)
-        detected, detect_ms = await detect_faces(request.app, image, wanted, min_face_size, small_faces)
+        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size, small_faces,
+                                                 settings.max_faces)
         boxes = detected.boxes.astype(np.float32)
         detect_timing = {"detect": detect_ms}
     second_pass = default_recrop(recrop, detected is not None)
