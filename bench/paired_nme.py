@@ -3,7 +3,9 @@ test sets (bench/results_table.py), for one or more pairs of the same kind (e.g.
 trained from the same start with different seeds).
 
 A difference of 1% in a split's mean NME is within the noise of 107 faces; what says more is whether the same
-faces get better across replicate pairs. For each face the per-pair differences (B - A) are averaged over the
+faces get better across replicate pairs. Video frames are compared per person (each person's frames averaged, as
+the selection rule does): before the twenty-ninth round they were compared per frame, which overstates how sure a
+difference is. For each face the per-pair differences (B - A) are averaged over the
 pairs, and the table gives the mean NME of A and B, the share of faces that B improves, the mean relative change
 and a Wilcoxon signed-rank p-value over those per-face differences (the face is the unit, not face x seed).
 
@@ -23,10 +25,10 @@ from landmarks.selection import paired
 
 
 def per_face(uri: str, test_set) -> dict[str, float]:
-    """Each face's NME, or each subject's where the selection rule tests the set that way (trainer.results)."""
+    """Each face's NME, or each person's mean where the layout names them (video frames: trainer.results)."""
     report = evaluate_split(test_set.dataset, test_set.root, test_set.split, model=uri, occlusion=test_set.occlusion,
                             detected_boxes=test_set.detected_boxes, low_resolution=test_set.low_resolution)
-    return by_subject(test_set.dataset, report["per_image"]) if test_set.tie_break else report["per_image"]
+    return by_subject(test_set.dataset, report["per_image"])
 
 
 def compare(pairs: list[tuple[str, str]], test_set) -> dict[str, float]:

@@ -93,3 +93,15 @@ def test_packaging_replaces_a_model_only_where_the_promotion_rule_would(tmp_path
     other = build_tiny_model(tmp_path / "cofw", 29, dataset="cofw")
     with pytest.raises(SelectionError, match="cofw model with 29 points"):
         against_the_packaged(other, rows["served"], sets)
+
+
+def test_video_frames_are_tested_per_person_and_photos_per_face():
+    from trainer.results import _figures
+
+    report = {"nme": 0.2, "fr": 0.0, "auc": 0.5, "n": 3,
+              "per_image": {"training/Ann_Lee_10.jpg": 0.1, "training/Ann_Lee_11.jpg": 0.3, "training/Bo_2.jpg": 0.2}}
+    frames = _figures(report, "training", "csv")
+    assert frames["per_face"] == pytest.approx({"Ann_Lee": 0.2, "Bo": 0.2}) and frames["unit"] == "subject"
+    assert frames["nme"] == 0.2 and frames["n"] == 3, "the table's figures stay per frame"
+    photos = _figures(report | {"per_image": {"afw/1.jpg": 0.1}}, "dev", "300w")
+    assert photos["per_face"] == {"afw/1.jpg": 0.1} and "unit" not in photos

@@ -28,9 +28,9 @@ class EvalSet:
     every face is partly covered (the robustness column); with `detected_boxes` each face is cropped where the
     service's detector finds it (what `/align` without boxes does), not at the box of its true points; with
     `low_resolution` every photo is shrunk until its faces have that few pixels (video frames, small faces). A
-    `tie_break` set is one the selection rule decides on (landmarks.selection), in the order of the table's columns;
-    its per-face NMEs are averaged per subject (landmarks.datasets.subject_of), so that a person seen in many video
-    frames counts once in a paired test."""
+    `tie_break` set is one the selection rule decides on (landmarks.selection), in the order of the table's columns.
+    Where the layout names who each image shows (landmarks.datasets.subject_of), a set's per-face NMEs are each
+    person's mean (by_subject), so that a person seen in many video frames counts once in a paired test."""
     name: str
     dataset: str
     root: Path
@@ -87,7 +87,7 @@ def score(uri: str, test_sets: list[EvalSet]) -> dict[str, Any]:
     for t in test_sets:
         r = evaluate_split(t.dataset, t.root, t.split, model=uri, occlusion=t.occlusion,
                            detected_boxes=t.detected_boxes, low_resolution=t.low_resolution)
-        row[t.name] = _figures(r, t.split, t.dataset, per_subject=t.tie_break)
+        row[t.name] = _figures(r, t.split, t.dataset)
         if t.detected_boxes:
             row[t.name]["missed"] = len(r["missing"])
     return row
@@ -110,11 +110,11 @@ def write_face_scores(folder: Path, info: DatasetInfo, samples: list[Sample], sp
     return path
 
 
-def _figures(report: dict[str, Any], split: str, dataset: str, per_subject: bool = False) -> dict[str, Any]:
+def _figures(report: dict[str, Any], split: str, dataset: str) -> dict[str, Any]:
     # no figures where no face was scored (a detector that found none of them)
     figures = ({k: None if report[k] is None else round(float(report[k]), 5) for k in SCORES}
                | {"n": report["n"], "split": split, "dataset": dataset, "per_face": report["per_image"]})
-    if per_subject and subject_of(dataset):
+    if subject_of(dataset):  # a person's video frames are nearly one face: paired tests count the person once
         figures |= {"per_face": by_subject(dataset, report["per_image"]), "unit": "subject"}
     return figures
 
