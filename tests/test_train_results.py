@@ -49,6 +49,11 @@ def test_the_bundled_models_face_scores_match_its_card():
     assert faces["split"] == card["metrics"]["split"] and len(faces["sets"]["dev"]["per_face"]) == card["metrics"]["n"]
     assert faces["sets"]["dev"]["nme"] == card["metrics"]["nme"]
     assert faces["sets"]["dev occluded"]["nme"] == card["evaluation"][card["served_row"]]["dev occluded"]["nme"]
+    # the video frames the rule decides on last, per person, for the registry to compare a new version on
+    frames = faces["sets"]["p1-ytf68 training"]
+    assert faces["tie_breaks"] == ["dev occluded", "p1-ytf68 training"] and faces["tie_break"] == "dev occluded"
+    assert frames["unit"] == "subject" and len(frames["per_face"]) == 347 and frames["n"] == 3462
+    assert frames["nme"] == card["evaluation"][card["served_row"]]["p1-ytf68 training"]["nme"]
 
 
 def test_a_set_where_the_detector_found_no_face_gets_blank_cells(tmp_path):
