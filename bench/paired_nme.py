@@ -5,9 +5,9 @@ trained from the same start with different seeds).
 A difference of 1% in a split's mean NME is within the noise of 107 faces; what says more is whether the same
 faces get better across replicate pairs. Video frames are compared per person (each person's frames averaged, as
 the selection rule does): before the twenty-ninth round they were compared per frame, which overstates how sure a
-difference is. For each face the per-pair differences (B - A) are averaged over the
-pairs, and the table gives the mean NME of A and B, the share of faces that B improves, the mean relative change
-and a Wilcoxon signed-rank p-value over those per-face differences (the face is the unit, not face x seed).
+difference is. For each face the per-pair differences (B - A) are averaged over the pairs, and the table gives
+the mean NME of A and B, the share of faces that B improves, the mean relative change and a Wilcoxon signed-rank
+p-value over those per-face differences (the face is the unit, not face x seed).
 
     SDHRNET_HOME=... .venv/bin/python bench/paired_nme.py --pair "seed 1=<KD-off run>,<triple run>" \\
         --pair "seed 2=<KD-off run>,<triple run>" [--json out.json]

@@ -34,7 +34,8 @@ DATA = REPO.parent / "shared" / "data"
 DEV, DEV_OCCLUDED = validation_sets("300w", DATA / "300w", "dev")
 VIDEO = EvalSet("p1-ytf68 training", "csv", DATA / "p1-ytf68", "training", tie_break=True)
 P1_TEST = EvalSet("p1-ytf68 test", "csv", DATA / "p1-ytf68", "test")
-TEST_SETS = [DEV, DEV_OCCLUDED, VIDEO, P1_TEST, DEV.at_detected_boxes(), P1_TEST.at_detected_boxes(), DEV.at_face_size(64)]
+TEST_SETS = [DEV, DEV_OCCLUDED, VIDEO, P1_TEST, DEV.at_detected_boxes(), P1_TEST.at_detected_boxes(),
+             DEV.at_face_size(64)]
 
 
 def main() -> None:

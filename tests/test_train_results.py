@@ -12,7 +12,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "sdhrnet" / "default_model
 
 
 def test_a_packaged_card_heads_with_the_served_rows_validation_score(tmp_path):
-    sets = [EvalSet("dev occluded", "300w", tmp_path, "dev", Occlusion(), tie_break=True), EvalSet("dev", "300w", tmp_path, "dev"),
+    sets = [EvalSet("dev occluded", "300w", tmp_path, "dev", Occlusion(), tie_break=True),
+            EvalSet("dev", "300w", tmp_path, "dev"),
             EvalSet("p1-ytf68 test", "csv", tmp_path, "test")]
 
     def figures(nme):
