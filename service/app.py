@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from sdhrnet.settings import ServiceSettings, get_settings
+from sdhrnet.uploads import remove_old_uploads
 
 from .backends import JobsBackend, RegistryBackend
 from .errors import install_error_handlers
@@ -87,23 +88,6 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
                        body_idle_s=service_settings.body_idle_seconds, max_header_bytes=service_settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
-
-
-def remove_old_uploads(retention_hours: float) -> None:
-    """Evaluation sets are unpacked under SDHRNET_HOME/uploads for the worker; nobody else deletes them."""
-    import shutil
-    import time
-
-    folder = Path(get_settings().home) / "uploads"
-    if not folder.is_dir():
-        return
-    cutoff = time.time() - retention_hours * 3600
-    for entry in folder.iterdir():
-        try:
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            pass
 
 
 async def _preload(manager: ModelManager, dataset: str) -> None:

@@ -1,8 +1,6 @@
 """Scoring a labelled set with the served model; the metrics themselves come from landmarks.scoring."""
 import asyncio
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import numpy as np
 
 from landmarks.datasets.items_file import write_items
 from landmarks.jsonsafe import to_jsonable
+from sdhrnet.uploads import new_upload_folder
 
 from .archives import extract_archive, inside_archive
 from .errors import InputError
@@ -27,10 +26,11 @@ class EvaluateJob:
     folder: Path
 
 
-def job_params(model, **where) -> dict:
-    """The evaluate job's params (trainer.jobs.run_evaluate) for a set `where` it is on disk. recrop null: the job
-    answers each box with the passes /align runs on a box sent, as `score` does inline."""
-    return {**where, "model": f"models:/{model.name}/{model.version}", "recrop": None}
+def job_params(model, upload: Path, **where) -> dict:
+    """The evaluate job's params (trainer.jobs.run_evaluate) for a set `where` it is on disk, in the `upload` folder
+    that the worker removes when the job ends (sdhrnet.uploads). recrop null: the job answers each box with the
+    passes /align runs on a box sent, as `score` does inline."""
+    return {**where, "upload": str(upload), "model": f"models:/{model.name}/{model.version}", "recrop": None}
 
 
 async def evaluate_items(model, items, settings, tilt_at=None) -> dict | EvaluateJob:
@@ -46,7 +46,7 @@ async def evaluate_items(model, items, settings, tilt_at=None) -> dict | Evaluat
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return EvaluateJob(job_params(model, dataset=model.dataset, items=str(path)), folder)
+        return EvaluateJob(job_params(model, folder, dataset=model.dataset, items=str(path)), folder)
     report = await score(model, samples, info, tilt_at)
     report["model"] = model.describe()
     return report
@@ -62,7 +62,7 @@ async def evaluate_archive(model, source, layout: str, split: str | None, settin
                          f"predicts {model.num_landmarks}; score it with ?dataset= of a model for that layout")
     samples, root, split, folder = await asyncio.to_thread(samples_from_archive, source, layout, split, settings)
     if len(samples) > settings.evaluate_sync_limit:
-        return EvaluateJob(job_params(model, dataset=layout, data_root=str(root), split=split), folder)
+        return EvaluateJob(job_params(model, folder, dataset=layout, data_root=str(root), split=split), folder)
     try:
         report = await score(model, samples, info, tilt_at)
     finally:
@@ -99,14 +99,6 @@ def samples_from_items(items, settings, num_landmarks: int) -> list:
         samples.append(Sample(image_path=Path(sample_id), landmarks=landmarks, box=box, sample_id=sample_id,
                               attributes={"subsets": []}, image=image))
     return samples
-
-
-def new_upload_folder() -> Path:
-    from sdhrnet.settings import get_settings
-
-    uploads = Path(get_settings().home) / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"eval-{uuid.uuid4().hex[:8]}-", dir=uploads))
 
 
 def samples_from_archive(source, layout: str, split: str | None, settings) -> tuple[list, Path, str, Path]:

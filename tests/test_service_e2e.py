@@ -164,6 +164,9 @@ def test_every_endpoint_against_real_processes(stack):
     status = wait_job(client, r.json()["job_id"], {"SUCCESS", "FAILURE"})
     assert status["state"] == "SUCCESS", json.dumps(status)[:2000] + worker.tail()
     assert sorted(status["result"]["per_image"]) == ["face-0", "face-1", "face-2"], "the job keeps the items' ids"
+    from sdhrnet.uploads import uploads_dir
+    assert uploads_dir().is_dir()
+    wait_until(lambda: not any(uploads_dir().iterdir()), 30, "the worker to remove the sets of the ended jobs")
 
     # training jobs: keys, validation, queue, status, cancel
     spec = {"dataset": DATASET, "data_root": "/nonexistent", "preset": "tiny"}

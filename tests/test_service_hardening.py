@@ -71,6 +71,22 @@ def test_image_bomb_inside_an_evaluate_archive_is_413(client, home):
     assert not any((home / "uploads").iterdir()), "the unpacked set must be removed"
 
 
+def test_a_job_removes_its_own_upload_folder_and_nothing_else(home, tmp_path):
+    """Job params travel through a queue: a path there that is not an upload folder is never deleted."""
+    from sdhrnet.uploads import new_upload_folder, remove_upload, uploads_dir
+
+    folder = new_upload_folder()
+    (folder / "set").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (uploads_dir() / "link").symlink_to(elsewhere)
+    for path in (elsewhere, folder / "set", uploads_dir(), uploads_dir() / "link", folder / ".." / ".." / "..",
+                 uploads_dir() / "never-made"):
+        assert not remove_upload(path), path
+    assert elsewhere.is_dir() and (folder / "set").is_dir()
+    assert remove_upload(str(folder)) and not folder.exists()
+
+
 def test_unreadable_image_inside_an_archive_is_422(client, home):
     archive = csv_zip(["ok.png", "bad.png"], {"ok.png": png_bytes(), "bad.png": b"\x89PNG\r\n\x1a\nbroken"})
     assert_problem(evaluate_archive(client, archive), 422, "test/bad.png", "decoded")

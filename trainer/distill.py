@@ -6,6 +6,7 @@ import itertools
 from typing import Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from landmarks.landmarker import merge_flipped
 from trainer.augment import random_downscale, random_erasing, random_noise
@@ -104,6 +105,11 @@ def student_input(images: torch.Tensor, cfg, generator: torch.Generator) -> torc
     return random_erasing(images, p=cfg.erase_p, generator=generator) if cfg.masked_inputs else images
 
 
+def moving_average(student: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the student's weights and BN statistics (cfg.ema_decay)."""
+    return AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def degrades_inputs(cfg) -> bool:
     return cfg.masked_inputs or cfg.lowres_p > 0 or cfg.noise_p > 0
 
@@ -151,7 +157,10 @@ def distill_stage(ctx: RunContext) -> StageOutput:
         teacher = teacher.to(dev)
     opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
     scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_steps), cfg.lr_factor) for o in opts]
-    state = TrainState(dict(zip(names, students)), dict(zip(names, opts)), dict(zip(names, scheds)))
+    averages = {f"{name}_ema": moving_average(s, cfg.ema_decay) for name, s in zip(names, students)} if cfg.ema_decay else {}
+    # what is scored each epoch and kept at the end: the students and their averages
+    scored = {**dict(zip(names, students)), **{name: a.module for name, a in averages.items()}}
+    state = TrainState({**dict(zip(names, students)), **averages}, dict(zip(names, opts)), dict(zip(names, scheds)))
     loop = Loop(stage="distill", cfg=cfg, data=data, state=state, checkpoint=ctx.checkpoint, tracker=ctx.tracker,
                 hooks=ctx.hooks, device=dev)
     loop.resume()
@@ -160,21 +169,24 @@ def distill_stage(ctx: RunContext) -> StageOutput:
         images = batch["image"]
         generators = ([degradation_generator(cfg, epoch, i, k) for k in range(len(students))]
                       if degrades_inputs(cfg) else None)
-        return distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, generators,
-                            kd_rampup(epoch, cfg.kd_rampup_epochs))
+        losses = distill_step(students, opts, teacher, images, batch["heatmaps"], cfg, generators,
+                              kd_rampup(epoch, cfg.kd_rampup_epochs))
+        for s, average in zip(students, averages.values()):
+            average.update_parameters(s)
+        return losses
 
     def validate():
         out = {}
-        for name, s in zip(names, students):
+        for name, s in scored.items():
             r = evaluate_model(s, data, dev)
             out.update({f"val_nme_{name}": r["nme"], f"val_fr_{name}": r["fr"], f"val_auc_{name}": r["auc"]})
             mark_best(state, name, r["nme"], copy.deepcopy(s.state_dict()))
-        out["val_nme"] = min(out[f"val_nme_{name}"] for name in names)
+        out["val_nme"] = min(out[f"val_nme_{name}"] for name in scored)
         return out
 
     loop.run(step, validate)
-    reports = {name: evaluate_model(s, data, dev) for name, s in zip(names, students)}
-    log_side_models(ctx, data, {name: (s, reports[name]) for name, s in zip(names, students)})
+    reports = {name: evaluate_model(s, data, dev) for name, s in scored.items()}
+    log_side_models(ctx, data, {name: (s, reports[name]) for name, s in scored.items()})
     best = copy.deepcopy(students[0])
     if "best_weights" in state.extra:
         best.load_state_dict(state.extra["best_weights"])

@@ -18,6 +18,7 @@ from celery.signals import task_postrun
 from landmarks.jsonsafe import to_jsonable
 from sdhrnet.job_kinds import CANCELLED, FINAL_STATES, JOB_KINDS, JobKind
 from sdhrnet.settings import get_settings
+from sdhrnet.uploads import remove_upload
 from worker import recovery  # noqa: F401  (connects the orphan sweeper to worker start)
 from worker.app import app
 from worker.jobstore import job_store, lease_seconds, make_token
@@ -88,15 +89,20 @@ class Reporter:
 
 
 _owned: dict[str, Lease] = {}  # job id -> lease held by this process
+_uploads: dict[str, str] = {}  # job id -> the folder of its evaluation set (an evaluate job from /evaluate)
 
 
 @task_postrun.connect
-def _release_after_result_is_stored(task_id=None, **_):
+def _release_after_result_is_stored(task_id=None, task=None, **_):
     # after Celery stored the outcome: until then a dead worker's job must still look orphaned
     lease = _owned.pop(task_id, None)
     if lease is not None:
         lease.release()
         job_store().unmark_running(task_id)
+    upload = _uploads.pop(task_id, None)
+    # a job that will run again (a registry retry, a lease taken over) still needs its set
+    if upload and task is not None and task.AsyncResult(task_id).state in FINAL_STATES:
+        remove_upload(upload)
 
 
 def _find_run_ids(job_id: str) -> list[str]:
@@ -145,6 +151,8 @@ def run_job(task, kind: str, params: dict):
         log.warning("job %s is running on another worker; ignoring this delivery", job_id)
         raise Ignore()
     _owned[job_id] = lease
+    if params.get("upload"):
+        _uploads[job_id] = params["upload"]
     store.mark_running(job_id, {"task": task.name, "kind": kind, "params": params, "started_at": time.time(),
                                 "worker": lease.token})
     reporter = Reporter(task, job_id, kind)

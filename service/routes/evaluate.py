@@ -1,8 +1,8 @@
 """POST /evaluate: NME/FR/AUC of the served model on a labelled set (inline, or as a job when large)."""
-import shutil
-
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+
+from sdhrnet.uploads import remove_upload
 
 from .. import evaluation
 from ..deps import Jobs, Models, Settings
@@ -29,14 +29,14 @@ EVALUATE_BODY = {"requestBody": {"required": True, "content": {
 
 
 async def _start_evaluate_job(jobs, params: dict, folder) -> JSONResponse:
-    """The unpacked set stays under SDHRNET_HOME/uploads for the worker (removed after
-    SDHRNET_UPLOAD_RETENTION_HOURS); if the job cannot be queued it goes now."""
+    """The unpacked set stays for the worker, which removes it when the job ends (sdhrnet.uploads); if the job
+    cannot be queued it goes now."""
     from .jobs import start_job
 
     try:
         return await start_job(jobs, "evaluate", params)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_upload(folder)
         raise
 
 
