@@ -55,7 +55,7 @@ class ServiceSettings(BaseSettings):
     default_dataset: str = "300w"
     preload_datasets: str = "300w"  # comma-separated; loaded at start-up so /readyz can turn green
     inference_threads: int = 1  # onnxruntime intra-op threads per model
-    upload_retention_hours: float = 72.0  # evaluation sets handed to jobs are removed after this
+    upload_retention_hours: float = 72.0  # evaluation sets that a lost job left behind are removed after this
     default_model_dir: str | None = None  # registered when the registry is empty (default sdhrnet/default_model)
     # `sdhrnet run` only: the store of the MLflow server it starts (default SQLite under SDHRNET_HOME)
     mlflow_backend_store_uri: str | None = None
