@@ -1,6 +1,5 @@
 """Scoring a labelled set with the served model; the metrics themselves come from landmarks.scoring."""
 import asyncio
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import numpy as np
 
 from landmarks.datasets.items_file import write_items
 from landmarks.jsonsafe import to_jsonable
-from sdhrnet.uploads import new_upload_folder
+from sdhrnet.uploads import new_upload_folder, remove_upload
 
 from .archives import extract_archive, inside_archive
 from .errors import InputError
@@ -44,7 +43,7 @@ async def evaluate_items(model, items, settings, tilt_at=None) -> dict | Evaluat
         try:
             path = await asyncio.to_thread(write_items, folder, samples)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_upload(folder)
             raise
         return EvaluateJob(job_params(model, folder, dataset=model.dataset, items=str(path)), folder)
     report = await score(model, samples, info, tilt_at)
@@ -66,7 +65,7 @@ async def evaluate_archive(model, source, layout: str, split: str | None, settin
     try:
         report = await score(model, samples, info, tilt_at)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_upload(folder)
     report["model"] = model.describe()
     report["split"] = split
     return report
@@ -126,7 +125,7 @@ def samples_from_archive(source, layout: str, split: str | None, settings) -> tu
                                     f"the image of sample '{sample.sample_id}'")
         return samples, root, split, folder
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_upload(folder)
         raise
 
 

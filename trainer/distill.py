@@ -157,11 +157,11 @@ def distill_stage(ctx: RunContext) -> StageOutput:
         teacher = teacher.to(dev)
     opts = [torch.optim.Adam(s.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for s in students]
     scheds = [torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_steps), cfg.lr_factor) for o in opts]
-    averages = ({f"{name}_ema": moving_average(s, cfg.ema_decay) for name, s in zip(names, students)}
-                if cfg.ema_decay else {})
+    by_name = dict(zip(names, students))
+    averages = {f"{name}_ema": moving_average(s, cfg.ema_decay) for name, s in by_name.items()} if cfg.ema_decay else {}
     # what is scored each epoch and kept at the end: the students and their averages
-    scored = {**dict(zip(names, students)), **{name: a.module for name, a in averages.items()}}
-    state = TrainState({**dict(zip(names, students)), **averages}, dict(zip(names, opts)), dict(zip(names, scheds)))
+    scored = {**by_name, **{name: a.module for name, a in averages.items()}}
+    state = TrainState({**by_name, **averages}, dict(zip(names, opts)), dict(zip(names, scheds)))
     loop = Loop(stage="distill", cfg=cfg, data=data, state=state, checkpoint=ctx.checkpoint, tracker=ctx.tracker,
                 hooks=ctx.hooks, device=dev)
     loop.resume()
