@@ -2,10 +2,12 @@
 and each face and the face search as JSON-ready dicts."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
 
+from landmarks.decode_scale import box_sides, to_decoded, to_photo
 from landmarks.geometry import face_roll, turn_points
 from landmarks.passes import mean_confidence
 
@@ -15,6 +17,39 @@ from landmarks.passes import mean_confidence
 # find score 0.65 and more (300W dev faces of 60-200 px) and 0.48 and more (p1-ytf68 video frames of 50-100 px: one of
 # 430 under 0.5) (bench/group_photos.py)
 NOT_A_FACE = 0.5
+
+
+class BoxError(ValueError):
+    """A face box sent with a photo that cannot be answered; the message says what to send instead."""
+
+
+def checked_boxes(raw, image_shape) -> np.ndarray:
+    """The boxes a caller sent ([[x1, y1, x2, y2], ...] in pixels of the image of `image_shape`) -> float32 (N, 4);
+    BoxError names the first box to fix. A box must span 2 pixels each way and lie at least half inside the image:
+    a crop around one mostly outside is padding, and its points would be made up."""
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+    if not isinstance(raw, list) or not all(isinstance(b, list) and len(b) == 4 and all(map(is_number, b))
+                                            for b in raw):
+        raise BoxError("boxes must be a list of [x1, y1, x2, y2] lists of numbers in image pixels")
+    if not raw:
+        raise BoxError("no boxes given; send at least one face box [x1, y1, x2, y2]")
+    h, w = image_shape[:2]
+    boxes = np.asarray(raw, dtype=np.float64)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        where = f"box {i} {[float(v) for v in (x1, y1, x2, y2)]}"
+        if not np.isfinite(boxes[i]).all():
+            raise BoxError(f"{where} contains NaN or infinity; send finite pixel coordinates")
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            raise BoxError(f"{where} is degenerate: x2 must exceed x1 and y2 exceed y1 by at least 2 pixels")
+        ix = min(x2, w) - max(x1, 0)
+        iy = min(y2, h) - max(y1, 0)
+        inside = max(ix, 0) * max(iy, 0) / ((x2 - x1) * (y2 - y1))
+        if inside < 0.5:
+            raise BoxError(f"{where} lies mostly outside the {w}x{h} image (at least half of the box must be "
+                           "inside); boxes are [x1, y1, x2, y2] in pixels of this image")
+    return boxes.astype(np.float32)
 
 
 def default_recrop(recrop: bool | None, detected: bool) -> bool | None:
@@ -50,6 +85,37 @@ def detect(detector, image, max_faces: int | None, min_face_size: float, small_f
     return found[:sure[max_faces - 1] + 1]
 
 
+def search_photo(detector, photo, input_size: int, max_faces: int | None, min_face_size: float, small_faces: bool,
+                 limit: int | None = None, timing: dict | None = None):
+    """detect() on a photo not yet decoded (decode_scale.Photo) -> (the photo decoded, its reduction, the Detections
+    in its pixels). A large JPEG is searched decoded small first; where its smallest face needs more pixels for the
+    landmark network (`input_size`), it is decoded again that finely and searched there. Adds "decode" and "detect"
+    milliseconds to `timing`."""
+    timing = {} if timing is None else timing
+
+    def search(image, factor):
+        start = time.perf_counter()
+        found = detect(detector, image, max_faces, min_face_size / factor, small_faces, limit)
+        timing["detect"] = timing.get("detect", 0.0) + (time.perf_counter() - start) * 1e3
+        return found
+
+    image, factor = photo.decode(photo.search_factor(small_faces), timing)
+    found = search(image, factor)
+    if len(found):
+        finer = photo.factor_for(float(box_sides(found.boxes).min()) * factor, input_size)
+        if finer < factor:
+            image, factor = photo.decode(finer, timing)
+            found = search(image, factor)
+    return image, factor, found
+
+
+def photo_at_boxes(photo, boxes, input_size: int, timing: dict | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """A photo not yet decoded and the boxes sent with it (checked_boxes) -> (the photo decoded as finely as the
+    smallest box needs, its reduction, the boxes in its pixels)."""
+    image, factor = photo.decode(photo.factor_for(float(box_sides(boxes).min()), input_size), timing)
+    return image, factor, to_decoded(boxes, factor).astype(np.float32)
+
+
 def drop_non_faces(aligned, detections, max_faces: int | None = None):
     """(per-face arrays in detection order: landmarks, confidence, ..., the Detections) -> the same without the
     non_faces, at most the first `max_faces` of them, and the Detections saying how many non-faces went
@@ -77,13 +143,26 @@ def face_answers(landmarks, confidence, passes, boxes, box_rolls, eye_indices=No
     return faces
 
 
-def search_answer(detections) -> dict | None:
+def faces_in_photo(faces: list[dict], factor: int) -> list[dict]:
+    """face_answers of a photo decoded at 1/factor (landmarks.decode_scale) -> in pixels of the full photo."""
+    if factor == 1:
+        return faces
+    for face in faces:
+        for key in ("box", "detection_box", "landmarks"):
+            if face[key] is not None:
+                face[key] = to_photo(face[key], factor).tolist()
+    return faces
+
+
+def search_answer(detections, factor: int = 1) -> dict | None:
     """/align's `detection`: how far the face search went (service.schemas.DetectionSearch); None for boxes sent
-    (and for detections that FaceDetector.detect did not make, which say nothing of a search)."""
+    (and for detections that FaceDetector.detect did not make, which say nothing of a search). `factor`: the
+    reduction of the photo searched (landmarks.decode_scale), so that sizes are in pixels of the full photo."""
     if detections is None or detections.smallest_searched is None:
         return None
     return {"looks": int(detections.looks), "upside_down_look": bool(detections.upside_down_look),
-            "smallest_face": round(float(detections.smallest_searched), 1), "not_faces": int(detections.not_faces)}
+            "smallest_face": round(float(detections.smallest_searched) * factor, 1),
+            "not_faces": int(detections.not_faces)}
 
 
 def box_corners(box, box_roll: float) -> np.ndarray:

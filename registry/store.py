@@ -52,8 +52,12 @@ class ModelNotFound(LookupError):
     """No such registered model or version (the API answers 404)."""
 
 
-class NothingWithinBudget(RegistryError):
-    """No registered version records costs within the budget asked for (the API answers 409)."""
+class RegistryConflict(RegistryError):
+    """The request is well formed but what is registered does not allow it (the API answers 409)."""
+
+
+class NothingWithinBudget(RegistryConflict):
+    """No registered version records costs within the budget asked for."""
 
 
 def model_name(dataset: str) -> str:
@@ -312,9 +316,13 @@ class Registry:
                 return None
 
     # ---- champion changes -----------------------------------------------------------------------------------
-    def _move_champion(self, name: str, new: str, who: str, reason: str, action: str) -> dict:
+    def _move_champion(self, name: str, new: str, who: str, reason: str, action: str) -> dict | None:
+        """The event recorded, or None when `new` already is the champion: a change that changes nothing is not
+        history (and would put the same version twice on the stack that rollback walks)."""
         old = self._by_alias(name, CHAMPION)
         old_version = None if old is None else str(old.version)
+        if old_version == new:
+            return None
         event = history.make_event(action, old_version, new, who, reason)
         self.client.set_registered_model_alias(name, CHAMPION, new)
         challenger = self._by_alias(name, CHALLENGER)
@@ -329,7 +337,8 @@ class Registry:
             self.client.set_registered_model_tag(name, key, value)
         return event
 
-    def promote(self, dataset: str, version, who: str = "unknown", reason: str = "manual") -> dict:
+    def promote(self, dataset: str, version, who: str = "unknown", reason: str = "manual") -> dict | None:
+        """The history event, or None when `version` already is the champion (nothing is recorded)."""
         name = model_name(dataset)
         if self._registered(name) is None:
             raise ModelNotFound(f"no models registered for dataset '{dataset}'; train one (POST /jobs/slim) first")
@@ -379,7 +388,7 @@ class Registry:
         best = min(ordered, key=lambda v: v["metrics"]["nme"])
         return best | {"why": f"lowest NME ({best['metrics']['nme']:.5f})"}
 
-    def promote_within(self, dataset: str, limits: dict[str, float], who: str = "unknown") -> dict:
+    def promote_within(self, dataset: str, limits: dict[str, float], who: str = "unknown") -> dict | None:
         best = self.best_within(dataset, limits)
         wanted = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
         return self._move_champion(model_name(dataset), best["version"], who, f"{best['why']}, within {wanted}",
@@ -393,7 +402,7 @@ class Registry:
         stack = history.read_stack(registered.tags or {})
         current = self._by_alias(name, CHAMPION)
         if current is None or len(stack) < 2 or stack[-1] != str(current.version):
-            raise RegistryError(f"{name} has no earlier champion to roll back to; promote a version explicitly")
+            raise RegistryConflict(f"{name} has no earlier champion to roll back to; promote a version explicitly")
         target = stack[-2]
         self._version(name, target)  # still exists?
         return self._move_champion(name, target, who, reason, action="rollback")
@@ -518,6 +527,17 @@ def run_of_model_uri(uri: str, client=None) -> str:
     return mv.run_id
 
 
+def run_exists(run_id: str, client=None) -> bool:
+    """Whether the tracking store holds this run (a job's slim_run or teacher_run, checked when it is submitted)."""
+    try:
+        (client or tracking_client()).get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return False
+        raise
+    return True
+
+
 def _quote(value: str) -> str:
     return str(value).replace("'", "\\'")
 
@@ -540,11 +560,11 @@ def register_result(result, job_id: str | None = None) -> int:
     return get_registry().register_result(result, job_id)
 
 
-def promote(dataset: str, version, who: str = "unknown") -> dict:
+def promote(dataset: str, version, who: str = "unknown") -> dict | None:
     return get_registry().promote(dataset, version, who=who)
 
 
-def promote_within(dataset: str, limits: dict[str, float], who: str = "unknown") -> dict:
+def promote_within(dataset: str, limits: dict[str, float], who: str = "unknown") -> dict | None:
     return get_registry().promote_within(dataset, limits, who=who)
 
 

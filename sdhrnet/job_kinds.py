@@ -3,6 +3,7 @@ job submission all derive from this table; a new kind is one row here plus its r
 request body in service.schemas.JOB_BODIES."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 CANCELLED = "CANCELLED"
@@ -49,3 +50,45 @@ def job_kind(name: str) -> JobKind:
 
 def by_command(command: str) -> JobKind:
     return next(k for k in TRAINING_KINDS if k.command == command)
+
+
+class JobFailed(Exception):
+    """What a failed job is stored as (worker.tasks): its message is the job's `error` as users read it. The worker
+    log keeps the original exception's type and traceback."""
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message of a job's failure without its Python type: what went wrong, in the words of whoever raised it."""
+    message = str(exc).strip()
+    code = getattr(exc, "error_code", None)  # MLflow's REST errors begin with their code, a name users cannot act on
+    if isinstance(code, str):
+        message = message.removeprefix(f"{code}: ")
+    return message or "the job failed without saying why; the worker log has the details"
+
+
+# A model reference names an MLflow run as `runs:/ID[/PATH]` or as a bare run id: 32 hex digits, as MLflow makes them
+# (and trainer.offline_runs names its folders). Its other forms (a folder or .onnx file on the worker,
+# models:/NAME@ALIAS, a published architecture) name no run.
+_RUN_ID = "[0-9a-f]{32}"
+RUN_ID = re.compile(f"^{_RUN_ID}$")
+RUNS_URI = "runs:/"
+RUN_REF_PATTERN = f"^({RUNS_URI}[^/]+(/.*)?|{_RUN_ID})$"  # a reference that names a run, for request schemas
+RUN_REFS = ("slim_run", "teacher_run")  # the job parameters that name the models a job starts from
+
+
+def run_of_ref(ref: str) -> str | None:
+    """The run id a model reference names, or None when it names no run."""
+    ref = str(ref)
+    if ref.startswith(RUNS_URI):
+        return ref[len(RUNS_URI):].split("/")[0] or None
+    return ref if RUN_ID.match(ref) else None
+
+
+def supernet_run(slim_run: str) -> str:
+    """The run of a sweep's `slim_run`: a sweep prunes the supernet that a slim run keeps beside its result, so the
+    reference must name a run; ValueError otherwise."""
+    run_id = run_of_ref(slim_run)
+    if run_id is None:
+        raise ValueError(f"'{str(slim_run)[:80]}' names no run: a sweep prunes the supernet a slim job's run keeps, "
+                         "so give that run's id (32 hex digits, the slim job's run_id) or runs:/RUN_ID")
+    return run_id

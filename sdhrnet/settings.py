@@ -4,15 +4,34 @@ Everything defaults to an embedded set-up under `SDHRNET_HOME` (default `./.sdhr
 working directory): a SQLite MLflow store, a local artifact folder, a filesystem Celery broker.
 """
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
+from pydantic import AfterValidator, AliasChoices, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 # an empty variable (`SDHRNET_HOME=`, `REDIS_URL=` in a compose file) means "not set", not "the current folder"
 _ENV = SettingsConfigDict(env_prefix="SDHRNET_", extra="ignore", env_ignore_empty=True)
+
+# The devices a training job can run on, in torch's spelling: the ones trainer.engine.setup_torch prepares. Checked
+# without torch, so that the API refuses any other when a job is submitted and a mistyped SDHRNET_DEVICE stops the
+# worker at start rather than failing every job it takes.
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
+DEVICE_FORMS = "cpu, cuda or cuda:N (N: the index of a GPU of the worker, from 0)"
+
+
+def check_device(value: str) -> str:
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise PydanticCustomError("device", "unknown device '{device}'; use " + DEVICE_FORMS, {"device": value[:40]})
+    return value
+
+
+Device = Annotated[str, AfterValidator(check_device),
+                   WithJsonSchema({"type": "string", "pattern": DEVICE_PATTERN, "examples": ["cuda"]})]
 
 
 class WorkerSettings(BaseSettings):
@@ -86,7 +105,7 @@ class Settings(BaseSettings):
     tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SDHRNET_TRACKING_URI"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SDHRNET_REDIS_URL"))
     api_keys: str = ""  # comma-separated `name:key` (or bare keys, named key-1, key-2, ...); empty = no key required
-    device: str = "cpu"
+    device: Device = "cpu"
     threads: int | None = None  # torch CPU threads for training jobs; None = torch default
     # a file holding a thread count that a running training follows (sdhrnet pipeline moves the cores of a
     # finished stage to the ones still running)

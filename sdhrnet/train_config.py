@@ -18,7 +18,9 @@ PRESETS: tuple[str, ...] = ("paper", "cpu", "tiny")
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN passes every range check (all its comparisons are false) and infinity passes the one-sided ones, so
+    # neither reaches a range validator: refused here as non-numbers, for the API's overrides and `--set` alike
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # data
     train_split: str = "train"

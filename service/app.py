@@ -14,6 +14,7 @@ from sdhrnet.uploads import remove_old_uploads
 
 from .backends import JobsBackend, RegistryBackend
 from .errors import install_error_handlers
+from .head_requests import HeadAsGetMiddleware
 from .limits import RequestLimitsMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .models import ModelManager
@@ -82,7 +83,9 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
     async def index():
         return FileResponse(STATIC / "index.html")
 
-    # outermost first: the size limit answers before anything reads the body; metrics see every status
+    # the last added is the outermost: metrics see every status and the method as sent, the size limit answers
+    # before anything reads the body
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestLimitsMiddleware, max_bytes=service_settings.max_request_bytes,
                        max_archive_bytes=service_settings.max_archive_bytes,
                        body_idle_s=service_settings.body_idle_seconds, max_header_bytes=service_settings.max_header_bytes)

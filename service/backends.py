@@ -1,6 +1,6 @@
 """Thin adapters over the registry (registry package) and the job queue (worker.api), both owned by
 issue 5. Imported lazily so that the API starts while MLflow or the broker are slow, and so that tests
-can inject in-memory fakes with the same five methods."""
+can inject in-memory fakes with the same methods."""
 import math
 import os
 
@@ -26,22 +26,33 @@ class RegistryBackend:
     def promote(self, dataset: str, version: int, who: str):
         from registry import promote
 
-        return promote(dataset, version, who=who)
+        return _conflict_is_409(promote, dataset, version, who=who)
 
     def promote_within(self, dataset: str, limits: dict[str, float], who: str):
-        from registry import NothingWithinBudget, promote_within
+        from registry import promote_within
 
-        from .errors import Problem
-
-        try:
-            return promote_within(dataset, limits, who=who)
-        except NothingWithinBudget as exc:  # a fact about what is registered, not a malformed request
-            raise Problem(409, str(exc)) from None
+        return _conflict_is_409(promote_within, dataset, limits, who=who)
 
     def rollback(self, dataset: str, who: str):
         from registry import rollback
 
-        return rollback(dataset, who=who)
+        return _conflict_is_409(rollback, dataset, who=who)
+
+    def run_exists(self, run_id: str) -> bool:
+        from registry import run_exists
+
+        return run_exists(run_id)
+
+
+def _conflict_is_409(call, *args, **kwargs):
+    from registry import RegistryConflict
+
+    from .errors import Problem
+
+    try:
+        return call(*args, **kwargs)
+    except RegistryConflict as exc:  # a fact about what is registered, not a malformed request
+        raise Problem(409, str(exc)) from None
 
 
 class JobsBackend:

@@ -1,4 +1,5 @@
 """RFC 9457 problem details for every error the API returns, so that clients parse one shape."""
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -46,13 +47,14 @@ class NoModelError(Problem):
             title="No model for this dataset", headers={"Retry-After": "30"}, dataset=dataset)
 
 
-def first_error(exc) -> str:
-    """The first problem pydantic found, as 'where: what' (its JSON parser's messages name no Python internals)."""
+def first_error(exc, field: str = "") -> str:
+    """The first problem pydantic found, as 'where: what' (its JSON parser's messages name no Python internals);
+    `field`: the name of the value validated, put first in 'where'."""
     errors = getattr(exc, "errors", None)
     if callable(errors):
         try:
             e = errors()[0]
-            where = ".".join(map(str, e.get("loc", ())))
+            where = ".".join(map(str, ((field,) if field else ()) + tuple(e.get("loc", ()))))
             return f"{where}: {e.get('msg')}" if where else str(e.get("msg"))
         except Exception:
             pass
@@ -75,6 +77,25 @@ def _location(loc) -> str:
     return ".".join(parts) or "body"
 
 
+def _invalid_json(request: Request, error: dict, document) -> str:
+    """FastAPI's "JSON decode error" (located by a character offset) said as /align says it: where the JSON
+    breaks, and the body that was expected (the examples of the route's request model, service.schemas)."""
+    position = (tuple(error.get("loc", ())) or (None,))[-1]
+    where = ""
+    if isinstance(position, int) and isinstance(document, str):
+        line = document.count("\n", 0, position) + 1
+        column = position - document.rfind("\n", 0, position)
+        where = f" at line {line} column {column}"
+    reason = str((error.get("ctx") or {}).get("error") or "").strip()
+    model = getattr(getattr(getattr(request.scope.get("route"), "body_field", None), "field_info", None),
+                    "annotation", None)
+    extra = (getattr(model, "model_config", None) or {}).get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    expected = (f"the JSON body must be like {' or '.join(json.dumps(e) for e in examples)}" if examples
+                else "the body must be JSON as the API docs (/docs) show")
+    return f"{expected}: invalid JSON{where}" + (f" ({reason[0].lower()}{reason[1:]})" if reason else "")
+
+
 def _allowed_methods(request: Request) -> list[str]:
     from .route_table import lookup
 
@@ -89,6 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
+        invalid_json = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if invalid_json is not None:
+            return problem_response(422, _invalid_json(request, invalid_json, exc.body), "Invalid input",
+                                    instance=request.url.path,
+                                    errors=[{"loc": "body", "msg": "invalid JSON", "type": "json_invalid"}])
         errors = [{"loc": _location(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "the request does not match the schema"

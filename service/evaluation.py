@@ -11,7 +11,7 @@ from sdhrnet.uploads import new_upload_folder, remove_upload
 
 from .archives import extract_archive, inside_archive
 from .errors import InputError
-from .images import check_boxes, check_declared_size, decode_base64_image
+from .images import check_boxes, check_declared_size, decode_base64_image, undecodable
 from .inference import align_faces
 
 MAX_CONCURRENT_IMAGES = 8  # bounds memory of decoded images in flight; the batcher does the batching
@@ -28,8 +28,10 @@ class EvaluateJob:
 def job_params(model, upload: Path, **where) -> dict:
     """The evaluate job's params (trainer.jobs.run_evaluate) for a set `where` it is on disk, in the `upload` folder
     that the worker removes when the job ends (sdhrnet.uploads). recrop null: the job answers each box with the
-    passes /align runs on a box sent, as `score` does inline."""
-    return {**where, "upload": str(upload), "model": f"models:/{model.name}/{model.version}", "recrop": None}
+    passes /align runs on a box sent, as `score` does inline. `model_ref`: what the inline report says under
+    `model`, so that the job's result reads the same."""
+    return {**where, "upload": str(upload), "model": f"models:/{model.name}/{model.version}",
+            "model_ref": model.describe(), "recrop": None}
 
 
 async def evaluate_items(model, items, settings, tilt_at=None) -> dict | EvaluateJob:
@@ -85,8 +87,11 @@ def samples_from_items(items, settings, num_landmarks: int) -> list:
 
     samples, seen = [], set()
     for i, item in enumerate(items):
-        image = decode_base64_image(item.image, settings.max_image_pixels)
-        box = check_boxes([item.box], image.shape, 1)[0]
+        try:
+            image = decode_base64_image(item.image, settings.max_image_pixels)
+            box = check_boxes([item.box], image.shape, 1)[0]
+        except InputError as exc:  # in a set of hundreds, say which item to fix
+            raise InputError(f"item {i}: {exc.detail}", status=exc.status) from None
         landmarks = np.asarray(item.landmarks, dtype=np.float64)
         if landmarks.shape != (num_landmarks, 2) or not np.isfinite(landmarks).all():
             raise InputError(f"item {i}: landmarks must be {num_landmarks} finite [x, y] pairs for this model, "
@@ -145,21 +150,14 @@ def split_hint(layout: str) -> str:
 def locate_set(layout: str, root: Path, folder: Path, split: str | None) -> tuple[Path, str]:
     """(data root, split) of an unpacked archive. Only 300W needs a look: its subsets are folders, so an archive
     of `afw/` unpacks to a single top folder that is a subset, not the dataset root."""
-    if layout != "300w":
-        return root, split or default_split(layout)
-    from landmarks.datasets.w300 import SUBSETS, split_subsets
+    from landmarks.datasets import split_to_score
 
-    for candidate in dict.fromkeys((root, folder)):  # the single top folder first (`zip -r 300w.zip 300w`)
-        present = [s for s in SUBSETS if (candidate / s).is_dir() and any((candidate / s).glob("*.pts"))]
-        if present:
-            break
-    else:
-        return root, split or default_split(layout)
-    if split:
-        return candidate, split
-    if set(split_subsets(default_split(layout))) & set(present):
-        return candidate, default_split(layout)
-    return candidate, "+".join(present)
+    if layout == "300w":
+        from landmarks.datasets.w300 import present_subsets
+
+        # the single top folder first (`zip -r 300w.zip 300w`)
+        root = next((c for c in dict.fromkeys((root, folder)) if present_subsets(c)), root)
+    return root, split_to_score(layout, root, split)
 
 
 def default_split(layout: str) -> str:
@@ -188,7 +186,7 @@ def check_labels(samples, info) -> None:
 async def score(model, samples, info, tilt_at=None) -> dict:
     """`tilt_at`: the face detector's tilt (passes.FaceTurn) for a face box (service.detection.tilt_checker), so that
     each box is answered as /align answers it."""
-    from landmarks.datasets import load_image
+    from landmarks.datasets import DatasetError, load_image
     from landmarks.scoring import score_predictions
 
     check_labels(samples, info)
@@ -196,8 +194,11 @@ async def score(model, samples, info, tilt_at=None) -> dict:
 
     async def predict(sample):
         async with semaphore:
-            image = sample.image if getattr(sample, "image", None) is not None \
-                else await asyncio.to_thread(load_image, sample)
+            try:
+                image = sample.image if getattr(sample, "image", None) is not None \
+                    else await asyncio.to_thread(load_image, sample)
+            except DatasetError:
+                raise InputError(undecodable(f"the image of sample '{sample.sample_id}'")) from None
             box = np.asarray(sample.box, dtype=np.float32).reshape(1, 4)
             # as /align answers a box sent: one pass, and more on a face the first finds tilted or is unsure of
             landmarks, *_ = await align_faces(model, image, box, recrop=None, tilt_at=tilt_at)

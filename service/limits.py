@@ -11,9 +11,10 @@ from .errors import problem_response
 class BodyTooLarge(HTTPException):
     """An HTTPException so that FastAPI's body parsing re-raises it instead of turning it into a 400."""
 
-    def __init__(self, max_bytes: int):
-        super().__init__(413, f"the request body is larger than {max_bytes} bytes; send a smaller image (or split "
-                              "the set) or raise SDHRNET_MAX_REQUEST_BYTES / SDHRNET_MAX_ARCHIVE_BYTES on the server")
+    def __init__(self, max_bytes: int, setting: str = "SDHRNET_MAX_REQUEST_BYTES"):
+        what = "split the set" if setting == "SDHRNET_MAX_ARCHIVE_BYTES" else "send a smaller image or fewer items"
+        super().__init__(413, f"the request body is larger than {max_bytes} bytes; {what}, or raise {setting} on "
+                              "the server")
 
 
 class BodyStalled(HTTPException):
@@ -37,16 +38,17 @@ class RequestLimitsMiddleware:
         self.max_archive_bytes = max_archive_bytes or max_bytes
         self.archive_paths = frozenset(archive_paths)
 
-    def _limit_for(self, scope) -> int:
+    def _limit_for(self, scope) -> tuple[int, str]:
+        """-> (bytes allowed, the setting that says so)."""
         if scope.get("path") in self.archive_paths:
             for name, value in scope.get("headers", ()):
                 if name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
-                    return self.max_archive_bytes
-        return self.max_bytes
+                    return self.max_archive_bytes, "SDHRNET_MAX_ARCHIVE_BYTES"
+        return self.max_bytes, "SDHRNET_MAX_REQUEST_BYTES"
 
     @staticmethod
-    def _too_large(limit: int):
-        exc = BodyTooLarge(limit)
+    def _too_large(limit: int, setting: str):
+        exc = BodyTooLarge(limit, setting)
         return problem_response(413, exc.detail)
 
     async def _next_chunk(self, receive, body_done: bool):
@@ -67,7 +69,7 @@ class RequestLimitsMiddleware:
                 return await problem_response(
                     431, f"the request headers take {size} bytes, more than the {self.max_header_bytes} allowed; send "
                          "fewer or shorter headers (or raise SDHRNET_MAX_HEADER_BYTES on the server)")(scope, receive, send)
-        limit = self._limit_for(scope)
+        limit, setting = self._limit_for(scope)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -75,7 +77,7 @@ class RequestLimitsMiddleware:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    return await self._too_large(limit)(scope, receive, send)
+                    return await self._too_large(limit, setting)(scope, receive, send)
         received = 0
         started = False
         body_done = False
@@ -87,7 +89,7 @@ class RequestLimitsMiddleware:
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, setting)
             return message
 
         async def tracking_send(message):
@@ -100,7 +102,7 @@ class RequestLimitsMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._too_large(limit)(scope, receive, send)
+                await self._too_large(limit, setting)(scope, receive, send)
         except BodyStalled as exc:
             if not started:
                 await problem_response(408, exc.detail, headers=exc.headers)(scope, receive, send)

@@ -11,6 +11,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 FACES_BUCKETS = (0, 1, 2, 4, 8, 16, 32)
 LOOKS_BUCKETS = (1, 4, 8, 16, 32, 1 + MAX_TILES)
+# any token is a valid HTTP method, so a label per method sent would let a client add series without end
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ServiceMetrics:
@@ -63,7 +65,8 @@ def _route_template(scope) -> str:
 
 
 class MetricsMiddleware:
-    """Labels by route template (/jobs/{job_id}), never by raw path, to keep cardinality bounded."""
+    """Labels by route template (/jobs/{job_id}), never by raw path, and by known methods only, to keep cardinality
+    bounded."""
 
     def __init__(self, app, metrics: ServiceMetrics):
         self.app = app
@@ -84,6 +87,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             template = _route_template(scope)
-            labels = (template, scope.get("method", ""), str(status["code"]))
+            method = scope.get("method", "")
+            labels = (template, method if method in METHODS else "other", str(status["code"]))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

@@ -5,12 +5,20 @@ registry last answered, which /readyz reports."""
 import asyncio
 import functools
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import InputError, Problem
 
 log = logging.getLogger("sdhrnet.service.registry")
+
+# MLflow's error codes that are its answer about the request (the registry is up), and the API's status for each;
+# every other code (INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE, a refused connection or a timeout, which MLflow also
+# reports as INTERNAL_ERROR, its own credentials refused, rate limits) is an outage
+REQUEST_ERRORS = {"RESOURCE_DOES_NOT_EXIST": 404, "NOT_FOUND": 404, "INVALID_PARAMETER_VALUE": 422,
+                  "BAD_REQUEST": 422, "RESOURCE_ALREADY_EXISTS": 409, "ALREADY_EXISTS": 409,
+                  "RESOURCE_CONFLICT": 409, "ABORTED": 409}
 
 
 class RegistryClient:
@@ -46,10 +54,16 @@ class RegistryClient:
         except TimeoutError:
             self._mark(False)
             raise self._outage(method, f"it did not answer within {self.timeout_s:g} s") from None
-        except Exception:
+        except Exception as exc:
+            status = _request_error(exc)
+            if status is not None:
+                self._mark(True)
+                detail = f"the model registry refused the request: {_mlflow_message(exc)}"
+                # not found is a LookupError, as the backends raise it: routes answer 404, the champion lookup "none"
+                raise (LookupError(detail) if status == 404 else Problem(status, detail)) from None
             self._mark(False)
             log.debug("registry %s failed", method, exc_info=True)
-            raise self._outage(method, "it failed; the server log says why") from None
+            raise self._outage(method, "it failed; the server log says why", cause=exc) from None
         self._mark(True)
         return result
 
@@ -63,8 +77,8 @@ class RegistryClient:
             self.unreachable_since = time.time()
 
     @staticmethod
-    def _outage(method: str, why: str) -> Problem:
-        log.warning("registry %s: %s", method, why)
+    def _outage(method: str, why: str, cause: Exception | None = None) -> Problem:
+        log.warning("registry %s: %s%s", method, why, f" ({type(cause).__name__}: {cause})" if cause else "")
         return Problem(503, f"the model registry is unreachable ({why}); models already loaded keep serving. "
                             "Check MLFLOW_TRACKING_URI / the mlflow server and retry", headers={"Retry-After": "10"})
 
@@ -78,3 +92,18 @@ class RegistryClient:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _request_error(exc: Exception) -> int | None:
+    """The API's status for an MLflow error that answers the request, else None (an outage). By its error code:
+    MLflow raises one exception class for both."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")  # not loaded: the error cannot be MLflow's
+    if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
+        return None
+    return REQUEST_ERRORS.get(exc.error_code)
+
+
+def _mlflow_message(exc) -> str:
+    # RestException prefixes its message with the error code, a name that means nothing to API clients
+    message = str(getattr(exc, "message", exc))
+    return message.removeprefix(f"{exc.error_code}: ")

@@ -1,13 +1,16 @@
-"""Reading request bodies: the /align body (JSON with base64, or multipart), decoded and checked; the /evaluate
+"""Reading request bodies: the /align body (JSON with base64, or multipart), its photo and boxes checked; the /evaluate
 body (JSON items, or a multipart archive with its layout and split)."""
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 
+from landmarks.decode_scale import Photo
+
 from .errors import InputError, first_error
-from .images import check_boxes, decode_base64_image, decode_image, parse_boxes_field
+from .images import base64_bytes, check_boxes, open_photo, parse_boxes_field
 from .schemas import AlignRequest, EvaluateRequest
 
 
@@ -27,7 +30,8 @@ async def read_align_body(request: Request) -> tuple[bytes | str, object, bool]:
                              f"{first_error(exc)}") from None
         return body.image, body.boxes, True
     if content_type == "multipart/form-data":
-        form = await _read_form(request, max_fields=4,
+        # two files: a 'boxes' sent as a file gets its own message below rather than "too many files"
+        form = await _read_form(request, max_fields=4, max_files=2,
                                 hint="; send fields 'image' (file) and, optionally, 'boxes' (JSON)")
         image = form.get("image")
         boxes = form.get("boxes")
@@ -75,19 +79,19 @@ async def read_evaluate_body(request: Request, default_layout: str) -> EvaluateR
                          str(split) if split and not isinstance(split, UploadFile) else None)
 
 
-async def _read_form(request: Request, max_fields: int, hint: str = "") -> FormData:
-    """The multipart form (one file at most); a malformed one is the client's mistake (422 + `hint`)."""
+async def _read_form(request: Request, max_fields: int, hint: str = "", max_files: int = 1) -> FormData:
+    """The multipart form; a malformed one is the client's mistake (422 + `hint`)."""
     try:
-        return await request.form(max_files=1, max_fields=max_fields)
+        return await request.form(max_files=max_files, max_fields=max_fields)
     except Exception as exc:
         if getattr(exc, "status_code", None) in (408, 413):  # body limits (service.limits)
             raise
         raise InputError(f"the multipart body could not be parsed ({exc}){hint}") from None
 
 
-def decode_and_check(payload, raw_boxes, is_base64: bool, settings):
-    image = decode_base64_image(payload, settings.max_image_pixels) if is_base64 \
-        else decode_image(payload, settings.max_image_pixels)
-    # no boxes: the faces are detected after decoding
-    boxes = None if raw_boxes is None else check_boxes(raw_boxes, image.shape, settings.max_faces)
-    return image, boxes
+def open_and_check(payload, raw_boxes, is_base64: bool, settings) -> tuple[Photo, np.ndarray | None]:
+    """-> (the photo, its header checked but not yet decoded; the boxes sent, checked against its size, or None:
+    the faces are to be detected)."""
+    photo = open_photo(base64_bytes(payload) if is_base64 else payload, settings.max_image_pixels)
+    boxes = None if raw_boxes is None else check_boxes(raw_boxes, (photo.height, photo.width), settings.max_faces)
+    return photo, boxes

@@ -1,12 +1,15 @@
 """Request and response bodies (they become the OpenAPI contract in openapi.yaml)."""
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from landmarks.answers import NOT_A_FACE
 from landmarks.datasets import NAME_PATTERN
 from landmarks.face_detector import MAX_TILES
 from sdhrnet.budgets import BUDGET_KINDS, BUDGET_PATTERN
+from sdhrnet.job_kinds import RUN_REF_PATTERN, supernet_run
+from sdhrnet.settings import DEVICE_FORMS, Device
 from sdhrnet.train_config import Preset
 
 DATASET_PATTERN = NAME_PATTERN
@@ -111,26 +114,59 @@ class JobAccepted(BaseModel):
 
 
 class JobParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A training job; what shapes the training itself (epochs, the splits, ...) is an override of the preset."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"dataset": "300w", "data_root": "/data/300w", "preset": "cpu", "overrides": {"epochs": 10}}]})
     dataset: str = Field(pattern=DATASET_PATTERN, examples=["300w"])
     data_root: str = Field(min_length=1, description="the data folder as the worker sees it")
     preset: Preset = "cpu"
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    split: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict, description="config values over the preset's, e.g. "
+                                      '{"epochs": 10, "train_split": "train-dev", "val_split": "dev"} (numbers finite: '
+                                      "no NaN or Infinity)")
     run_name: str | None = None
-    device: str | None = None
+    device: Device | None = Field(None, description=f"where the worker trains: {DEVICE_FORMS}; default its "
+                                  "SDHRNET_DEVICE")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data):
+        # a field that no training reads is refused, never ignored; extra="forbid" alone would say only "Extra inputs
+        # are not permitted", this says what the body takes instead
+        unknown = sorted(set(data) - set(cls.model_fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise PydanticCustomError(
+                "extra_forbidden", "unknown field(s) {unknown}: this job takes {known}; what shapes the training (its "
+                "epochs, the splits it trains and validates on: train_split, val_split) goes in overrides",
+                {"unknown": ", ".join(str(k)[:40] for k in unknown[:5]), "known": ", ".join(cls.model_fields)})
+        return data
 
 
 class DistillParams(JobParams):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"dataset": "300w", "data_root": "/data/300w", "slim_run": "0123456789abcdef0123456789abcdef",
+         "teacher_run": "fedcba9876543210fedcba9876543210"}]})
     slim_run: str = Field(min_length=1, description="MLflow run id or model URI of the slimmed network")
     teacher_run: str = Field(min_length=1, description="MLflow run id or model URI of the HRNetV2 teacher")
 
 
 class SweepParams(JobParams):
-    slim_run: str = Field(min_length=1, description="MLflow run id or URI of the slim run whose supernet is pruned")
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"dataset": "300w", "data_root": "/data/300w", "slim_run": "0123456789abcdef0123456789abcdef",
+         "budgets": ["params=800000", "ms=4"]}]})
+    slim_run: str = Field(min_length=1, description="the slim run whose supernet is pruned: its MLflow run id or "
+                          "runs:/RUN_ID", json_schema_extra={"pattern": RUN_REF_PATTERN})
     budgets: list[Annotated[str, Field(pattern=BUDGET_PATTERN)]] = Field(min_length=1, max_length=16, examples=[["params=900000", "params=600000", "ms=4"]],
                                description="one network per budget, KIND=VALUE with KIND one of "
                                            + ", ".join(BUDGET_KINDS))
+
+    @field_validator("slim_run")
+    @classmethod
+    def _names_a_run(cls, value: str) -> str:
+        try:
+            supernet_run(value)
+        except ValueError as exc:
+            raise PydanticCustomError("run_reference", str(exc)) from None
+        return value
 
 
 # the request body of POST /jobs/<kind> for each kind of sdhrnet.job_kinds that has a route
@@ -159,9 +195,15 @@ Budget = create_model("Budget", __config__=ConfigDict(extra="forbid"),
                          for kind, what in BUDGET_KINDS.items()})
 
 
+# MLflow's SQL store keeps model versions in an INTEGER column: 32-bit signed on PostgreSQL and MySQL. A larger
+# number is no version anywhere, and sent on it made MLflow fail with a 500 instead of answering "no such version"
+MAX_MODEL_VERSION = 2**31 - 1
+
+
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: int | None = Field(None, ge=1, description="the version to promote")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"version": 3}, {"budget": {"params": 900000, "ms": 4}}]})
+    version: int | None = Field(None, ge=1, le=MAX_MODEL_VERSION, description="the version to promote")
     budget: Budget | None = Field(None, description="instead of a version: promote the most accurate version whose "
                                   "recorded costs fit every limit given (params, macs, ms per face)")
 
@@ -179,8 +221,29 @@ class PromoteRequest(BaseModel):
 
 class ModelsResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
-    models: Any
+    models: list[dict[str, Any]] = Field(description="one entry per registered model (dataset): its versions with "
+                                         "their metrics and tags, aliases, champion, challenger and the history of "
+                                         "champion changes")
     served: dict[str, ModelRef]
+
+
+class ChampionChange(BaseModel):
+    """One change of a dataset's champion, as the `history` of GET /models records it."""
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    action: str = Field(description="promote, rollback or auto-promote (by the promotion policy)")
+    from_: str | None = Field(alias="from", description="the champion before; null when there was none")
+    to: str = Field(description="the champion after")
+    who: str = Field(description="the API key's name (api-key:NAME), or api when the server runs without keys")
+    when: str = Field(description="ISO 8601 time, UTC")
+    reason: str = ""
+
+
+class ChampionChangeResponse(BaseModel):
+    change: ChampionChange | None = Field(description="the change made; null when the version asked for already "
+                                          "was the champion: nothing changed and nothing was recorded")
+    served: dict[str, ModelRef] = Field(description="what this server serves now, per dataset")
+    models: ChampionChange | None = Field(None, description="the same as change, under its name in the first "
+                                          "release of this response", json_schema_extra={"deprecated": True})
 
 
 class ProblemDetails(BaseModel):

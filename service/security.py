@@ -40,7 +40,9 @@ def require_api_key(request: Request, keys: ApiKeys, key: str | None = Security(
 
 def require_api_key_for_align(request: Request, keys: ApiKeys, settings: Settings,
                               key: str | None = Security(api_key_header)) -> None:
-    if settings.align_requires_key:
+    # a key sent where none is needed is still checked: a client with a wrong key hears it on its first call, not
+    # on its first job
+    if settings.align_requires_key or key:
         _check(request, keys, key)
 
 

@@ -80,5 +80,14 @@ def run_slim(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult
 run_distill = run_teacher = run_slim
 
 
+def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
+    """As the real sweep begins: the slim run's supernet fetched from MLflow (trainer.model_uri), then as run_slim."""
+    from trainer.model_uri import resolve_model_dir
+    from trainer.sweep import supernet_ref
+
+    resolve_model_dir(supernet_ref(params["slim_run"]))
+    return run_slim(params, hooks)
+
+
 def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[str, Any]:
     return {"n": 0, "nme": None}

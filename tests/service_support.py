@@ -90,6 +90,7 @@ class FakeRegistry:
         self.champions = {d: len(dirs) for d, dirs in model_dirs.items()}
         self.history: dict[str, list[int]] = {d: [] for d in model_dirs}
         self.lock = threading.Lock()
+        self.runs: set[str] = set()  # the MLflow runs that exist (jobs' slim_run, teacher_run)
 
     def champion(self, dataset):
         from registry.served import ServedModel
@@ -104,25 +105,41 @@ class FakeRegistry:
                            run_id=f"run{version}", dataset=dataset, num_landmarks=card["num_landmarks"],
                            input_size=card["input_size"], onnx_path=folder / "model.onnx", card=card)
 
+    def run_exists(self, run_id):
+        return run_id in self.runs
+
     def list_models(self):
         return [{"dataset": d, "name": f"sdhrnet-{d}",
                  "versions": [{"version": str(i + 1), "aliases": ["champion"] if self.champions.get(d) == i + 1 else []}
                               for i in range(len(dirs))]} for d, dirs in self.versions.items()]
 
     def promote(self, dataset, version, who=None):
+        """The history event as registry.promote returns it; None when `version` already is the champion."""
         with self.lock:
             if dataset not in self.versions or not 1 <= version <= len(self.versions[dataset]):
                 raise LookupError(f"version {version} of dataset {dataset} is not registered")
-            self.history[dataset].append(self.champions.get(dataset))
+            old = self.champions.get(dataset)
+            if old == version:
+                return None
+            self.history[dataset].append(old)
             self.champions[dataset] = version
-        return {"dataset": dataset, "champion": str(version), "by": who}
+        return _event("promote", old, version, who)
 
     def rollback(self, dataset, who=None):
+        from service.errors import Problem
+
         with self.lock:
             if not self.history.get(dataset):
-                raise ValueError(f"dataset {dataset} has no earlier champion to roll back to")
-            self.champions[dataset] = self.history[dataset].pop()
-        return {"dataset": dataset, "champion": str(self.champions[dataset]), "by": who}
+                # what service.backends makes of the registry's RegistryConflict
+                raise Problem(409, f"dataset {dataset} has no earlier champion to roll back to")
+            old, self.champions[dataset] = self.champions[dataset], self.history[dataset].pop()
+        return _event("rollback", old, self.champions[dataset], who)
+
+
+def _event(action, old, new, who) -> dict:
+    from registry.history import make_event
+
+    return make_event(action, None if old is None else str(old), str(new), who or "unknown")
 
 
 class FakeJobs:

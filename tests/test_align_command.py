@@ -105,12 +105,16 @@ def test_a_folder_keeps_going_past_a_bad_file_and_draws_the_points(photo, tmp_pa
     (["PHOTO", "--boxes", "[[1, 2, 3]]"], "list of [x1, y1, x2, y2]"),
     (["PHOTO", "--boxes", "not json"], "--boxes must be JSON"),
     (["PHOTO", "PHOTO", "--boxes", "[[10, 10, 50, 50]]"], "boxes of one image"),
+    (["PHOTO", "--boxes", "[[-100, -100, -10, -10]]"], "mostly outside"),  # the rules of /align's boxes
+    (["PHOTO", "--boxes", "[[10, 10, 10.5, 50]]"], "degenerate"),
     (["PHOTO", "--max-faces", "0"], "at least 1"),
+    (["PHOTO", "--out", "NOWHERE/lines.jsonl"], "cannot write --out"),
     (["PHOTO", "--flip", "--model", "TINY"], "no flip pairs"),
 ])
 def test_usage_errors_exit_2_with_a_message(photo, tmp_path, capsys, argv, message):
     tiny = build_tiny_model(tmp_path / "tiny", 29, dataset="cofw")
-    argv = [str(photo) if a == "PHOTO" else str(tiny) if a == "TINY" else a for a in argv]
+    argv = [str(photo) if a == "PHOTO" else str(tiny) if a == "TINY" else a.replace("NOWHERE", str(tmp_path / "no"))
+            for a in argv]
     code = cli(["align", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
@@ -120,3 +124,10 @@ def test_no_images_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli(["align", str(tmp_path / "empty")]) == 2
     assert "no images in" in capsys.readouterr().err
+
+
+def test_help_describes_the_commands_for_a_user(capsys):
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    text = capsys.readouterr().out
+    assert "align faces" in text and "lazily" not in text and "torch" not in text  # no notes for developers

@@ -83,6 +83,25 @@ def test_cli_evaluate_predictions(tmp_path, capsys):
     assert code == 0 and "n=2" in out and "without a prediction" in out
 
 
+def test_cli_evaluate_without_a_split_scores_the_subsets_a_300w_folder_holds(tmp_path, capsys):
+    """As /evaluate does with an archive: a folder without the test split's subsets is scored on those it has."""
+    rng = np.random.default_rng(1)
+    for i, subset in enumerate(["afw", "afw", "ibug"]):
+        face_image(tmp_path / "300w" / subset / f"img{i}_1.jpg", size=(100, 100), seed=i)
+        write_pts(tmp_path / "300w" / subset / f"img{i}_1.pts", rng.uniform(20, 80, (68, 2)))
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps({s.sample_id: s.landmarks.tolist()
+                                for s in load_samples("300w", tmp_path / "300w", "afw+ibug")}))
+    code, out, err = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--predictions", pred,
+                          "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["split"] == "afw+ibug" and report["n"] == 3 and {"afw", "ibug"} <= set(report["subsets"])
+    _tiny_300w(tmp_path / "300w")  # with the test split's subsets there, the test split it is
+    code, out, _ = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--predictions", pred, "--json")
+    assert code == 0 and json.loads(out)["split"] == "common"
+
+
 @pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model"])
 def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     samples = _tiny_300w(tmp_path / "300w")

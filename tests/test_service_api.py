@@ -89,7 +89,7 @@ def test_align_matches_the_shared_landmarker(client, model_dirs):
     ({"image": b64(b"\x89PNG\r\n\x1a\ntruncated"), "boxes": [BOX]}, 422, ["decoded"]),
     ({"image": b64(png_bytes()), "boxes": [[50, 50, 40, 60]]}, 422, ["degenerate"]),
     ({"image": b64(png_bytes()), "boxes": [[500, 500, 600, 600]]}, 422, ["outside"]),
-    ({"image": b64(png_bytes()), "boxes": [BOX] * 5}, 422, ["at most 4"]),
+    ({"image": b64(png_bytes()), "boxes": [BOX] * 5}, 422, ["at most 4", "SDHRNET_MAX_FACES"]),
     ({"image": b64(png_bytes()), "boxes": []}, 422, ["boxes"]),
     ({"boxes": [BOX]}, 422, ["image"]),
     ({"image": b64(png_bytes()), "boxes": [[1, 2, 3]]}, 422, ["boxes"]),
@@ -109,6 +109,24 @@ def test_align_rejects_nan_boxes_and_bad_forms(client):
                                data={"boxes": "[[1, 2"}), 422, "JSON")
     assert_problem(client.post("/align", data={"boxes": json.dumps([BOX])},
                                files={"other": ("a.png", png_bytes(), "image/png")}), 422, "image")
+    assert_problem(client.post("/align", files={"image": ("a.png", png_bytes(), "image/png"),
+                                                "boxes": ("boxes.json", json.dumps([BOX]).encode(), "application/json")}),
+                   422, "'boxes' is a file", "text field")
+    # the multipart form says where in 'boxes' the mistake is, as the JSON body does
+    assert_problem(client.post("/align", files={"image": ("a.png", png_bytes(), "image/png")},
+                               data={"boxes": '[[1, 2, 3, "x"]]'}), 422, "boxes.0.3")
+
+
+def test_align_accepts_base64_wrapped_in_lines(client):
+    """`base64 face.jpg` (no -w0) and MIME wrap the text every 76 characters."""
+    text = b64(png_bytes())
+    wrapped = "\n".join(text[i:i + 76] for i in range(0, len(text), 76)) + "\n"
+    assert "\n" in wrapped
+    one_line = client.post("/align", json={"image": text, "boxes": [BOX]})
+    in_lines = client.post("/align", json={"image": wrapped, "boxes": [BOX]})
+    assert in_lines.status_code == one_line.status_code == 200, in_lines.text
+    assert in_lines.json()["faces"][0]["landmarks"] == one_line.json()["faces"][0]["landmarks"]
+    assert_problem(client.post("/align", json={"image": text[:40] + "*" + text[40:], "boxes": [BOX]}), 422, "base64")
     assert_problem(client.post("/align?dataset=NOT%20VALID", json={"image": b64(png_bytes()), "boxes": [BOX]}), 422)
 
 
@@ -116,6 +134,8 @@ def test_request_size_limit(client):
     big = b"\x89PNG\r\n\x1a\n" + bytes(400_000)
     assert_problem(client.post("/align", files={"image": ("a.png", big, "image/png")}, data={"boxes": "[[1,1,9,9]]"}),
                    413, "SDHRNET_MAX_REQUEST_BYTES")
+    # /align has no archive limit: its message names only the setting that applies
+    assert "ARCHIVE" not in client.post("/align", files={"image": ("a.png", big, "image/png")}).json()["detail"]
 
     def chunks():  # no Content-Length: the streamed body is counted
         for _ in range(40):
@@ -137,9 +157,14 @@ def test_align_key_is_configurable(registry, jobs):
         assert_problem(c.post("/align", json=body), 401, "X-API-Key")
         assert_problem(c.post("/align", json=body, headers={"X-API-Key": "wrong"}), 401, "unknown")
         assert c.post("/align", json=body, headers={"X-API-Key": "k"}).status_code == 200
+    with TestClient(create_app(ServiceSettings(model_poll_seconds=0), registry=registry, jobs=jobs,
+                               api_keys=frozenset({"k"}))) as c:  # open /align: no key is fine, a wrong one is not
+        assert c.post("/align", json=body).status_code == 200
+        assert c.post("/align", json=body, headers={"X-API-Key": "k"}).status_code == 200
+        assert_problem(c.post("/align", json=body, headers={"X-API-Key": "wrong"}), 401, "unknown")
 
 
-def test_jobs_lifecycle_and_keys(client, jobs):
+def test_jobs_lifecycle_and_keys(client, jobs, registry):
     spec = {"dataset": "300w", "data_root": "/data/300w", "preset": "tiny", "overrides": {"epochs": 1}}
     assert_problem(client.post("/jobs/slim", json=spec), 401, "X-API-Key")
     r = client.post("/jobs/slim", json=spec, headers=KEY)
@@ -152,7 +177,8 @@ def test_jobs_lifecycle_and_keys(client, jobs):
     r = client.post("/jobs/distill", json={**spec, "slim_run": "abc", "teacher_run": "def"}, headers=KEY)
     assert r.status_code == 202 and jobs.jobs[r.json()["job_id"]]["kind"] == "distill"
     assert_problem(client.post("/jobs/slim", json={**spec, "preset": "huge"}, headers=KEY), 422, "preset")
-    sweep = {**spec, "slim_run": "abc", "budgets": ["params=800000", "ms=4.5"]}
+    registry.runs.add("a" * 32)  # a sweep's slim run is looked up in MLflow when the sweep is submitted
+    sweep = {**spec, "slim_run": "a" * 32, "budgets": ["params=800000", "ms=4.5"]}
     r = client.post("/jobs/sweep", json=sweep, headers=KEY)
     assert r.status_code == 202 and jobs.jobs[r.json()["job_id"]]["params"]["budgets"] == sweep["budgets"]
     for budgets, words in ((["flops=3"], "budgets"), ([], "budgets"), (["params=5", "params=5"], "twice")):
@@ -192,7 +218,7 @@ def test_models_promote_and_rollback_swap_the_served_model(client):
                  {"budget": {"ms": -1}}):
         assert_problem(client.post("/models/300w/promote", json=body, headers=KEY), 422)
     assert client.post("/models/300w/rollback", headers=KEY).json()["served"]["300w"]["version"] == "2"
-    assert_problem(client.post("/models/300w/rollback", headers=KEY), 422, "roll back")
+    assert_problem(client.post("/models/300w/rollback", headers=KEY), 409, "roll back")
 
 
 def test_health_and_metrics(client):

@@ -152,12 +152,14 @@ def test_every_endpoint_against_real_processes(stack):
     problem(client.post("/evaluate", json={"items": items}), 401)
     r = client.post("/evaluate", json={"items": items}, headers=KEY)
     assert r.status_code == 200 and r.json()["n"] == 2, r.text
+    inline_model = r.json()["model"]
     r = client.post("/evaluate", files={"archive": ("set.zip", csv_zip(3), "application/zip")},
                     data={"layout": "csv", "split": "test"}, headers=KEY)
     assert r.status_code == 202, r.text
     status = wait_job(client, r.json()["job_id"], {"SUCCESS", "FAILURE"})
     assert status["state"] == "SUCCESS", json.dumps(status)[:2000] + worker.tail()
     assert status["result"]["n"] == 3 and status["result"]["nme"] > 0
+    assert status["result"]["model"] == inline_model and "onnx" not in status["result"], "reads as the inline report"
     many = [{**item, "id": f"face-{i}"} for i, item in enumerate(items + items[:1])]  # over the inline limit
     r = client.post("/evaluate", json={"items": many}, headers=KEY)
     assert r.status_code == 202, r.text

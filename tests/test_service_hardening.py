@@ -92,6 +92,30 @@ def test_unreadable_image_inside_an_archive_is_422(client, home):
     assert_problem(evaluate_archive(client, archive), 422, "test/bad.png", "decoded")
 
 
+def test_truncated_jpeg_inside_an_archive_is_422_not_scored(client, home):
+    """A JPEG cut short keeps a valid header; a decoder that fills the rest with gray would have it scored."""
+    import cv2
+
+    ok, whole = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    whole = whole.tobytes()
+    archive = csv_zip(["ok.png", "cut.jpg"], {"ok.png": png_bytes(), "cut.jpg": whole[:len(whole) // 2]})
+    body = assert_problem(evaluate_archive(client, archive), 422, "cut.jpg", "truncated")
+    assert str(home) not in body["detail"]
+    assert not any((home / "uploads").iterdir()), "the unpacked set must be removed"
+    whole_set = csv_zip(["ok.png", "cut.jpg"], {"ok.png": png_bytes(), "cut.jpg": whole})
+    assert evaluate_archive(client, whole_set).json()["n"] == 2
+
+
+def test_evaluate_item_errors_name_the_item(client):
+    rng = np.random.default_rng(0)
+    good = {"image": b64(png_bytes()), "box": BOX, "landmarks": rng.uniform(30, 110, (68, 2)).tolist()}
+    for bad, words in (({"box": [1000, 1000, 1100, 1100]}, ("item 2", "outside")),
+                       ({"image": b64(b"\x89PNG\r\n\x1a\nbroken")}, ("item 2", "decoded")),
+                       ({"image": "%%%"}, ("item 2", "base64"))):
+        assert_problem(client.post("/evaluate", json={"items": [good, good, {**good, **bad}]}, headers=KEY), 422,
+                       *words)
+
+
 @contextlib.contextmanager
 def served_api(tmp_path, **env):
     """`sdhrnet serve` (uvicorn) without a model, on a free port: -> (base URL, process)."""
@@ -357,6 +381,31 @@ def test_method_not_allowed_on_the_web_page_names_the_allowed_methods(client):
     response = client.post("/")
     body = assert_problem(response, 405, "use GET or HEAD")
     assert response.headers["allow"] == "GET, HEAD", body
+
+
+def test_head_is_answered_as_get_without_a_body(client):
+    """Load balancers probe with HEAD; every route that takes GET takes HEAD, as its Allow header says."""
+    for path in ("/livez", "/metrics", "/models", "/openapi.json"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, (path, head.status_code)
+        assert head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    assert client.head("/livez").headers["content-length"] == str(len(client.get("/livez").content))
+    missing, got = client.head("/jobs/no-such-job"), client.get("/jobs/no-such-job")
+    assert missing.status_code == got.status_code >= 400 and missing.content == b""
+    post_only = client.head("/align")
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+
+
+def test_metrics_label_unknown_methods_as_other(client):
+    """Any token is a valid method; labelling each would let a client grow the series without end."""
+    for method in ("ZZZA", "ZZZB"):
+        assert client.request(method, "/align").status_code == 405
+    client.head("/livez")
+    text = client.get("/metrics").text
+    assert "ZZZA" not in text and "ZZZB" not in text
+    assert 'sdhrnet_http_requests_total{method="other",route="/align",status="405"} 2.0' in text
+    assert 'sdhrnet_http_requests_total{method="HEAD",route="/livez",status="200"} 1.0' in text
 
 
 # --- item 6: slow clients and huge heads meet limits in the server --------------------------------------------------

@@ -75,7 +75,7 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     face the first finds tilted or is unsure of); with `low_resolution` (landmarks.low_resolution.LowResolution)
     every photo is shrunk until its faces are that many pixels across; with `small_faces` the detector also scans
     tiles of each photo (see landmarks.scoring)."""
-    from landmarks.datasets import DEFAULT_TEST_SPLIT, get_info, load_samples
+    from landmarks.datasets import get_info, load_samples, split_to_score
 
     if (model is None) == (predictions is None):
         raise PredictionError("give exactly one of a model or predictions")
@@ -90,7 +90,7 @@ def evaluate_split(dataset: str, data_root, split: str | None = None, *, model: 
     if low_resolution is not None and model is None:
         raise PredictionError("low resolution needs a model to run on the shrunk photos, not a predictions file")
     info = get_info(dataset)
-    split = split or DEFAULT_TEST_SPLIT[info.name]
+    split = split_to_score(info.name, data_root, split)
     samples = load_samples(info.name, data_root, split)
     if predictions is None:
         report = score_model(model, info, samples, flip_test=flip_test, threshold=threshold, occlusion=occlusion,

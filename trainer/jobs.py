@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from landmarks.jsonsafe import to_jsonable
 from sdhrnet.budgets import parse_budgets
+from sdhrnet.job_kinds import supernet_run
 from sdhrnet.settings import get_settings
 from sdhrnet.train_config import make_config
 from trainer.distill import distill_stage
@@ -134,8 +135,9 @@ def run_distill(params: dict[str, Any], hooks: JobHooks | None = None) -> JobRes
 def run_sweep(params: dict[str, Any], hooks: JobHooks | None = None) -> JobResult:
     """Prune a slim run's supernet at each of params["budgets"] ("params=800000", "macs=...", "ms=..."),
     fine-tune and score each network; the result is the most accurate one (trainer.sweep)."""
-    _require(params, "slim_run")
-    parse_budgets(params.get("budgets"))  # checked before a run exists, so a typo leaves no FAILED run behind
+    # checked before a run exists, so that a typo leaves no FAILED run behind
+    supernet_run(_require(params, "slim_run"))
+    parse_budgets(params.get("budgets"))
     result = _run("sweep", params, hooks, sweep_stage)
     for row in result.card.get("sweep", []):
         if row["label"] == result.card.get("budget"):
@@ -162,4 +164,7 @@ def run_evaluate(params: dict[str, Any], hooks: JobHooks | None = None) -> dict[
     else:
         report = evaluate_split(_require(params, "dataset"), Path(_require(params, "data_root")), params.get("split"),
                                 **options)
+    if params.get("model_ref"):  # started by /evaluate: the result reads as its inline report (no worker paths)
+        report.pop("onnx", None)
+        report["model"] = params["model_ref"]
     return to_jsonable(report)

@@ -8,13 +8,12 @@ is out of reach (nothing imports mlflow then).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from sdhrnet.job_kinds import RUN_ID, RUNS_URI
 from sdhrnet.settings import get_settings
 
 MODEL_FILES = "model_files"
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
@@ -23,8 +22,17 @@ def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
         from trainer.offline_runs import run_files
         return run_files(offline, run_id, artifact_path)
     from registry.cache import fetch_run_files
+    from registry.store import run_exists
+    from registry.tracking import mlflow
 
-    return fetch_run_files(run_id, artifact_path)
+    try:
+        return fetch_run_files(run_id, artifact_path)
+    except mlflow.exceptions.MlflowException as exc:
+        # MLflow says RESOURCE_DOES_NOT_EXIST both for a run it lacks (a typo, a run of another store) and for a path
+        # a run lacks; the first is said plainly, as a job's error reaches its user, the second keeps MLflow's words
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and not run_exists(run_id):
+            raise ValueError(f"run {run_id} was not found in MLflow") from exc
+        raise
 
 
 def _run_of_registered(uri: str) -> str:
@@ -46,11 +54,11 @@ def resolve_model_dir(uri: str | Path) -> Path:
         if not path.exists():
             raise ValueError(f"model file {path} does not exist")
         return resolve_model_dir(path.parent)
-    if text.startswith("runs:/"):
-        run_id, _, sub = text[len("runs:/"):].partition("/")
+    if text.startswith(RUNS_URI):
+        run_id, _, sub = text[len(RUNS_URI):].partition("/")
         return _download_run_files(run_id, sub or MODEL_FILES)
     if text.startswith("models:/"):
         return _download_run_files(_run_of_registered(text))
-    if _RUN_ID.match(text):
+    if RUN_ID.match(text):
         return _download_run_files(text)
     raise ValueError(f"cannot find model {text!r}: pass a model folder, an .onnx file, an MLflow run id, runs:/ID or models:/NAME@ALIAS")

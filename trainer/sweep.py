@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sdhrnet.budgets import budget_label, parse_budgets
+from sdhrnet.job_kinds import supernet_run
 from trainer.budget import Budget, measure_ms, onnx_ms
 from trainer.complexity import complexity
 from trainer.engine import Loop, TrainState, evaluate_model, load_data
@@ -29,8 +30,7 @@ def make_budget(kind: str, value: float, cfg) -> Budget:
 
 def supernet_ref(slim_run: str) -> str:
     """The supernet a slim run keeps next to its result (trainer.slim logs it as models/supernet)."""
-    run_id = str(slim_run).removeprefix("runs:/").split("/")[0]
-    return f"runs:/{run_id}/models/supernet"
+    return f"runs:/{supernet_run(slim_run)}/models/supernet"
 
 
 class _Prefixed:

@@ -5,6 +5,7 @@ import time
 import uuid
 
 from sdhrnet.job_kinds import UnknownJobKind, job_kind  # noqa: F401  (UnknownJobKind: what submit raises)
+from sdhrnet.job_kinds import failure_message
 from worker.app import get_app
 from worker.jobstore import job_store
 
@@ -33,7 +34,7 @@ def job_status(job_id: str) -> dict | None:
     if state == "SUCCESS":
         status["result"] = info
     elif state == "FAILURE" or isinstance(info, BaseException):
-        status["error"] = f"{type(info).__name__}: {info}"
+        status["error"] = failure_message(info)
     elif isinstance(info, dict):
         status["progress"] = info
     if isinstance(info, dict):

@@ -12,11 +12,11 @@ import logging
 import threading
 import time
 
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, TaskPredicate
 from celery.signals import task_postrun
 
 from landmarks.jsonsafe import to_jsonable
-from sdhrnet.job_kinds import CANCELLED, FINAL_STATES, JOB_KINDS, JobKind
+from sdhrnet.job_kinds import CANCELLED, FINAL_STATES, JOB_KINDS, JobFailed, JobKind, failure_message
 from sdhrnet.settings import get_settings
 from sdhrnet.uploads import remove_upload
 from worker import recovery  # noqa: F401  (connects the orphan sweeper to worker start)
@@ -198,7 +198,16 @@ def run_job(task, kind: str, params: dict):
 
 def _define_task(kind: JobKind):
     def task(self, params: dict):
-        return run_job(self, kind.name, params)
+        try:
+            return run_job(self, kind.name, params)
+        except TaskPredicate:  # Ignore, Retry, Reject: Celery's flow, not a failure
+            raise
+        except Exception as exc:
+            # Celery stores a failure as its type's import path and its arguments, and the API rebuilds it from
+            # them: for a type whose constructor takes other arguments (MLflow's RestException) that came out as
+            # "Exception: <class '...'>([...])". The job's error is the message alone; this log keeps the rest.
+            log.error("job %s (%s) failed", self.request.id, kind.name, exc_info=True)
+            raise JobFailed(failure_message(exc)) from None
 
     task.__name__ = task.__qualname__ = kind.name
     return app.task(bind=True, name=kind.task, max_retries=REGISTRY_RETRIES)(task)

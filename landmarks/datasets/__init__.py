@@ -46,6 +46,16 @@ def load_samples(dataset: str, data_root, split: str) -> SampleList:
     return _READERS[get_info(dataset).name].load(data_root, split)
 
 
+def split_to_score(dataset: str, data_root, split: str | None = None) -> str:
+    """The split named, else the layout's test split; a reader that can tell what a folder holds (300W's
+    `split_present`) scores the subsets there when its test split is not."""
+    if split:
+        return split
+    reader = _READERS[get_info(dataset).name]
+    present = getattr(reader, "split_present", None)
+    return present(data_root, reader.INFO.test_split) if present else reader.INFO.test_split
+
+
 def subject_of(dataset: str) -> Callable[[str], str] | None:
     """sample id -> who it shows, where the layout says (a reader's `subject`: the person of a video frame)."""
     return getattr(_READERS[get_info(dataset).name], "subject", None)
@@ -63,4 +73,4 @@ def parse_source(text: str) -> tuple[str, str, str]:
 
 
 __all__ = ["DATASETS", "NAME_PATTERN", "parse_source", "DatasetError", "DatasetInfo", "Sample", "SampleList",
-           "get_info", "load_image", "load_samples", "subject_of", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]
+           "get_info", "load_image", "load_samples", "split_to_score", "subject_of", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]

@@ -87,9 +87,16 @@ def load_image(sample: Sample) -> np.ndarray:
     """RGB uint8 H x W x 3 of a sample."""
     if sample.image is not None:
         return sample.image
-    bgr = cv2.imread(str(sample.image_path), IMAGE_FLAGS)
+    try:
+        data = np.fromfile(sample.image_path, np.uint8)
+    except OSError:
+        data = None
+    # imdecode, not imread: imread fills the missing part of a truncated JPEG with gray and says nothing, and such
+    # an image would be scored (or trained on) as if it were whole
+    bgr = None if data is None or not data.size else cv2.imdecode(data, IMAGE_FLAGS)
     if bgr is None:
-        raise DatasetError(f"cannot read image {sample.image_path} (sample {sample.sample_id}): missing or not an image")
+        raise DatasetError(f"cannot read image {sample.image_path} (sample {sample.sample_id}): missing, truncated "
+                           "or not an image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -79,6 +79,21 @@ def read_subset(root: Path, subset: str, num_landmarks: int = 68) -> tuple[list,
     return samples, skipped
 
 
+def present_subsets(root) -> list[str]:
+    """The subsets with labels under `root`, in SUBSETS order."""
+    root = Path(root)
+    return [s for s in SUBSETS if (root / s).is_dir() and any((root / s).glob("*.pts"))]
+
+
+def split_present(root, default: str) -> str:
+    """The split to score at `root` when none is named: `default`, unless none of its subsets is there; then the
+    subsets that are (an afw/ folder alone is scored as afw, not refused)."""
+    present = present_subsets(root)
+    if not present or set(split_subsets(default)) & set(present):
+        return default
+    return "+".join(present)
+
+
 def split_subsets(split: str) -> tuple[str, ...]:
     if split in SPLITS:
         return SPLITS[split]

@@ -26,9 +26,13 @@ SUBCOMMANDS = {
 }
 
 
+DESCRIPTION = ("SD-HRNet facial landmarks: align faces in photos, train and distill models, score them, and serve "
+               "them over HTTP. `sdhrnet COMMAND --help` describes a command.")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="sdhrnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sdhrnet", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():

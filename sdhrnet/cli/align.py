@@ -2,6 +2,7 @@
 them (the same detector, passes and JSON), one JSON line per image."""
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -50,33 +51,30 @@ def find_images(paths) -> list[Path]:
     return found
 
 
-def read_image(path: Path):
-    """RGB uint8, decoded as the service decodes uploads (OpenCV, turned by its EXIF orientation)."""
-    import cv2
-    import numpy as np
+def read_photo(path: Path):
+    """The file as the service reads an upload (landmarks.decode_scale.Photo: its size upright by its EXIF orientation),
+    not yet decoded."""
+    from landmarks.decode_scale import Photo, read_header
 
     try:
-        data = np.fromfile(path, np.uint8)
+        data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error:
-        bgr = None
-    if bgr is None:
-        raise ValueError(f"{path} is not an image OpenCV can decode ({', '.join(IMAGE_SUFFIXES)})")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return Photo.of(data, read_header(io.BytesIO(data)))
+    except Exception:  # whatever Pillow raises on a file it does not know
+        raise ValueError(f"{path} is not an image OpenCV can decode ({', '.join(IMAGE_SUFFIXES)})") from None
 
 
-def parse_boxes(text: str):
-    import numpy as np
-
+def parse_boxes(text: str) -> list:
+    """--boxes as JSON; the rules a box must meet are /align's (landmarks.answers.checked_boxes), checked against
+    the image once it is read."""
     try:
-        boxes = np.asarray(json.loads(text), dtype=np.float64)
-    except (json.JSONDecodeError, TypeError, ValueError):
+        boxes = json.loads(text)
+    except json.JSONDecodeError:
         raise UsageError("--boxes must be JSON like [[x1, y1, x2, y2]] with numbers in image pixels") from None
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or not len(boxes):
-        raise UsageError(f"--boxes must be a list of [x1, y1, x2, y2] boxes, got an array of shape {boxes.shape}")
+    if not isinstance(boxes, list) or not boxes:
+        raise UsageError("--boxes must be a non-empty JSON list of [x1, y1, x2, y2] boxes in image pixels")
     return boxes
 
 
@@ -101,27 +99,34 @@ class Aligner:
         self.detector = FaceDetector()
         self.flip = flip
 
-    def answer(self, image, boxes=None, recrop: bool | None = None, max_faces: int | None = None,
+    def answer(self, photo, boxes=None, recrop: bool | None = None, max_faces: int | None = None,
                min_face_size: float = 0.0, small_faces: bool = False) -> dict:
+        """/align's answer for a photo not yet decoded (decode_scale.Photo), decoded as /align decodes it."""
         import numpy as np
 
-        from landmarks.answers import default_recrop, detect, drop_non_faces, face_answers, search_answer
+        from landmarks.answers import (checked_boxes, default_recrop, drop_non_faces, face_answers, faces_in_photo,
+                                       photo_at_boxes, search_answer, search_photo)
 
         start = time.perf_counter()
         detected = None
         if boxes is None:
-            detected = detect(self.detector, image, max_faces, min_face_size, small_faces)
+            image, factor, detected = search_photo(self.detector, photo, self.landmarker.input_size, max_faces,
+                                                   min_face_size, small_faces)
             boxes = detected.boxes
+        else:
+            boxes = checked_boxes(boxes, (photo.height, photo.width))  # a BoxError is a usage error (run)
+            image, factor, boxes = photo_at_boxes(photo, boxes, self.landmarker.input_size)
         second_pass = default_recrop(recrop, detected is not None)
         if len(boxes):
             aligned = self.landmarker.align(image, boxes, self.flip, second_pass,
                                             detected.rolls if detected is not None else np.zeros(len(boxes)),
                                             self.detector.tilt_at, detected.framed if detected is not None else None)
             aligned, detected = drop_non_faces(aligned, detected, max_faces)
-            faces = face_answers(*aligned, self.eyes, detected)
+            faces = faces_in_photo(face_answers(*aligned, self.eyes, detected), factor)
         else:
             faces = []
-        return {"faces": faces, "model": self.model, "recrop": bool(second_pass), "detection": search_answer(detected),
+        return {"faces": faces, "model": self.model, "recrop": bool(second_pass),
+                "detection": search_answer(detected, factor),
                 "timing_ms": {"total": round((time.perf_counter() - start) * 1e3, 3)}}
 
 
@@ -146,6 +151,8 @@ def draw(image, faces: list[dict], path: Path) -> None:
 
 def run(args, out) -> int:
     """-> 0 when every image was answered, 1 when some could not be (each has an error line)."""
+    from landmarks.answers import BoxError
+
     images = find_images(args.images)
     boxes = parse_boxes(args.boxes) if args.boxes else None
     if boxes is not None and len(images) != 1:
@@ -159,16 +166,18 @@ def run(args, out) -> int:
     for path in images:
         line = {"image": str(path)}
         try:
-            image = read_image(path)
-            line.update(aligner.answer(image, boxes, RECROP[args.recrop], args.max_faces, args.min_face_size,
+            photo = read_photo(path)
+            line.update(aligner.answer(photo, boxes, RECROP[args.recrop], args.max_faces, args.min_face_size,
                                        args.small_faces))
             if args.draw:
                 name, n = path.stem, 1
                 while name in drawn:  # photos of the same name in different folders
                     name, n = f"{path.stem}-{n}", n + 1
                 drawn.add(name)
-                draw(image, line["faces"], Path(args.draw) / f"{name}.png")
+                draw(photo.decode()[0], line["faces"], Path(args.draw) / f"{name}.png")
                 line["drawn"] = str(Path(args.draw) / f"{name}.png")
+        except BoxError as exc:  # --boxes go with one image: the command line is what to fix
+            raise UsageError(f"--boxes: {exc}") from None
         except ValueError as exc:
             line["error"] = str(exc)
             failed += 1
@@ -183,7 +192,11 @@ def run(args, out) -> int:
 def main(args) -> int:
     try:
         if args.out:
-            with open(args.out, "w") as out:
+            try:
+                out = open(args.out, "w")
+            except OSError as exc:
+                raise UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+            with out:
                 return run(args, out)
         return run(args, sys.stdout)
     except (ValueError, FileNotFoundError, OSError) as exc:  # user mistakes: a message, not a traceback

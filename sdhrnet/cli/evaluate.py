@@ -25,7 +25,8 @@ def recrop_of(args) -> bool | None:
 def add_arguments(parser, command=None) -> None:
     parser.add_argument("--dataset", required=True, help="300w | wflw | cofw | csv")
     parser.add_argument("--data-root", required=True, help="dataset folder")
-    parser.add_argument("--split", default=None, help="split to score (default: 300w common, csv test, wflw/cofw test)")
+    parser.add_argument("--split", default=None, help="split to score (default: 300w common, or the subsets a 300w "
+                        "folder holds when it has no common ones; csv, wflw and cofw test)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", help="JSON object: sample id -> list of [x, y] in 0-based image pixels")
     source.add_argument("--model", help="model.onnx (with model_card.json beside it), a model folder, an MLflow run id, "

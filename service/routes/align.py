@@ -5,13 +5,15 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from landmarks.answers import default_recrop, drop_non_faces, face_answers, search_answer
+from landmarks.answers import (default_recrop, drop_non_faces, face_answers, faces_in_photo, photo_at_boxes,
+                               search_answer)
 from landmarks.face_detector import MAX_TILES, SMALLEST_SHARE
 
 from ..deps import Metrics, Models, Settings
-from ..detection import check_max_faces, detect_faces, tilt_checker
+from ..detection import check_max_faces, find_faces, tilt_checker
+from ..images import decoded
 from ..inference import align_faces, eye_indices_of, flip_pairs_of
-from ..requests import decode_and_check, read_align_body
+from ..requests import open_and_check, read_align_body
 from ..schemas import DATASET_PATTERN, AlignRequest, AlignResponse, problem_responses
 from ..security import AlignKey
 
@@ -66,17 +68,21 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     keep = check_max_faces(max_faces, settings.max_faces)
     start = time.perf_counter()
     payload, raw_boxes, is_base64 = await read_align_body(request)
-    image, boxes = await asyncio.to_thread(decode_and_check, payload, raw_boxes, is_base64, settings)
-    decoded = time.perf_counter()
-    detected, detect_timing = None, {}
-    if boxes is None:
-        detected, detect_ms = await detect_faces(request.app, image, keep, min_face_size, small_faces,
-                                                 settings.max_faces)
-        boxes = detected.boxes.astype(np.float32)
-        detect_timing = {"detect": detect_ms}
-    second_pass = default_recrop(recrop, detected is not None)
-    rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
+    photo, sent = await asyncio.to_thread(open_and_check, payload, raw_boxes, is_base64, settings)
+    looked: dict[str, float] = {"decode": (time.perf_counter() - start) * 1e3}
+    detected = None
     async with models.use(dataset) as model:
+        # a large JPEG is decoded only as finely as its smallest face needs (landmarks.decode_scale); every pixel
+        # position below is in that decoded photo until the answer maps them back
+        if sent is None:
+            image, factor, detected = await find_faces(request.app, photo, model.input_size, keep, min_face_size,
+                                                       small_faces, settings.max_faces, looked)
+            boxes = detected.boxes.astype(np.float32)
+        else:
+            image, factor, boxes = await asyncio.to_thread(decoded, photo_at_boxes, photo, sent, model.input_size,
+                                                           looked)
+        second_pass = default_recrop(recrop, detected is not None)
+        rolls = detected.rolls if detected is not None else np.zeros(len(boxes))
         flip_pairs = flip_pairs_of(model) if flip else None
         eyes = eye_indices_of(model)
         if len(boxes):
@@ -90,8 +96,7 @@ async def align(request: Request, settings: Settings, models: Models, metrics: M
     if detected is not None:
         metrics.not_faces.inc(detected.not_faces)
     metrics.faces.labels(dataset).inc(len(aligned[0]))
-    faces = face_answers(*aligned, eyes, detected)
-    timing = {"decode": (decoded - start) * 1e3, **detect_timing, **timing,
-              "total": (time.perf_counter() - start) * 1e3}
-    return {"faces": faces, "model": described, "recrop": bool(second_pass), "detection": search_answer(detected),
-            "timing_ms": {k: round(v, 3) for k, v in timing.items()}}
+    faces = faces_in_photo(face_answers(*aligned, eyes, detected), factor)
+    timing = {**looked, **timing, "total": (time.perf_counter() - start) * 1e3}
+    return {"faces": faces, "model": described, "recrop": bool(second_pass),
+            "detection": search_answer(detected, factor), "timing_ms": {k: round(v, 3) for k, v in timing.items()}}

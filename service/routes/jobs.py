@@ -6,9 +6,9 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from sdhrnet.budgets import parse_budgets
-from sdhrnet.job_kinds import FINAL_STATES, TRAINING_KINDS, JobKind
+from sdhrnet.job_kinds import FINAL_STATES, RUN_REFS, TRAINING_KINDS, JobKind, run_of_ref
 
-from ..deps import Jobs, MlflowUiUrl
+from ..deps import Jobs, MlflowUiUrl, Registry
 from ..errors import InputError, Problem, first_error
 from landmarks.jsonsafe import to_jsonable
 from ..redact import redact_all
@@ -66,6 +66,17 @@ def training_params(kind: str, params: JobParams) -> dict:
     return params.model_dump(exclude_none=True)
 
 
+async def check_runs(registry, params: JobParams) -> None:
+    """A run the job starts from that MLflow does not have is a 422 now, not a FAILURE once the worker has loaded
+    the data. Only references that name a run are looked up: a folder on the worker or a published architecture is
+    for the trainer to find."""
+    for field in RUN_REFS:
+        run_id = run_of_ref(getattr(params, field, None) or "")
+        if run_id and not await registry.call("run_exists", run_id):
+            raise InputError(f"{field}: run {run_id[:64]} was not found in MLflow; GET /jobs shows the run_id of "
+                             "each job")
+
+
 async def start_job(jobs, kind: str, params: dict) -> JSONResponse:
     job_id = str(await _backend(jobs, "submit", kind, params))
     location = f"/jobs/{job_id}"
@@ -74,8 +85,10 @@ async def start_job(jobs, kind: str, params: dict) -> JSONResponse:
 
 
 def _add_start_route(kind: JobKind, body: type[JobParams]) -> None:
-    async def start(jobs: Jobs, params: body):  # type: ignore[valid-type]
-        return await start_job(jobs, kind.name, training_params(kind.name, params))
+    async def start(jobs: Jobs, registry: Registry, params: body):  # type: ignore[valid-type]
+        checked = training_params(kind.name, params)
+        await check_runs(registry, params)
+        return await start_job(jobs, kind.name, checked)
 
     router.add_api_route(f"/{kind.name}", start, methods=["POST"], name=f"start_{kind.name}", status_code=202,
                          response_model=JobAccepted, responses={**ACCEPTED, **problem_responses(401, 422, 503)},

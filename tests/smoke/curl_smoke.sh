@@ -77,7 +77,10 @@ if [ -n "$KEY" ]; then
 fi
 check "POST /models/300w/promote" 200 -X POST "$BASE/models/300w/promote" "${AUTH[@]}" -H 'Content-Type: application/json' --data "{\"version\": $VERSION}"
 check "POST /models/300w/promote unknown version -> 404" 404 -X POST "$BASE/models/300w/promote" "${AUTH[@]}" -H 'Content-Type: application/json' --data '{"version": 9999}'
-check "POST /models/300w/rollback" "200|422" -X POST "$BASE/models/300w/rollback" "${AUTH[@]}"
+check "POST /models/300w/promote version beyond MLflow's range -> 422" 422 -X POST "$BASE/models/300w/promote" "${AUTH[@]}" -H 'Content-Type: application/json' --data '{"version": 99999999999999999999999999}'
+check "GET /readyz after it: registry still reachable" 200 "$BASE/readyz"
+[ "$(json_field '["registry"]' < "$WORK/body" 2>/dev/null)" = reachable ] || { FAILS=$((FAILS + 1)); echo "FAIL  /readyz: $(head -c 300 "$WORK/body")"; }
+check "POST /models/300w/rollback (409 without an earlier champion)" "200|409" -X POST "$BASE/models/300w/rollback" "${AUTH[@]}"
 
 check "POST /evaluate JSON items" 200 -X POST "$BASE/evaluate" "${AUTH[@]}" -H 'Content-Type: application/json' --data "{\"items\": [{\"image\": \"$IMAGE_B64\", \"box\": [18, 18, 78, 78], \"landmarks\": $(python3 -c 'import json; print(json.dumps([[20 + i * 0.8, 30 + (i % 17) * 2.0] for i in range(68)]))')}]}"
 check "POST /evaluate empty -> 422" 422 -X POST "$BASE/evaluate" "${AUTH[@]}" -H 'Content-Type: application/json' --data '{"items": []}'
