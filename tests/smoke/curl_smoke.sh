@@ -42,6 +42,7 @@ for _ in $(seq 1 120); do  # the model may still be loading
 done
 
 check "GET /livez" 200 "$BASE/livez"
+check "HEAD /livez (load balancer probe)" 200 -I "$BASE/livez"
 check "GET /readyz" 200 "$BASE/readyz"
 check "GET / (web page)" 200 "$BASE/"
 check "GET /docs" 200 "$BASE/docs"
