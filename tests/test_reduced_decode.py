@@ -5,16 +5,13 @@ import io
 import cv2
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from landmarks import decode_scale
 from landmarks.decode_scale import Photo, read_header, to_decoded, to_photo
 from sdhrnet.cli import main as cli
-from sdhrnet.settings import ServiceSettings
-from service.app import create_app
-from tests.service_support import FakeJobs, FakeRegistry, b64
-from tests.test_default_model import MODEL
+from tests.service_support import b64
+from tests.test_align_command import client  # noqa: F401  (the served default model in an app, module-wide)
 
 PHOTO = "helen/trainset/100040721_1.jpg"  # a dev face, about 200 px across in a 440 px photo
 ENLARGE = 8  # -> a 3520 px photo (12 megapixels) whose face spans about 1600 px
@@ -43,14 +40,6 @@ def small(shared_data):
 def large(small):
     h, w = small.shape[:2]
     return jpeg(cv2.resize(small, (w * ENLARGE, h * ENLARGE), interpolation=cv2.INTER_CUBIC))
-
-
-@pytest.fixture(scope="module")
-def client():
-    app = create_app(ServiceSettings(model_poll_seconds=0, preload_datasets=""),
-                     registry=FakeRegistry({"300w": [MODEL]}), jobs=FakeJobs(), api_keys=frozenset())
-    with TestClient(app) as c:
-        yield c
 
 
 @pytest.fixture()
