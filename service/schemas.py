@@ -190,7 +190,8 @@ class JobList(BaseModel):
     jobs: list[JobStatus]
 
 
-Budget = create_model("Budget", __config__=ConfigDict(extra="forbid"),
+# allow_inf_nan: a limit of Infinity is no limit, which the request can say by leaving the kind out
+Budget = create_model("Budget", __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
                       **{kind: (float | None, Field(None, gt=0, description=f"at most this many {what}"))
                          for kind, what in BUDGET_KINDS.items()})
 

@@ -217,6 +217,9 @@ def test_models_promote_and_rollback_swap_the_served_model(client):
     for body in ({}, {"version": 1, "budget": {"params": 5}}, {"budget": {}}, {"budget": {"flops": 5}},
                  {"budget": {"ms": -1}}):
         assert_problem(client.post("/models/300w/promote", json=body, headers=KEY), 422)
+    for raw in ('{"budget": {"ms": Infinity}}', '{"budget": {"params": 1e999}}', '{"budget": {"ms": NaN}}'):
+        assert_problem(client.post("/models/300w/promote", content=raw,
+                                   headers={**KEY, "content-type": "application/json"}), 422, "finite")
     assert client.post("/models/300w/rollback", headers=KEY).json()["served"]["300w"]["version"] == "2"
     assert_problem(client.post("/models/300w/rollback", headers=KEY), 409, "roll back")
 
