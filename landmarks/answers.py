@@ -23,10 +23,9 @@ class BoxError(ValueError):
     """A face box sent with a photo that cannot be answered; the message says what to send instead."""
 
 
-def checked_boxes(raw, image_shape) -> np.ndarray:
-    """The boxes a caller sent ([[x1, y1, x2, y2], ...] in pixels of the image of `image_shape`) -> float32 (N, 4);
-    BoxError names the first box to fix. A box must span 2 pixels each way and lie at least half inside the image:
-    a crop around one mostly outside is padding, and its points would be made up."""
+def box_array(raw) -> np.ndarray:
+    """The boxes a caller sent as (N, 4) float64, when they are a non-empty list of four numbers each; BoxError
+    otherwise. What the image must say of them is checked_boxes'."""
     def is_number(v) -> bool:
         return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
@@ -35,8 +34,15 @@ def checked_boxes(raw, image_shape) -> np.ndarray:
         raise BoxError("boxes must be a list of [x1, y1, x2, y2] lists of numbers in image pixels")
     if not raw:
         raise BoxError("no boxes given; send at least one face box [x1, y1, x2, y2]")
+    return np.asarray(raw, dtype=np.float64)
+
+
+def checked_boxes(raw, image_shape) -> np.ndarray:
+    """The boxes a caller sent ([[x1, y1, x2, y2], ...] in pixels of the image of `image_shape`, as decoded) ->
+    float32 (N, 4); BoxError names the first box to fix. A box must span 2 pixels each way and lie at least half
+    inside the image: a crop around one mostly outside is padding, and its points would be made up."""
+    boxes = box_array(raw)
     h, w = image_shape[:2]
-    boxes = np.asarray(raw, dtype=np.float64)
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         where = f"box {i} {[float(v) for v in (x1, y1, x2, y2)]}"
         if not np.isfinite(boxes[i]).all():
@@ -88,31 +94,27 @@ def detect(detector, image, max_faces: int | None, min_face_size: float, small_f
 def search_photo(detector, photo, input_size: int, max_faces: int | None, min_face_size: float, small_faces: bool,
                  limit: int | None = None, timing: dict | None = None):
     """detect() on a photo not yet decoded (decode_scale.Photo) -> (the photo decoded, its reduction, the Detections
-    in its pixels). A large JPEG is searched decoded small first; where its smallest face needs more pixels for the
-    landmark network (`input_size`), it is decoded again that finely and searched there. Adds "decode" and "detect"
-    milliseconds to `timing`."""
+    in its pixels). A large JPEG is searched decoded small (the detector shrinks it onto 128 px anyway), then decoded
+    at the reduction its smallest face calls for, the one a box sent would get (photo_at_boxes): a detected face's
+    box sent back is answered from the same pixels. Adds "decode" and "detect" milliseconds to `timing`."""
     timing = {} if timing is None else timing
-
-    def search(image, factor):
-        start = time.perf_counter()
-        found = detect(detector, image, max_faces, min_face_size / factor, small_faces, limit)
-        timing["detect"] = timing.get("detect", 0.0) + (time.perf_counter() - start) * 1e3
-        return found
-
     image, factor = photo.decode(photo.search_factor(small_faces), timing)
-    found = search(image, factor)
+    start = time.perf_counter()
+    found = detect(detector, image, max_faces, min_face_size / factor, small_faces, limit)
+    timing["detect"] = timing.get("detect", 0.0) + (time.perf_counter() - start) * 1e3
     if len(found):
-        finer = photo.factor_for(float(box_sides(found.boxes).min()) * factor, input_size)
-        if finer < factor:
-            image, factor = photo.decode(finer, timing)
-            found = search(image, factor)
+        needed = photo.factor_for(float(box_sides(found.boxes).min()) * factor, input_size)
+        if needed != factor:
+            image, decoded_at = photo.decode(needed, timing)
+            found, factor = found.rescaled(factor / decoded_at), decoded_at
     return image, factor, found
 
 
-def photo_at_boxes(photo, boxes, input_size: int, timing: dict | None = None) -> tuple[np.ndarray, int, np.ndarray]:
-    """A photo not yet decoded and the boxes sent with it (checked_boxes) -> (the photo decoded as finely as the
-    smallest box needs, its reduction, the boxes in its pixels)."""
-    image, factor = photo.decode(photo.factor_for(float(box_sides(boxes).min()), input_size), timing)
+def photo_at_boxes(photo, raw_boxes, input_size: int, timing: dict | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """A photo not yet decoded and the boxes sent with it -> (the photo decoded as finely as the smallest box needs,
+    its reduction, the boxes checked against the decoded photo's size (checked_boxes) and in its pixels)."""
+    image, factor = photo.decode(photo.factor_for(float(box_sides(box_array(raw_boxes)).min()), input_size), timing)
+    boxes = checked_boxes(raw_boxes, (image.shape[0] * factor, image.shape[1] * factor))
     return image, factor, to_decoded(boxes, factor).astype(np.float32)
 
 
@@ -148,9 +150,10 @@ def faces_in_photo(faces: list[dict], factor: int) -> list[dict]:
     if factor == 1:
         return faces
     for face in faces:
-        for key in ("box", "detection_box", "landmarks"):
-            if face[key] is not None:
-                face[key] = to_photo(face[key], factor).tolist()
+        face["box"] = to_photo(face["box"], factor).tolist()  # the inverse of what a box sent goes through
+        face["landmarks"] = to_photo(face["landmarks"], factor).tolist()
+        if face["detection_box"] is not None:  # the detector's boxes are continuous: pixel i spans [i, i + 1)
+            face["detection_box"] = (np.asarray(face["detection_box"]) * factor).tolist()
     return faces
 
 

@@ -29,6 +29,7 @@ FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUC
 SEARCH_PX = 4 * DETECTOR_INPUT
 EXIF_ORIENTATION = 0x0112
 TURNED_BY_90 = (5, 6, 7, 8)  # EXIF orientations whose upright photo has width and height swapped
+JPEG_FORMATS = ("JPEG", "MPO")  # Pillow names a phone's multi-picture JPEG MPO
 # how many times the network's input a face must span after the reduction: the crop is then still shrunk onto the
 # input, as from the full photo
 OVERSAMPLING = 2.0
@@ -94,8 +95,11 @@ class Photo:
 
     @classmethod
     def of(cls, data: bytes, header: Header) -> "Photo":
-        w, h = (header.height, header.width) if header.orientation in TURNED_BY_90 else (header.width, header.height)
-        return cls(data, w, h, header.format == "JPEG")
+        """The size a JPEG's header declares, turned as its EXIF orientation says: what OpenCV decodes it to, most
+        often (Photo.decode checks, and boxes are checked against the decoded photo)."""
+        turned = header.format in JPEG_FORMATS and header.orientation in TURNED_BY_90
+        w, h = (header.height, header.width) if turned else (header.width, header.height)
+        return cls(data, w, h, header.format in JPEG_FORMATS)
 
     def factor_for(self, face_px: float, input_size: int) -> int:
         return decode_factor(face_px, input_size, self.width, self.height, self.jpeg)
@@ -119,11 +123,11 @@ class Photo:
             bgr = None
         if bgr is None or bgr.size == 0:
             raise UndecodableError("the image could not be decoded")
-        if factor > 1 and (bgr.shape[0] * factor, bgr.shape[1] * factor) != (self.height, self.width):
-            return self.decode(1, timing)
+        mismatch = factor > 1 and (bgr.shape[0] * factor, bgr.shape[1] * factor) != (self.height, self.width)
+        rgb = None if mismatch else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         if timing is not None:
             timing["decode"] = timing.get("decode", 0.0) + (time.perf_counter() - start) * 1e3
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), factor
+        return self.decode(1, timing) if mismatch else (rgb, factor)
 
 
 def box_sides(boxes) -> np.ndarray:

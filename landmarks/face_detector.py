@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -200,6 +200,12 @@ class Detections:
         if self.mapping is None:
             return self.boxes[index]
         return self.mapping.apply(self.detector_boxes[index], rolls)
+
+    def rescaled(self, k: float) -> "Detections":
+        """The same faces in a copy of the photo k times as large (a finer or coarser decode, decode_scale): boxes
+        scale about the origin, as continuous coordinates; the face search is not run again."""
+        return replace(self, boxes=self.boxes * k, detector_boxes=self.detector_boxes * k,
+                       smallest_searched=None if self.smallest_searched is None else self.smallest_searched * k)
 
     def __getitem__(self, index) -> "Detections":
         return Detections(self.boxes[index], self.detector_boxes[index], self.scores[index], self.tilts[index],

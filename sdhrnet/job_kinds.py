@@ -63,6 +63,8 @@ def failure_message(exc: BaseException) -> str:
     code = getattr(exc, "error_code", None)  # MLflow's REST errors begin with their code, a name users cannot act on
     if isinstance(code, str):
         message = message.removeprefix(f"{code}: ")
+    if message and isinstance(exc, (KeyError, IndexError, AttributeError, TypeError)):
+        message = f"{type(exc).__name__}: {message}"  # a bare "'x'" says nothing without it
     return message or "the job failed without saying why; the worker log has the details"
 
 

@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     tracking_uri: str | None = Field(default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SDHRNET_TRACKING_URI"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SDHRNET_REDIS_URL"))
     api_keys: str = ""  # comma-separated `name:key` (or bare keys, named key-1, key-2, ...); empty = no key required
-    device: Device = "cpu"
+    # checked where a job is submitted (the API) and where one runs (`sdhrnet worker` refuses to start), not here:
+    # a worker's setting must not stop the API that reads the same environment
+    device: str = "cpu"
     threads: int | None = None  # torch CPU threads for training jobs; None = torch default
     # a file holding a thread count that a running training follows (sdhrnet pipeline moves the cores of a
     # finished stage to the ones still running)

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import TypeAdapter, ValidationError
 
-from landmarks.answers import BoxError, checked_boxes
+from landmarks.answers import BoxError, box_array, checked_boxes
 from landmarks.decode_scale import Header, Photo, UndecodableError, read_header
 
 from .errors import InputError, first_error
@@ -46,12 +46,14 @@ def open_photo(data: bytes, max_pixels: int) -> Photo:
 
 
 def decoded(step, *args):
-    """`step(*args)`, a step that decodes an upload (a Photo's decode, or one that calls it); data that cannot be
-    decoded is the client's (422)."""
+    """`step(*args)`, a step that decodes an upload (a Photo's decode, or one that calls it and checks the boxes sent
+    against the decoded size); data that cannot be decoded and boxes that do not fit are the client's (422)."""
     try:
         return step(*args)
     except UndecodableError:
         raise InputError(undecodable("the image")) from None
+    except BoxError as exc:
+        raise InputError(str(exc)) from None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -103,11 +105,12 @@ def parse_boxes_field(text: str) -> list:
 
 
 def check_boxes(raw, image_shape, max_faces: int) -> np.ndarray:
-    """-> float32 (N, 4): the rules of landmarks.answers.checked_boxes, and at most `max_faces` boxes."""
+    """-> (N, 4): at most `max_faces` boxes, each meeting the rules of landmarks.answers.checked_boxes in an image of
+    `image_shape` (as decoded); `image_shape` None: before decoding, only their number and form (box_array)."""
     if isinstance(raw, list) and len(raw) > max_faces:
         raise InputError(f"{len(raw)} faces in one request, at most {max_faces} are allowed; split the request (or "
                          "raise SDHRNET_MAX_FACES on the server)")
     try:
-        return checked_boxes(raw, image_shape)
+        return box_array(raw) if image_shape is None else checked_boxes(raw, image_shape)
     except BoxError as exc:
         raise InputError(str(exc)) from None

@@ -100,6 +100,10 @@ def _request_error(exc: Exception) -> int | None:
     mlflow_exceptions = sys.modules.get("mlflow.exceptions")  # not loaded: the error cannot be MLflow's
     if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
         return None
+    misconfigured = getattr(sys.modules.get("mlflow.tracking.registry"), "UnsupportedModelRegistryStoreURIException",
+                            ())
+    if isinstance(exc, misconfigured):  # INVALID_PARAMETER_VALUE too, but about the server's tracking URI
+        return None
     return REQUEST_ERRORS.get(exc.error_code)
 
 

@@ -3,7 +3,6 @@ body (JSON items, or a multipart archive with its layout and split)."""
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 
@@ -89,9 +88,11 @@ async def _read_form(request: Request, max_fields: int, hint: str = "", max_file
         raise InputError(f"the multipart body could not be parsed ({exc}){hint}") from None
 
 
-def open_and_check(payload, raw_boxes, is_base64: bool, settings) -> tuple[Photo, np.ndarray | None]:
-    """-> (the photo, its header checked but not yet decoded; the boxes sent, checked against its size, or None:
-    the faces are to be detected)."""
+def open_and_check(payload, raw_boxes, is_base64: bool, settings) -> tuple[Photo, list | None]:
+    """-> (the photo, its header checked but not yet decoded; the boxes sent, their number and form checked (their
+    place in the photo once it is decoded: landmarks.answers.photo_at_boxes), or None: the faces are to be
+    detected)."""
     photo = open_photo(base64_bytes(payload) if is_base64 else payload, settings.max_image_pixels)
-    boxes = None if raw_boxes is None else check_boxes(raw_boxes, (photo.height, photo.width), settings.max_faces)
-    return photo, boxes
+    if raw_boxes is not None:
+        check_boxes(raw_boxes, None, settings.max_faces)
+    return photo, raw_boxes

@@ -83,7 +83,7 @@ def test_a_reduced_decode_keeps_every_pixel_where_the_full_decode_has_it(orienta
     full, one = photo.decode(1)
     small, eight = photo.decode(8)
     assert (one, eight) == (1, 8) and (photo.height, photo.width) == full.shape[:2]
-    assert full.shape[:2] == (h, w) if orientation in (1, 3) else (w, h)
+    assert full.shape[:2] == ((h, w) if orientation in (1, 3) else (w, h))
     assert small.shape[:2] == (full.shape[0] // 8, full.shape[1] // 8)
 
     def centroids(image, factor):
@@ -115,15 +115,30 @@ def test_align_decodes_a_large_photo_as_finely_as_its_face_needs(client, small, 
     assert 1000 < side < 2500
     assert np.linalg.norm(np.asarray(face["landmarks"]) - enlarged, axis=1).mean() < 0.01 * side
     factors.clear()
-    sent = client.post("/align", json={"image": b64(large), "boxes": [face["box"]]}).json()["faces"][0]
-    assert factors == [8 if side / 8 >= decode_scale.smallest_face_px(128) else 4]
-    assert sent["box"] == pytest.approx(face["box"])  # the box sent is answered in its own pixels
-    assert np.linalg.norm(np.asarray(sent["landmarks"]) - enlarged, axis=1).mean() < 0.01 * side
+    sent = client.post("/align?recrop=true", json={"image": b64(large), "boxes": [face["box"]]}).json()["faces"][0]
+    assert factors == [4], "a detected face's box sent back is decoded as finely as the search left it"
+    # ... and answered as it was detected (README: the box of a detected face, sent back with ?recrop=true)
+    assert sent["box"] == pytest.approx(face["box"])
+    np.testing.assert_allclose(sent["landmarks"], face["landmarks"], atol=0.01)
 
 
-def test_small_faces_and_small_boxes_keep_the_full_photo(client, large, factors):
-    client.post("/align?small_faces=true&max_faces=1", json={"image": b64(large)})
-    assert factors == [1]
+def test_a_detected_box_sent_back_gets_its_landmarks_whatever_the_reduction(client, small):
+    """Where the search's first look and the face's box call for different reductions (here the face alone would
+    be decoded at 1/8, the search looks at 1/4), the face is searched again at the box's reduction."""
+    h, w = small.shape[:2]
+    k = 9  # a 3960 px photo, its face about 1650 px: 1/8 leaves 206 px, the smallest allowed is 205
+    large = jpeg(cv2.resize(small, (w * k, h * k), interpolation=cv2.INTER_CUBIC))
+    found = client.post("/align", json={"image": b64(large)}).json()
+    face = found["faces"][0]
+    assert face["box"][2] - face["box"][0] >= 8 * decode_scale.smallest_face_px(128)
+    sent = client.post("/align?recrop=true", json={"image": b64(large), "boxes": [face["box"]]}).json()["faces"][0]
+    np.testing.assert_allclose(sent["landmarks"], face["landmarks"], atol=0.01)
+
+
+def test_small_faces_search_the_full_photo_and_small_boxes_keep_it(client, large, factors):
+    found = client.post("/align?small_faces=true&max_faces=1", json={"image": b64(large)}).json()
+    assert factors == [1, 4], "the tiles look at every pixel; the face found is then aligned as its size allows"
+    assert found["detection"]["smallest_face"] < 500 and len(found["faces"]) == 1
     factors.clear()
     client.post("/align", json={"image": b64(large), "boxes": [[1000, 1000, 1150, 1150]]})
     assert factors == [1]

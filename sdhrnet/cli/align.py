@@ -54,6 +54,8 @@ def find_images(paths) -> list[Path]:
 def read_photo(path: Path):
     """The file as the service reads an upload (landmarks.decode_scale.Photo: its size upright by its EXIF orientation),
     not yet decoded."""
+    from PIL import Image
+
     from landmarks.decode_scale import Photo, read_header
 
     try:
@@ -62,6 +64,8 @@ def read_photo(path: Path):
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         return Photo.of(data, read_header(io.BytesIO(data)))
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; downscale it first") from None
     except Exception:  # whatever Pillow raises on a file it does not know
         raise ValueError(f"{path} is not an image OpenCV can decode ({', '.join(IMAGE_SUFFIXES)})") from None
 
@@ -104,8 +108,8 @@ class Aligner:
         """/align's answer for a photo not yet decoded (decode_scale.Photo), decoded as /align decodes it."""
         import numpy as np
 
-        from landmarks.answers import (checked_boxes, default_recrop, drop_non_faces, face_answers, faces_in_photo,
-                                       photo_at_boxes, search_answer, search_photo)
+        from landmarks.answers import (default_recrop, drop_non_faces, face_answers, faces_in_photo, photo_at_boxes,
+                                       search_answer, search_photo)
 
         start = time.perf_counter()
         detected = None
@@ -113,8 +117,7 @@ class Aligner:
             image, factor, detected = search_photo(self.detector, photo, self.landmarker.input_size, max_faces,
                                                    min_face_size, small_faces)
             boxes = detected.boxes
-        else:
-            boxes = checked_boxes(boxes, (photo.height, photo.width))  # a BoxError is a usage error (run)
+        else:  # a BoxError is a usage error (run)
             image, factor, boxes = photo_at_boxes(photo, boxes, self.landmarker.input_size)
         second_pass = default_recrop(recrop, detected is not None)
         if len(boxes):
