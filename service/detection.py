@@ -2,7 +2,6 @@
 a box sent; one detector per app, loaded on first use."""
 import asyncio
 import threading
-import time
 
 import numpy as np
 
