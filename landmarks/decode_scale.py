@@ -1,7 +1,8 @@
 """Decoding a large JPEG at 1/2, 1/4 or 1/8 of its size when every face asked about stays large enough for the
-landmark network. libjpeg scales in the DCT, so a reduced decode costs a fraction of a full one (a 16-megapixel
-photo: about 45 ms in full, 10-18 ms at 1/8 here) and holds a fraction of the pixels, while the crop the network
-sees is the same: a face still spans twice the network's input after the reduction.
+landmark network. libjpeg scales in the DCT, so a reduced decode costs a fraction of a full one (a smooth
+12-megapixel photo: 45 ms in full, 10 ms at 1/8 on a 2-core EPYC; a grainy one 151 and 65 ms, since every
+coefficient is still entropy-decoded: README, "Large photos") and holds 1/f^2 of the pixels, while the crop the
+network sees is the same: a face still spans twice the network's input after the reduction.
 
 Coordinates: pixel i of a photo decoded at 1/f covers pixels f*i .. f*i + f - 1 of the full one, so its centre is
 f*i + (f - 1) / 2 there (geometry's convention: integer coordinates are pixel centres). That holds in every EXIF
