@@ -99,6 +99,10 @@ class TrainConfig(BaseModel):
     # trajectory, where averaging the final students of two runs had taken occluded NME down by 4% (README,
     # nineteenth round). 0.995 averages about the last 200 steps.
     ema_decay: float = 0.0
+    # Sharpness-aware minimisation of the distillation students (trainer.sharpness): each step's gradient is taken at
+    # weights moved this far (L2, per student) up the gradient; 0 is off, 0.05 the usual value; two student passes
+    # per batch.
+    sam_rho: float = Field(0.0, ge=0, le=1)
     kd_temperature: float = 1.0  # the paper's softmax over raw heatmap values; see trainer.losses.kd_loss
     kd_rampup_epochs: float = 0.0  # KD terms ramped in over these first epochs (0: the paper, full from the start)
     # run control

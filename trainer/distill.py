@@ -21,6 +21,7 @@ from trainer.nets import build_network
 from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import SPEC_PRESETS, SUPERNET
 from trainer.reporting import finish_stage, log_side_models
+from trainer.sharpness import ascended
 
 STUDENTS = ("s1", "s2")
 CALIBRATION_BATCHES = 20  # training batches that set the BN statistics of students rebuilt from ONNX
@@ -119,22 +120,31 @@ def distill_step(students, optimizers, teacher, images, heatmaps, cfg, generator
     """One joint update of the students; with `generators` (one per student) each sees its own degraded copy of the
     batch (student_input). The peer term needs two students; without it one student is trained (the ablation rows
     and the KD-off control).
-    `kd_weight` scales both KD terms (trainer.losses.kd_rampup)."""
+    `kd_weight` scales both KD terms (trainer.losses.kd_rampup); with cfg.sam_rho the update takes the gradient at
+    the sharpness-aware point (trainer.sharpness), two student passes per batch."""
     inputs = [student_input(images, cfg, g) for g in generators] if generators else [images] * len(students)
     with torch.no_grad():
         target_t = teacher(images) if teacher is not None else None
-    preds = [s(x) for s, x in zip(students, inputs)]
-    ensemble = (sum(preds) / len(preds)).detach() if cfg.use_peer else None
-    losses, out = [], {}
-    for name, pred in zip(STUDENTS, preds):
-        loss, parts = student_loss(pred, heatmaps, ensemble, target_t, kd_weight * cfg.lambda_peer,
-                                   kd_weight * cfg.lambda_teacher, cfg.kd_temperature, cfg.heatmap_loss,
-                                   cfg.teacher_loss, cfg.peer_loss)
-        losses.append(loss)
-        out.update({f"{name}_{k}": v for k, v in parts.items()})
-    for opt in optimizers:
-        opt.zero_grad(set_to_none=True)
-    torch.stack(losses).sum().backward()
+
+    def backward() -> dict[str, torch.Tensor]:
+        preds = [s(x) for s, x in zip(students, inputs)]
+        ensemble = (sum(preds) / len(preds)).detach() if cfg.use_peer else None
+        losses, out = [], {}
+        for name, pred in zip(STUDENTS, preds):
+            loss, parts = student_loss(pred, heatmaps, ensemble, target_t, kd_weight * cfg.lambda_peer,
+                                       kd_weight * cfg.lambda_teacher, cfg.kd_temperature, cfg.heatmap_loss,
+                                       cfg.teacher_loss, cfg.peer_loss)
+            losses.append(loss)
+            out.update({f"{name}_{k}": v for k, v in parts.items()})
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        return out
+
+    out = backward()  # the losses logged are those at the weights themselves
+    if cfg.sam_rho:
+        with ascended(students, cfg.sam_rho):
+            backward()
     for opt in optimizers:
         opt.step()
     # read once, after the whole step is queued, so a GPU never waits on the host in mid-step
