@@ -24,9 +24,17 @@ DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
 DEVICE_FORMS = "cpu, cuda or cuda:N (N: the index of a GPU of the worker, from 0)"
 
 
+def device_problem(value: str) -> str | None:
+    """Why the trainer cannot run on `value`, or None where it can (whether this machine has that GPU is
+    trainer.engine.setup_torch's to say)."""
+    return None if re.fullmatch(DEVICE_PATTERN, value) else f"unknown device {value[:40]!r}; use {DEVICE_FORMS}"
+
+
 def check_device(value: str) -> str:
-    if not re.fullmatch(DEVICE_PATTERN, value):
-        raise PydanticCustomError("device", "unknown device '{device}'; use " + DEVICE_FORMS, {"device": value[:40]})
+    problem = device_problem(value)
+    if problem:
+        # the message goes in as context, so braces in what was sent are not read as a template's
+        raise PydanticCustomError("device", "{problem}", {"problem": problem})
     return value
 
 

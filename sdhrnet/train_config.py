@@ -280,9 +280,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def make_config(preset: str, dataset: str, overrides: dict[str, Any] | None = None, kind: str | None = None) -> TrainConfig:
+    from landmarks.datasets import DatasetError, check_split
+
     values = preset_values(preset, dataset, kind)
     unknown = sorted(set(overrides or {}) - set(TrainConfig.model_fields))
     if unknown:
         raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(TrainConfig.model_fields))}")
     values.update(overrides or {})
-    return TrainConfig(**values)
+    cfg = TrainConfig(**values)
+    for key in ("train_split", "val_split"):
+        try:
+            check_split(dataset, getattr(cfg, key))
+        except DatasetError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return cfg

@@ -1,4 +1,5 @@
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -198,16 +199,23 @@ def test_a_dataset_is_one_module_and_every_list_derives_from_it(tmp_path, monkey
     from sdhrnet.train_config import make_config
 
     (tmp_path / "dots5.py").write_text(
-        "from landmarks.datasets.base import DatasetInfo, SampleList\n"
+        "from landmarks.datasets.base import DatasetError, DatasetInfo, SampleList\n"
         "INFO = DatasetInfo('dots5', 5, ((0, 1),), (0, 1), 1.0, train_split='a', test_split='b')\n"
         "def load(data_root, split):\n    return SampleList()\n")
     monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(tmp_path)])
+    with pytest.raises(RuntimeError, match="dots5 declares no check_split"):
+        registry._discover()
+    with (tmp_path / "dots5.py").open("a") as module:
+        module.write("def check_split(split):\n    if split not in 'ab':\n        raise DatasetError('no ' + split)\n")
+    monkeypatch.delitem(sys.modules, "landmarks.datasets.dots5")  # read again, as edited
     found = registry._discover()
     assert found["dots5"].INFO.num_landmarks == 5 and set(registry.DATASETS) < set(found)
     monkeypatch.setattr(registry, "_READERS", found)
     monkeypatch.setattr(registry, "DATASETS", {n: m.INFO for n, m in found.items()})
     cfg = make_config("tiny", "dots5")
     assert (cfg.train_split, cfg.val_split) == ("a", "b")
+    with pytest.raises(ValueError, match="val_split: no c"):
+        make_config("tiny", "dots5", {"val_split": "c"})
     assert registry.load_samples("dots5", tmp_path, "b") == []
 
 

@@ -87,8 +87,39 @@ def test_the_workers_default_device_is_checked_the_same_way(settings_env):
 
     settings_env(SDHRNET_DEVICE="tpu9")
     assert Settings().device == "tpu9", "the API reads the same environment and must still start"
-    with pytest.raises(ValueError, match="SDHRNET_DEVICE='tpu9' is no device the trainer runs on; use cpu, cuda"):
+    with pytest.raises(ValueError, match="SDHRNET_DEVICE: unknown device 'tpu9'; use cpu, cuda"):
         cli(["worker"])
+
+
+# --- split names -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, field", [({"val_split": "tset"}, "val_split"), ({"train_split": "Train"}, "train_split"),
+                                           ({"extra_train": ["csv:/data/p1-ytf68:trainnig"]}, "extra_train")])
+def test_a_split_the_layout_does_not_have_is_refused_at_submit(client, jobs, change, field):
+    for kind, body in bodies({"overrides": change}).items():
+        assert_problem(client.post(f"/jobs/{kind}", json=body), 422, field, "split", "; use ")
+    assert jobs.jobs == {}
+
+
+def test_every_split_the_layouts_read_passes(client, jobs):
+    for dataset, split in (("300w", "dev"), ("300w", "afw+helen/trainset"), ("wflw", "occlusion"), ("cofw", "test"),
+                           ("csv", "training")):
+        r = client.post("/jobs/slim", json={**SPEC, "dataset": dataset, "overrides": {"val_split": split}})
+        assert r.status_code == 202, (dataset, split, r.text)
+    r = client.post("/jobs/slim", json={**SPEC, "overrides": {"extra_train": ["csv:/data/p1-ytf68:training"]}})
+    assert r.status_code == 202, r.text
+
+
+def test_the_command_line_refuses_an_unknown_split_before_reading_data(tmp_path, settings_env, capsys):
+    from sdhrnet.cli import main
+
+    settings_env(SDHRNET_HOME=tmp_path / "home", SDHRNET_OFFLINE_RUNS=tmp_path / "runs")
+    (tmp_path / "empty").mkdir()
+    code = main(["slim", "--dataset", "300w", "--data-root", str(tmp_path / "empty"), "--preset", "tiny",
+                 "--set", "val_split=commom"])
+    err = capsys.readouterr().err
+    assert code == 2 and "val_split: unknown 300W split 'commom'" in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run may be started"
 
 
 # --- fields that no training reads ------------------------------------------------------------------------------
@@ -208,3 +239,32 @@ def test_a_job_whose_run_is_not_in_mlflow_fails_saying_so(tmp_path, monkeypatch,
         assert "MlflowException" in log and "Traceback" in log, "the worker log keeps the type and the traceback"
     finally:
         get_settings.cache_clear()
+
+
+# --- the device, where the job runs ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["slim"], ["pipeline"]])
+def test_the_command_line_refuses_a_device_while_reading_its_arguments(tmp_path, capsys, command):
+    from sdhrnet.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--dataset", "300w", "--data-root", str(tmp_path), "--device", "gpu0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "unknown device 'gpu0'; use cpu, cuda or cuda:N" in err, err
+
+
+def test_a_gpu_the_machine_lacks_is_named_with_those_it_has(monkeypatch):
+    import torch
+
+    from sdhrnet.train_config import make_config
+    from trainer.engine import setup_torch
+
+    cfg = make_config("tiny", "300w")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda:0' was asked for but CUDA is not available on this machine; use cpu"):
+            setup_torch(cfg, "cuda:0")
+    # a machine with two GPUs, as far as the check can tell (none is touched: the index is refused first)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"'cuda:2' was asked for but this machine has 2 GPU\(s\): cuda:0, cuda:1"):
+        setup_torch(cfg, "cuda:2")

@@ -53,8 +53,13 @@ def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
     # the Gaussian tails of the targets underflow into denormals, which slow CPU arithmetic (~15% per step)
     torch.set_flush_denormal(True)
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
+    if dev.type == "cuda":
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not gpus:
+            raise ValueError(f"device {device!r} was asked for but CUDA is not available on this machine; use cpu")
+        if (dev.index or 0) >= gpus:
+            raise ValueError(f"device {device!r} was asked for but this machine has {gpus} GPU(s): "
+                             + ", ".join(f"cuda:{i}" for i in range(gpus)))
     if dev.type == "cuda":
         # training batches all have one shape, so cuDNN's one-off search for the fastest convolution pays for
         # itself; the algorithms it picks may differ between runs, so a GPU run is not bit-reproducible anyway

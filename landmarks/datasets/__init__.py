@@ -2,7 +2,8 @@
 the torch Dataset lives in trainer.torch_data).
 
 The registry: every module of this package that declares `INFO` (a DatasetInfo: name, landmarks, flip pairs,
-normaliser, heatmap sigma, default splits) and `load(data_root, split)` is a dataset. Adding one is adding a
+normaliser, heatmap sigma, default splits), `load(data_root, split)` and `check_split(split)` (the split names it
+reads, judged without the data) is a dataset. Adding one is adding a
 module; the CLI choices, the config presets, the API's checks and the registry's names all derive from here."""
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def _discover() -> dict[str, ModuleType]:
         module = importlib.import_module(f"{__name__}.{found.name}")
         info = getattr(module, "INFO", None)
         if isinstance(info, DatasetInfo) and callable(getattr(module, "load", None)):
+            if not callable(getattr(module, "check_split", None)):
+                raise RuntimeError(f"dataset module {module.__name__} declares no check_split(split)")
             if info.name in readers:
                 raise RuntimeError(f"dataset {info.name!r} is declared twice: {readers[info.name].__name__}, {module.__name__}")
             readers[info.name] = module
@@ -44,6 +47,11 @@ def get_info(dataset: str) -> DatasetInfo:
 
 def load_samples(dataset: str, data_root, split: str) -> SampleList:
     return _READERS[get_info(dataset).name].load(data_root, split)
+
+
+def check_split(dataset: str, split: str) -> None:
+    """DatasetError unless the dataset's layout has a split of that name (the data itself is not needed)."""
+    _READERS[get_info(dataset).name].check_split(split)
 
 
 def split_to_score(dataset: str, data_root, split: str | None = None) -> str:
@@ -68,9 +76,9 @@ def parse_source(text: str) -> tuple[str, str, str]:
     root, _, split = rest.rpartition(":")
     if not (dataset and root and split):
         raise ValueError(f"{text!r} is not DATASET:ROOT:SPLIT")
-    get_info(dataset)
+    check_split(dataset, split)
     return dataset, root, split
 
 
 __all__ = ["DATASETS", "NAME_PATTERN", "parse_source", "DatasetError", "DatasetInfo", "Sample", "SampleList",
-           "get_info", "load_image", "load_samples", "split_to_score", "subject_of", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]
+           "check_split", "get_info", "load_image", "load_samples", "split_to_score", "subject_of", "DEFAULT_TEST_SPLIT", "DEFAULT_TRAIN_SPLIT"]

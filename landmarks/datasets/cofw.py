@@ -79,9 +79,13 @@ def read_mat(path, images_key: str, phis_key: str, boxes_key: str):
     return images, phis, boxes
 
 
-def load(data_root, split: str) -> SampleList:
+def check_split(split: str) -> None:
     if split not in KEYS:
-        raise DatasetError(f"unknown COFW split {split!r}; use train or test")
+        raise DatasetError(f"unknown COFW split {split!r}; use {' or '.join(KEYS)}")
+
+
+def load(data_root, split: str) -> SampleList:
+    check_split(split)
     root = require_dir(data_root, "COFW")
     name, images_key, phis_key, boxes_key = KEYS[split]
     path = root / name

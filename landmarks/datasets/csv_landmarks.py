@@ -23,10 +23,14 @@ def subject(sample_id: str) -> str:
     return _FRAME.sub("", name.rpartition(".")[0] or name)
 
 
-def load(data_root, split: str, num_landmarks: int = 68) -> SampleList:
-    root = require_dir(data_root, "landmark CSV")
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise DatasetError(f"unknown CSV split {split!r}; use one of {', '.join(SPLITS)}")
+
+
+def load(data_root, split: str, num_landmarks: int = 68) -> SampleList:
+    check_split(split)
+    root = require_dir(data_root, "landmark CSV")
     csv_path = root / f"{split}_frames_keypoints.csv"
     if not csv_path.is_file():
         raise DatasetError(f"{csv_path} not found (expected <split>_frames_keypoints.csv in {root})")

@@ -104,9 +104,13 @@ def split_subsets(split: str) -> tuple[str, ...]:
                        f"({', '.join(SUBSETS)}) or subsets joined with '+'")
 
 
+def check_split(split: str) -> None:
+    split_subsets(split)
+
+
 def load(data_root, split: str, num_landmarks: int = 68) -> SampleList:
-    root = require_dir(data_root, "300W")
     wanted = split_subsets(split)
+    root = require_dir(data_root, "300W")
     found, missing, samples, skipped = [], [], [], []
     for subset in wanted:
         subset_samples, subset_skipped = read_subset(root, subset, num_landmarks)

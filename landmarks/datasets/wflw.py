@@ -57,14 +57,15 @@ def parse_line(line: str, where: str):
     return pts, rect, flags, tokens[-1]
 
 
-def load(data_root, split: str) -> SampleList:
-    root = require_dir(data_root, "WFLW")
-    if split in ("train", "test"):
-        part, only = split, None
-    elif split in ATTRIBUTES:
-        part, only = "test", split
-    else:
+def check_split(split: str) -> None:
+    if split not in ("train", "test") and split not in ATTRIBUTES:
         raise DatasetError(f"unknown WFLW split {split!r}; use train, test or a test subset: {', '.join(ATTRIBUTES)}")
+
+
+def load(data_root, split: str) -> SampleList:
+    check_split(split)
+    root = require_dir(data_root, "WFLW")
+    part, only = (split, None) if split in ("train", "test") else ("test", split)
     list_path = find_list(root, part)
     rows = [parse_line(line, f"{list_path}:{n + 1}")
             for n, line in enumerate(list_path.read_text(encoding="utf-8").splitlines()) if line.strip()]

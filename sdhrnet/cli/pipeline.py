@@ -10,6 +10,7 @@ from pathlib import Path
 
 from landmarks.datasets import DATASETS
 from sdhrnet.budgets import SERVED_MAX_PARAMS
+from sdhrnet.cli.train import device_argument
 from sdhrnet.train_config import PRESETS
 
 
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data-root", required=True, type=Path, help="dataset folder")
     p.add_argument("--preset", default="cpu", choices=PRESETS)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... for every stage")
+    p.add_argument("--device", default=None, type=device_argument, help="cpu, cuda, cuda:1 ... for every stage")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage (repeatable)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),

@@ -12,13 +12,23 @@ from sdhrnet.job_kinds import by_command
 from sdhrnet.train_config import PRESETS
 
 
+def device_argument(value: str) -> str:
+    """--device: refused while the arguments are read, before a run is started or data is loaded."""
+    from sdhrnet.settings import device_problem
+
+    problem = device_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--data-root", required=True, help="dataset folder (300W layout, WFLW, COFW .mat, or landmark CSV)")
     p.add_argument("--preset", default="cpu", choices=PRESETS, help="paper settings, a 2-core CPU budget, or a smoke test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set epochs=5 --set input_size=128")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default from SDHRNET_DEVICE, else cpu)")
+    p.add_argument("--device", default=None, type=device_argument, help="cpu, cuda, cuda:1 ... (default from SDHRNET_DEVICE, else cpu)")
     p.add_argument("--run-name", default=None, help="MLflow run name and resume key; the same name resumes (default KIND-DATASET-PRESET)")
     if command == "sweep":
         p.add_argument("--from-slim", dest="slim_run", required=True, help="slim run id (its models/supernet is pruned)")

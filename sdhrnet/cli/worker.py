@@ -4,7 +4,6 @@ Defaults to the solo pool with one job at a time: one training process per GPU (
 device, e.g. with CUDA_VISIBLE_DEVICES), and nothing forked after torch has started threads. With
 `--pool prefork` every job gets a fresh child (max one task per child) so CUDA never lives in the parent."""
 import os
-import re
 
 
 def add_arguments(parser, command) -> None:
@@ -24,11 +23,12 @@ def main(args) -> int:
     if args.pool == "solo" and args.concurrency != 1:
         raise ValueError("--pool solo runs one job at a time; drop --concurrency or use --pool prefork")
     from worker.app import QUEUE, app
-    from sdhrnet.settings import DEVICE_FORMS, DEVICE_PATTERN, get_settings
+    from sdhrnet.settings import device_problem, get_settings
 
     settings = get_settings()
-    if not re.fullmatch(DEVICE_PATTERN, settings.device):  # else every job it takes would fail
-        raise ValueError(f"SDHRNET_DEVICE={settings.device[:40]!r} is no device the trainer runs on; use {DEVICE_FORMS}")
+    problem = device_problem(settings.device)
+    if problem:  # else every job it takes would fail
+        raise ValueError(f"SDHRNET_DEVICE: {problem}")
     hostname = args.hostname or f"sdhrnet@%h.{os.getpid()}"
     print(f"sdhrnet worker: broker {'redis' if settings.redis_url else 'filesystem under ' + str(settings.home)}, "
           f"MLflow {settings.mlflow_uri}, pool {args.pool} x{args.concurrency}", flush=True)
