@@ -110,14 +110,49 @@ def test_a_folder_keeps_going_past_a_bad_file_and_draws_the_points(photo, tmp_pa
     (["PHOTO", "--max-faces", "0"], "at least 1"),
     (["PHOTO", "--out", "NOWHERE/lines.jsonl"], "cannot write --out"),
     (["PHOTO", "--flip", "--model", "TINY"], "no flip pairs"),
+    (["PHOTO", "--model", "CORRUPT"], "is not an ONNX model that can be loaded (ONNX Runtime: Protobuf parsing"),
+    (["PHOTO", "--model", "NOT_A_CARD"], "model_card.json is not a model card: it holds a JSON list"),
+    (["PHOTO", "--draw", "A_FILE"], "cannot write --draw"),
+    (["PHOTO", "--draw", "A_FILE/drawn"], "cannot write --draw"),
 ])
 def test_usage_errors_exit_2_with_a_message(photo, tmp_path, capsys, argv, message):
     tiny = build_tiny_model(tmp_path / "tiny", 29, dataset="cofw")
-    argv = [str(photo) if a == "PHOTO" else str(tiny) if a == "TINY" else a.replace("NOWHERE", str(tmp_path / "no"))
-            for a in argv]
+    corrupt = tmp_path / "corrupt"  # a model folder whose model.onnx is not ONNX
+    corrupt.mkdir()
+    (corrupt / "model_card.json").write_text((tiny / "model_card.json").read_text())
+    (corrupt / "model.onnx").write_text("not a protobuf")
+    not_a_card = tmp_path / "not-a-card"
+    not_a_card.mkdir()
+    (not_a_card / "model_card.json").write_text("[1, 2]")
+    (not_a_card / "model.onnx").write_bytes((tiny / "model.onnx").read_bytes())
+    (tmp_path / "a-file").write_text("")
+    named = {"PHOTO": photo, "TINY": tiny, "CORRUPT": corrupt, "NOT_A_CARD": not_a_card}
+    argv = [str(named[a]) if a in named else
+            a.replace("NOWHERE", str(tmp_path / "no")).replace("A_FILE", str(tmp_path / "a-file")) for a in argv]
     code = cli(["align", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_registered_name_that_is_not_there_is_a_message(photo, capsys, monkeypatch, settings_env):
+    import registry.store
+
+    settings_env(SDHRNET_OFFLINE_RUNS=None)
+
+    def not_registered(uri):
+        raise registry.store.ModelNotFound(f"{uri}: no registered model nosuch with the alias 'champion'")
+
+    monkeypatch.setattr(registry.store, "run_of_model_uri", not_registered)
+    assert cli(["align", str(photo), "--model", "models:/nosuch@champion"]) == 2
+    err = capsys.readouterr().err
+    assert "no registered model nosuch" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("threads", ["0", "-3"])
+def test_threads_below_one_are_refused_by_the_parser(photo, capsys, threads):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["align", str(photo), "--threads", threads])
+    assert exit_.value.code == 2 and "--threads: must be a whole number of at least 1" in capsys.readouterr().err
 
 
 def test_no_images_is_a_usage_error(tmp_path, capsys):

@@ -102,11 +102,19 @@ def test_cli_evaluate_without_a_split_scores_the_subsets_a_300w_folder_holds(tmp
     assert code == 0 and json.loads(out)["split"] == "common"
 
 
-@pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model"])
+@pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model",
+                                  "corrupt_model", "card_not_object", "zero_threshold", "negative_threshold",
+                                  "nan_threshold", "out_is_a_folder", "out_in_no_folder"])
 def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     samples = _tiny_300w(tmp_path / "300w")
     root, pred = tmp_path / "300w", tmp_path / "pred.json"
+    if case != "no_file":
+        pred.write_text(json.dumps({s.sample_id: s.landmarks.tolist() for s in samples}))
     source = ["--predictions", pred]
+    messages = {"corrupt_model": "is not an ONNX model that can be loaded", "card_not_object": "is not a model card",
+                "zero_threshold": "--threshold must be a positive NME", "negative_threshold": "--threshold must be",
+                "nan_threshold": "--threshold must be", "out_is_a_folder": "cannot write --out",
+                "out_in_no_folder": "cannot write --out"}
     if case == "missing_dir":
         root = tmp_path / "nowhere"
         pred.write_text("{}")
@@ -118,8 +126,26 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
         pred.write_text("[1, 2]")
     elif case == "bad_model":
         source = ["--model", tmp_path / "absent.onnx"]
+    elif case in ("corrupt_model", "card_not_object"):
+        model_dir = tmp_path / "model"
+        model_dir.mkdir()
+        tiny_onnx(model_dir / "model.onnx", 68, 64)
+        (model_dir / "model_card.json").write_text(json.dumps({"dataset": "300w", "num_landmarks": 68,
+                                                               "input_size": 64}))
+        if case == "corrupt_model":
+            (model_dir / "model.onnx").write_text("not a protobuf")
+        else:
+            (model_dir / "model_card.json").write_text("[68]")
+        source = ["--model", model_dir]
+    elif case.endswith("_threshold"):
+        source += ["--threshold", {"zero": "0", "negative": "-0.1", "nan": "nan"}[case.split("_")[0]]]
+    elif case == "out_is_a_folder":
+        source += ["--out", tmp_path]
+    elif case == "out_in_no_folder":
+        source += ["--out", tmp_path / "nowhere" / "report.json"]
     code, out, err = _run(capsys, "--dataset", "300w", "--data-root", root, *source, "--json")
     assert code == 2 and out == "" and "error:" in err and "Traceback" not in err
+    assert messages.get(case, "error:") in err
 
 
 def test_cli_evaluate_model(tmp_path, capsys):
@@ -156,6 +182,28 @@ def test_cli_show(shared_data, tmp_path, capsys):
     code = cli(["show", "--dataset", "300w", "--data-root", str(shared_data / "300w"), "--split", "afw",
                 "--augment", "--n", "4", "--input-size", "64", "--out", str(out)])
     assert code == 0 and out.stat().st_size > 1000
+
+
+def test_cli_show_writes_the_file_it_names(tmp_path, capsys):
+    _tiny_300w(tmp_path / "300w")
+    common = ["show", "--dataset", "300w", "--data-root", str(tmp_path / "300w"), "--split", "common", "--n", "2",
+              "--input-size", "64"]
+    # without a suffix matplotlib would write grid.png and the command would print grid
+    assert cli([*common, "--out", str(tmp_path / "grid")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "grid")
+    assert (tmp_path / "grid").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "grid.png").exists()
+    (tmp_path / "folder").mkdir()
+    assert cli([*common, "--out", str(tmp_path / "folder")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write --out" in err and "it is a folder" in err and not (tmp_path / "folder.png").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "-8", "6"])
+def test_cli_show_input_size_must_be_a_positive_multiple_of_the_stride(tmp_path, capsys, size):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["show", "--dataset", "300w", "--data-root", str(tmp_path), "--input-size", size, "--out",
+             str(tmp_path / "grid.png")])
+    assert exit_.value.code == 2 and "--input-size: must be a positive multiple of 4" in capsys.readouterr().err
 
 
 def test_cli_evaluate_recrop_takes_off_on_and_auto():

@@ -12,6 +12,7 @@ from trainer.distill import load_teacher
 from trainer.model_files import write_model_files
 from trainer.nets import build_network
 from trainer.onnx_teacher import OnnxTeacher
+from tests.service_support import build_tiny_model
 
 SIZE = 64
 
@@ -58,3 +59,26 @@ def test_members_of_different_datasets_are_refused(tmp_path, capsys):
 def test_one_member_is_not_an_ensemble(tmp_path, capsys):
     assert cli(["ensemble", str(_member(tmp_path / "a", 0)), "--out", str(tmp_path / "ens")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_a_member_that_is_not_onnx_is_named_not_traced(tmp_path, capsys):
+    a, broken = build_tiny_model(tmp_path / "a"), build_tiny_model(tmp_path / "broken")
+    for content in (b"not a protobuf", b""):  # an empty file parses as an empty ONNX model
+        (broken / "model.onnx").write_bytes(content)
+        assert cli(["ensemble", str(a), str(broken), "--out", str(tmp_path / "ens")]) == 2
+        err = capsys.readouterr().err
+        assert f"{broken / 'model.onnx'} is not an ONNX model" in err and "Traceback" not in err
+    assert not (tmp_path / "ens").exists()
+
+
+def test_the_ensemble_is_not_written_over_a_member_or_a_file(tmp_path, capsys):
+    a, b = build_tiny_model(tmp_path / "a"), build_tiny_model(tmp_path / "b", seed=1)
+    before = (a / "model.onnx").read_bytes()
+    assert cli(["ensemble", str(a), str(b), "--out", str(a)]) == 2
+    assert "holds a model the new one is made from" in capsys.readouterr().err
+    assert (a / "model.onnx").read_bytes() == before and json.loads((a / "model_card.json").read_text())["arch"] != \
+        "ensemble"
+    (tmp_path / "taken").write_text("")
+    assert cli(["ensemble", str(a), str(b), "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert "a file of that name exists" in err and "Traceback" not in err

@@ -63,6 +63,52 @@ def test_cli_export_rejects_mismatched_weights(tmp_path, capsys):
     assert "do not fit" in capsys.readouterr().err
 
 
+def test_cli_export_names_the_keys_that_do_not_fit(tmp_path, capsys):
+    torch.save({"a": torch.zeros(2)}, tmp_path / "w.pt")
+    args = Namespace(arch="s-hrnet-300w", weights=str(tmp_path / "w.pt"), landmarks=None,
+                     out=str(tmp_path / "x.onnx"), input_size=SIZE, exporter="legacy")
+    assert cli_export.main(args) == 2
+    err = capsys.readouterr().err
+    assert "Missing key(s) in state_dict" in err and len(err) < 500  # not torch's header line, not every key
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle"])
+def test_cli_export_weights_that_are_no_state_dict_are_a_message(tmp_path, capsys, content):
+    (tmp_path / "w.pt").write_bytes(content)
+    args = Namespace(arch="s-hrnet-300w", weights=str(tmp_path / "w.pt"), landmarks=None,
+                     out=str(tmp_path / "x.onnx"), input_size=SIZE, exporter="legacy")
+    assert cli_export.main(args) == 2
+    err = capsys.readouterr().err
+    # torch's own message advises weights_only=False, which would run code from the file
+    assert "is not a state_dict torch.load can read" in err and "weights_only" not in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export_to_a_path_it_cannot_write_is_a_message(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    for out in (tmp_path, tmp_path / "a-file" / "x.onnx"):  # a folder; a folder that is a file
+        args = Namespace(arch="s-hrnet-300w", weights=None, landmarks=None, out=str(out), input_size=SIZE,
+                         exporter="legacy")
+        assert cli_export.main(args) == 2
+        assert f"cannot write --out {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--input-size", "0"], "--input-size: must be a positive multiple of 32"),
+    (["--input-size", "-32"], "--input-size: must be a positive multiple of 32"),
+    (["--landmarks", "0"], "--landmarks: must be a whole number of at least 1"),
+])
+def test_cli_export_and_complexity_refuse_sizes_below_one(tmp_path, capsys, argv, message):
+    from sdhrnet.cli import main as cli
+
+    for command in (["export", "--arch", "s-hrnet-300w", "--out", str(tmp_path / "x.onnx")],
+                    ["complexity", "--arch", "s-hrnet-300w"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli([*command, *argv])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_cli_export_teacher_folder(tmp_path):
     net = build_network("hrnetv2-w18", num_landmarks=4)
     torch.save(net.state_dict(), tmp_path / "weights.pt")

@@ -49,3 +49,35 @@ def test_quantizing_twice_is_refused(int8_model, shared_data):
                             "--data-root", str(shared_data / "300w"), "--out", str(out.parent / "again")],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already quantized" in again.stderr
+
+
+def test_the_int8_copy_is_not_written_over_its_source(tmp_path):
+    from tests.service_support import build_tiny_model
+    from trainer.quantize import quantize_model_dir
+
+    src = build_tiny_model(tmp_path / "model")
+    before = (src / "model.onnx").read_bytes()
+    with pytest.raises(ValueError, match="holds a model the new one is made from"):
+        quantize_model_dir(src, tmp_path / "model", np.zeros((1, 3, 64, 64), np.float32))
+    assert (src / "model.onnx").read_bytes() == before, "the fp32 model is still there"
+
+
+def test_a_bare_onnx_file_or_a_broken_one_is_a_message(tmp_path, capsys):
+    from sdhrnet.cli import main as cli
+    from tests.data_helpers import face_image, random_shape, write_landmark_csv
+    from tests.service_support import build_tiny_model
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.onnx").write_bytes((build_tiny_model(tmp_path / "model") / "model.onnx").read_bytes())
+    broken = build_tiny_model(tmp_path / "broken")
+    (broken / "model.onnx").write_text("not a protobuf")
+    face_image(tmp_path / "data" / "training" / "a.jpg")  # a face to calibrate on
+    write_landmark_csv(tmp_path / "data", "training", [("a.jpg", random_shape(68))])
+    common = ["--dataset", "csv", "--data-root", str(tmp_path / "data"), "--split", "training", "--out",
+              str(tmp_path / "int8")]
+    assert cli(["quantize", "--model", str(bare / "model.onnx"), *common]) == 2
+    assert "without a model card giving its input_size" in capsys.readouterr().err
+    assert cli(["quantize", "--model", str(broken), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken / 'model.onnx'} is not an ONNX model" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ from sdhrnet.cli import main as cli
 from trainer.model_files import write_model_files
 from trainer.nets import build_network
 from trainer.onnx_import import load_onnx_sdhrnet
+from tests.service_support import build_tiny_model
 
 SIZE = 64
 
@@ -95,3 +96,11 @@ def test_networks_of_different_architectures_are_refused(tmp_path, capsys):
 def test_one_network_is_not_a_soup(tmp_path, capsys):
     assert cli(["soup", str(_fine_tuned(tmp_path / "a", 1)), "--out", str(tmp_path / "soup")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_the_soup_is_not_written_over_an_ingredient(tmp_path, capsys):
+    a, b = build_tiny_model(tmp_path / "a"), build_tiny_model(tmp_path / "b", seed=1)
+    before = (a / "model.onnx").read_bytes()
+    assert cli(["soup", str(a), str(b), "--out", str(a)]) == 2
+    assert "holds a model the new one is made from" in capsys.readouterr().err
+    assert (a / "model.onnx").read_bytes() == before, "the ingredient is still itself"

@@ -12,7 +12,7 @@ import onnx
 from onnx import compose, helper
 
 from trainer.model_files import read_card
-from trainer.model_uri import resolve_model_dir
+from trainer.model_uri import load_onnx, make_model_folder, resolve_model_dir
 
 ENSEMBLE_ARCH = "ensemble"
 # card fields every member must agree on: the ensemble is scored and served through them
@@ -56,12 +56,12 @@ def agreeing_models(members: list[str], what: str) -> tuple[list[Path], list[dic
 def write_ensemble(members: list[str], out: Path) -> dict:
     """Writes out/model.onnx, model_card.json and spec.json for the members (anything resolve_model_dir takes)."""
     folders, cards = agreeing_models(members, "an ensemble")
-    models = [onnx.load(f / "model.onnx") for f in folders]
+    models = [load_onnx(f / "model.onnx") for f in folders]
     names = {(m.graph.input[0].name, m.graph.output[0].name) for m in models}
     if len(names) > 1 or len(models[0].graph.input) != 1 or len(models[0].graph.output) != 1:
         raise ValueError("every member must be a model folder exported by sdhrnet (one input, one heatmap output)")
     (input_name, output_name), = names
-    out.mkdir(parents=True, exist_ok=True)
+    make_model_folder(out, folders)
     onnx.save(merged_graph(models, input_name, output_name), out / "model.onnx")
     card = {
         "format": "sdhrnet-model", "version": 1,

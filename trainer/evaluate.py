@@ -1,7 +1,6 @@
 """Scoring a model given by folder, .onnx file, run id or registry URI on a dataset split (the served ONNX path)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from landmarks.datasets.base import DatasetInfo, Sample
@@ -18,30 +17,41 @@ def resolve_model(uri: str) -> tuple[Path, dict]:
     path = Path(str(uri))
     if path.suffix == ".onnx" and path.is_file() and not path.with_name("model_card.json").is_file():
         return path, {}
-    from trainer.model_uri import resolve_model_dir
+    from trainer.model_uri import read_card, resolve_model_dir
 
     folder = resolve_model_dir(uri)
-    try:
-        card = json.loads((folder / "model_card.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise PredictionError(f"{folder / 'model_card.json'} is not valid JSON: {exc}") from None
+    card = read_card(folder)
     if not (folder / "model.onnx").is_file():
         raise PredictionError(f"{folder} has no model.onnx")
     return folder / "model.onnx", card
+
+
+def onnx_landmarker(onnx_path, **kwargs):
+    """landmarks.landmarker.OnnxLandmarker(onnx_path, **kwargs); a file ONNX Runtime cannot load is a ValueError."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    from landmarks.landmarker import OnnxLandmarker
+    from trainer.model_uri import not_an_onnx_model
+
+    try:
+        return OnnxLandmarker(onnx_path, **kwargs)
+    except (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.InvalidProtobuf,
+            ort_errors.NotImplemented) as exc:
+        # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:Protobuf parsing failed."
+        why = str(exc).rpartition("failed:")[2].strip().rstrip(".") or str(exc)
+        raise not_an_onnx_model(onnx_path, f"ONNX Runtime: {why}") from None
 
 
 def predict_with_model(uri: str, info: DatasetInfo, samples: list[Sample], flip_test: bool,
                        occlusion=None, threads: int | None = None, detected_boxes: bool = False,
                        recrop: bool | None = False, low_resolution=None,
                        small_faces: bool = False) -> tuple[dict, dict]:
-    from landmarks.landmarker import OnnxLandmarker
-
     onnx_path, card = resolve_model(uri)
     if card.get("num_landmarks") not in (None, info.num_landmarks):
         raise PredictionError(f"model {uri} predicts {card['num_landmarks']} landmarks, {info.name} has {info.num_landmarks}")
     flip_pairs = card.get("flip_pairs") or [list(p) for p in info.flip_pairs]
-    landmarker = OnnxLandmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads,
-                                eye_indices=info.norm_indices)
+    landmarker = onnx_landmarker(onnx_path, input_size=card.get("input_size"), flip_pairs=flip_pairs, threads=threads,
+                                 eye_indices=info.norm_indices)
     detector = None
     if detected_boxes or recrop is not False:
         from landmarks.face_detector import FaceDetector

@@ -19,6 +19,7 @@ from torch import nn
 from trainer.budget import onnx_ms
 from trainer.complexity import complexity
 from trainer.export import export_onnx
+from trainer.model_uri import read_card  # here too, as the readers of model folders import it
 from trainer.nets import build_network
 from trainer.nets.hrnet import HRNetV2
 from trainer.nets.sdhrnet import SDHRNet
@@ -68,13 +69,6 @@ def write_model_files(out: Path, model: nn.Module, *, dataset: str, info, input_
     }
     (out / "model_card.json").write_text(json.dumps(card, indent=1))
     return card
-
-
-def read_card(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / "model_card.json"
-    if not path.exists():
-        raise ValueError(f"{folder} is not a model folder: model_card.json is missing")
-    return json.loads(path.read_text())
 
 
 def has_torch_weights(folder: Path) -> bool:

@@ -5,9 +5,14 @@ Accepted: a model folder, an .onnx file inside one, an MLflow run id or `runs:/<
 registry's cache (registry.cache) and registered names resolved by the registry (registry.store). With
 SDHRNET_OFFLINE_RUNS set, run ids and `runs:/` are looked up in that folder (trainer.offline_runs) and the registry
 is out of reach (nothing imports mlflow then).
+
+The folder's card and ONNX graph are read here too, and the folders that soups, ensembles and INT8 copies are
+written into are made here, each failing with a ValueError its user can act on; nothing here imports torch, so
+`sdhrnet align` can use it where torch is not installed.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sdhrnet.job_kinds import RUN_ID, RUNS_URI
@@ -38,9 +43,12 @@ def _download_run_files(run_id: str, artifact_path: str = MODEL_FILES) -> Path:
 def _run_of_registered(uri: str) -> str:
     if get_settings().offline_runs is not None:
         raise ValueError(f"{uri}: the model registry needs MLflow; with SDHRNET_OFFLINE_RUNS pass a run id or a folder")
-    from registry.store import run_of_model_uri
+    from registry.store import ModelNotFound, run_of_model_uri
 
-    return run_of_model_uri(uri)
+    try:
+        return run_of_model_uri(uri)
+    except ModelNotFound as exc:  # a LookupError: the commands and jobs that resolve --model report ValueErrors
+        raise ValueError(str(exc)) from None
 
 
 def resolve_model_dir(uri: str | Path) -> Path:
@@ -62,3 +70,54 @@ def resolve_model_dir(uri: str | Path) -> Path:
     if RUN_ID.match(text):
         return _download_run_files(text)
     raise ValueError(f"cannot find model {text!r}: pass a model folder, an .onnx file, an MLflow run id, runs:/ID or models:/NAME@ALIAS")
+
+
+def read_card(folder: str | Path) -> dict:
+    """The model card of a model folder; a ValueError naming the file when it is missing or not a JSON object."""
+    path = Path(folder) / "model_card.json"
+    if not path.exists():
+        raise ValueError(f"{folder} is not a model folder: model_card.json is missing")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{path} is not a model card: it holds a JSON {type(card).__name__}, not an object")
+    return card
+
+
+def not_an_onnx_model(path: str | Path, why: str) -> ValueError:
+    return ValueError(f"{path} is not an ONNX model that can be loaded ({why}); pass a model folder written by "
+                      "a training run or `sdhrnet export`")
+
+
+def load_onnx(path: str | Path, **kwargs):
+    """onnx.load(path, **kwargs) of a file that must hold a network (one input at least and one output)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), **kwargs)
+    except DecodeError:
+        raise not_an_onnx_model(path, "its protobuf cannot be parsed") from None
+    # an empty file parses as an empty model
+    if not (model.graph.node and model.graph.input and model.graph.output):
+        raise not_an_onnx_model(path, "it holds no graph")
+    return model
+
+
+def make_model_folder(out: str | Path, sources=()) -> Path:
+    """`out` made to receive a model folder built from the model folders `sources`; a ValueError says why it cannot.
+    A source is refused: writing into it would replace the model it is made from before that is done."""
+    out = Path(out)
+    for source in sources:
+        if out.resolve() == Path(source).resolve():
+            raise ValueError(f"cannot write into {out}: it holds a model the new one is made from; pick another "
+                             "folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"cannot write the model folder {out}: a file of that name exists")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot make the model folder {out}: {exc.strerror or exc}") from None
+    return out

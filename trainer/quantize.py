@@ -42,12 +42,12 @@ def quantize_model_dir(src: Path, dst: Path, crops: np.ndarray, batch: int = 16)
         def get_next(self):
             return next(self.batches, None)
 
-    import onnx
+    from trainer.model_uri import load_onnx, make_model_folder, read_card
 
     src, dst = Path(src), Path(dst)
-    card = json.loads((src / "model_card.json").read_text())
-    input_name = onnx.load(str(src / "model.onnx"), load_external_data=False).graph.input[0].name
-    dst.mkdir(parents=True, exist_ok=True)
+    card = read_card(src)
+    input_name = load_onnx(src / "model.onnx", load_external_data=False).graph.input[0].name
+    make_model_folder(dst, [src])
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src / "model.onnx"), str(prepared), skip_symbolic_shape=True)

@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from trainer.ensemble import SHARED, agreeing_models
+from trainer.model_uri import load_onnx, make_model_folder
 from trainer.onnx_weights import one_weight_per_use
 
 SOUP_KIND = "soup"
@@ -92,8 +93,8 @@ def write_soup(ingredients: list[str], out: Path) -> dict:
     folders, cards = agreeing_models(ingredients, "a soup")
     specs = [json.loads((f / "spec.json").read_text()) if (f / "spec.json").exists() else None for f in folders]
     spec = average_specs(specs)
-    soup = average_weights([onnx.load(f / "model.onnx") for f in folders])
-    out.mkdir(parents=True, exist_ok=True)
+    soup = average_weights([load_onnx(f / "model.onnx") for f in folders])
+    make_model_folder(out, folders)
     onnx.save(soup, out / "model.onnx")
     if spec is not None:
         (out / "spec.json").write_text(json.dumps(spec, indent=1))

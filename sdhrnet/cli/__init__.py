@@ -26,6 +26,31 @@ SUBCOMMANDS = {
 }
 
 
+def cannot_write(option: str, path, exc: OSError) -> str:
+    """The message for an output the command cannot write: the option and path the user gave, not an errno."""
+    return f"cannot write {option} {path}: {exc.strerror or exc}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts and sizes: 0 or a negative one would not fail before the work started, or at all."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text}")
+    return value
+
+
+def multiple_of(step: int):
+    """argparse type of an input side, which the network divides by `step`."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < step or value % step:
+            raise argparse.ArgumentTypeError(f"must be a positive multiple of {step}, not {text}")
+        return value
+
+    parse.__name__ = f"multiple of {step}"  # what argparse names a value that is not a number at all
+    return parse
+
+
 DESCRIPTION = ("SD-HRNet facial landmarks: align faces in photos, train and distill models, score them, and serve "
                "them over HTTP. `sdhrnet COMMAND --help` describes a command.")
 

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from sdhrnet.cli import cannot_write, positive_int
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "default_model"
 RECROP = {"on": True, "off": False, "auto": None}
@@ -33,7 +35,7 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--flip", action="store_true", help="the flip test (/align's flip=true)")
     parser.add_argument("--recrop", choices=tuple(RECROP), default="auto", help="the second pass: auto (default) "
                         "as /align, on for detected faces and for boxes sent only on tilted or unsure ones")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads (default: its own)")
     parser.add_argument("--out", help="write the JSON lines here instead of standard output")
     parser.add_argument("--draw", metavar="DIR", help="also write each image with its boxes and points into DIR")
 
@@ -87,9 +89,8 @@ class Aligner:
 
     def __init__(self, model: str, threads: int | None, flip: bool):
         from landmarks.face_detector import FaceDetector
-        from landmarks.landmarker import OnnxLandmarker
         from landmarks.passes import eye_indices_for
-        from trainer.evaluate import resolve_model
+        from trainer.evaluate import onnx_landmarker, resolve_model
 
         onnx_path, self.card = resolve_model(model)
         self.model = {"path": str(onnx_path), "dataset": self.card.get("dataset"),
@@ -97,9 +98,9 @@ class Aligner:
         if flip and not self.card.get("flip_pairs"):
             raise UsageError(f"the model card of {model} has no flip pairs, so it cannot run the flip test; drop --flip")
         self.eyes = eye_indices_for(self.card)
-        self.landmarker = OnnxLandmarker(onnx_path, input_size=self.card.get("input_size"),
-                                         flip_pairs=self.card.get("flip_pairs"), threads=threads,
-                                         eye_indices=self.eyes)
+        self.landmarker = onnx_landmarker(onnx_path, input_size=self.card.get("input_size"),
+                                          flip_pairs=self.card.get("flip_pairs"), threads=threads,
+                                          eye_indices=self.eyes)
         self.detector = FaceDetector()
         self.flip = flip
 
@@ -147,7 +148,6 @@ def draw(image, faces: list[dict], path: Path) -> None:
         cv2.polylines(canvas, [corners], True, (83, 200, 0), thick, cv2.LINE_AA)
         for x, y in face["landmarks"]:
             cv2.circle(canvas, (round(x), round(y)), thick + 1, (0, 64, 255), -1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
         raise ValueError(f"cannot write {path}")
 
@@ -164,6 +164,13 @@ def run(args, out) -> int:
         raise UsageError("--max-faces must be at least 1")
     if args.min_face_size < 0:
         raise UsageError("--min-face-size must be 0 or more")
+    if args.draw:  # made before the model loads, so that a folder that cannot be made fails at once
+        if Path(args.draw).exists() and not Path(args.draw).is_dir():
+            raise UsageError(f"cannot write --draw {args.draw}: it is a file; --draw takes a folder")
+        try:
+            Path(args.draw).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(cannot_write("--draw", args.draw, exc)) from None
     aligner = Aligner(args.model, args.threads, args.flip)
     failed, drawn = 0, set()
     for path in images:
@@ -198,7 +205,7 @@ def main(args) -> int:
             try:
                 out = open(args.out, "w")
             except OSError as exc:
-                raise UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+                raise UsageError(cannot_write("--out", args.out, exc)) from None
             with out:
                 return run(args, out)
         return run(args, sys.stdout)

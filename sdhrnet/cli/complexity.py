@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from sdhrnet.cli import multiple_of, positive_int
 from trainer.complexity import complexity
 from trainer.nets import PRESETS, build_network
 
@@ -11,8 +12,9 @@ from trainer.nets import PRESETS, build_network
 def add_arguments(parser, command: str) -> None:
     parser.add_argument("--arch", default="all",
                         help=f"preset ({', '.join(PRESETS)}), a spec JSON file, or 'all' for a table of every preset")
-    parser.add_argument("--input-size", type=int, default=256, help="square input side, divisible by 32")
-    parser.add_argument("--landmarks", type=int, default=None, help="number of landmarks (default: the preset's)")
+    parser.add_argument("--input-size", type=multiple_of(32), default=256, help="square input side, divisible by 32")
+    parser.add_argument("--landmarks", type=positive_int, default=None,
+                        help="number of landmarks (default: the preset's)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

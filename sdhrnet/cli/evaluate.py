@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from landmarks import metrics
+from sdhrnet.cli import cannot_write
 
 
 class UsageError(ValueError):
@@ -86,6 +88,13 @@ def run(args) -> dict:
         raise UsageError("--recrop needs --model: the second pass runs the model again")
     if args.face_px is not None and not args.model:
         raise UsageError("--face-px needs --model: the shrunk photos have to be predicted")
+    if not (math.isfinite(args.threshold) and args.threshold > 0):  # AUC divides by it; FR counts errors above it
+        raise UsageError(f"--threshold must be a positive NME, like the default {metrics.THRESHOLD}")
+    if args.out:  # found before a model is run over the split, not after
+        if Path(args.out).is_dir():
+            raise UsageError(f"cannot write --out {args.out}: it is a folder; name the JSON file to write")
+        if not Path(args.out).parent.is_dir():
+            raise UsageError(f"cannot write --out {args.out}: there is no folder {Path(args.out).parent}")
     low_resolution = LowResolution(args.face_px) if args.face_px is not None else None
     predictions = load_predictions(args.predictions) if args.predictions else None
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
@@ -115,7 +124,10 @@ def main(args) -> int:
     try:
         report = run(args)
         if args.out:
-            Path(args.out).write_text(json.dumps(report, indent=1))
+            try:
+                Path(args.out).write_text(json.dumps(report, indent=1))
+            except OSError as exc:
+                raise UsageError(cannot_write("--out", args.out, exc)) from None
     except (ValueError, FileNotFoundError, OSError) as exc:  # user mistakes: a message, not a traceback
         print(f"sdhrnet evaluate: error: {exc}", file=sys.stderr)
         return 2

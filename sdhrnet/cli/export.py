@@ -1,11 +1,13 @@
 """`sdhrnet export`: write a preset, a spec or a trained checkpoint to ONNX."""
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 
 import torch
 
+from sdhrnet.cli import cannot_write, multiple_of, positive_int
 from trainer.export import export_onnx
 from trainer.nets import build_network
 
@@ -16,9 +18,10 @@ def add_arguments(parser, command: str) -> None:
     parser.add_argument("--arch", default=None,
                         help="preset or spec JSON (default: spec.json next to --weights)")
     parser.add_argument("--weights", default=None, help="state_dict file (torch.save) to load")
-    parser.add_argument("--landmarks", type=int, default=None, help="number of landmarks (default: from weights or preset)")
+    parser.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks (default: from "
+                        "weights or preset)")
     parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("--input-size", type=int, default=256, help="square input side, divisible by 32")
+    parser.add_argument("--input-size", type=multiple_of(32), default=256, help="square input side, divisible by 32")
     parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
 
 
@@ -26,7 +29,12 @@ def load_state_dict(path) -> dict:
     """A plain state_dict, or a checkpoint dict holding one under 'state_dict' or 'model'."""
     if not Path(path).is_file():
         raise ValueError(f"weights file {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError):
+        # torch's own words advise weights_only=False, which would run whatever code the file holds
+        raise ValueError(f"{path} is not a state_dict torch.load can read as plain tensors; pass the weights.pt of "
+                         "a model folder or a checkpoint saved with torch.save") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -48,14 +56,21 @@ def network_from_args(arch, weights, landmarks):
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
-            raise ValueError(f"weights {weights} do not fit architecture {arch}: {str(e).splitlines()[0]}") from None
+            # the first line only says "Error(s) in loading state_dict for SDHRNet:"; the next says which keys
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            why = lines[1] if len(lines) > 1 else lines[0]
+            why = why if len(why) <= 200 else why[:200] + "..."
+            raise ValueError(f"weights {weights} do not fit architecture {arch}: {why}") from None
     return model
 
 
 def main(args) -> int:
     try:
         model = network_from_args(args.arch, args.weights, args.landmarks)
-        path = export_onnx(model, args.out, args.input_size, exporter=args.exporter)
+        try:
+            path = export_onnx(model, args.out, args.input_size, exporter=args.exporter)
+        except OSError as exc:
+            raise ValueError(cannot_write("--out", args.out, exc)) from None
     except ValueError as e:
         print(f"sdhrnet export: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ def main(args: argparse.Namespace) -> int:
         onnx_path, card = resolve_model(args.model)
         if "quantized" in card:
             raise ValueError(f"{args.model} is already quantized")
+        if "input_size" not in card:  # a bare .onnx file has no card, and the INT8 folder needs one
+            raise ValueError(f"{args.model} comes without a model card giving its input_size; pass a model folder")
         crops = calibration_crops(args.dataset, args.data_root, args.split, int(card["input_size"]), args.faces)
         out = quantize_model_dir(onnx_path.parent, args.out, crops)
     except (ValueError, FileNotFoundError, KeyError) as exc:

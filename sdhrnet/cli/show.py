@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+from sdhrnet.cli import cannot_write, multiple_of
 
 
 def add_arguments(parser, command=None) -> None:
@@ -10,7 +13,9 @@ def add_arguments(parser, command=None) -> None:
     parser.add_argument("--split", default=None, help="default: the training split")
     parser.add_argument("--augment", action="store_true", help="show training augmentation (scale, rotation, flip)")
     parser.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
-    parser.add_argument("--input-size", type=int, default=256)
+    from landmarks.heatmaps import STRIDE
+
+    parser.add_argument("--input-size", type=multiple_of(STRIDE), default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="PNG file to write")
 
@@ -25,6 +30,8 @@ def main(args) -> int:
     from landmarks.datasets import DEFAULT_TRAIN_SPLIT, get_info, load_samples
 
     try:
+        if Path(args.out).is_dir():
+            raise ValueError(f"cannot write --out {args.out}: it is a folder; name the PNG file to write")
         info = get_info(args.dataset)
         split = args.split or DEFAULT_TRAIN_SPLIT[info.name]
         samples = load_samples(info.name, args.data_root, split)
@@ -53,7 +60,11 @@ def main(args) -> int:
             ax.set_title(ds.samples[k].sample_id, fontsize=6)
         fig.suptitle(f"{info.name} {split}" + (" (augmented)" if args.augment else ""), fontsize=9)
         fig.tight_layout()
-        fig.savefig(args.out, dpi=100)
+        try:
+            # without a suffix matplotlib would add ".png" and write a file of another name than the one printed
+            fig.savefig(args.out, dpi=100, format=None if Path(args.out).suffix else "png")
+        except OSError as exc:
+            raise ValueError(cannot_write("--out", args.out, exc)) from None
         plt.close(fig)
     except (ValueError, OSError) as exc:
         print(f"sdhrnet show: error: {exc}", file=sys.stderr)
