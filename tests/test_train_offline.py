@@ -238,3 +238,24 @@ def test_the_store_follows_mlflow_resume_rules_and_a_changed_run_is_reimported_i
                [(1, 0.4), (2, 0.3)]
     finally:
         get_settings.cache_clear()
+
+
+def test_a_damaged_run_file_is_named_by_the_import(tmp_path, monkeypatch, capsys):
+    from sdhrnet.cli import main
+    from sdhrnet.settings import get_settings
+    from trainer.offline_runs import RUN_FILE, OfflineTracker
+
+    run, _ = OfflineTracker.open(tmp_path / "runs", "slim", "300w", "key", "key", {})
+    run.finish()
+    damaged = tmp_path / "runs" / run.run_id / RUN_FILE
+    damaged.write_text(damaged.read_text()[:-20])  # cut short, as a copy interrupted mid-file
+    monkeypatch.setenv("SDHRNET_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SDHRNET_OFFLINE_RUNS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["import-runs", str(tmp_path / "runs")]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert f"{damaged} is not valid JSON" in err and "Traceback" not in err, err

@@ -52,7 +52,11 @@ class OfflineRun:
 
     @property
     def info(self) -> dict[str, Any]:
-        return json.loads((self.folder / RUN_FILE).read_text())
+        path = self.folder / RUN_FILE
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # an edited or damaged copy: say which file
+            raise ValueError(f"{path} is not valid JSON ({exc}); restore it from the run's output folder") from None
 
     @property
     def artifacts(self) -> Path:
