@@ -27,7 +27,8 @@ def ascended(models: list[torch.nn.Module], rho: float):
             if not params:
                 continue
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-            steps = torch._foreach_mul([p.grad for p in params], (rho / (norm + 1e-12)).item())
+            # a tensor scale, not .item(): a GPU would otherwise wait for the host here every step
+            steps = torch._foreach_mul([p.grad for p in params], rho / (norm + 1e-12))
             torch._foreach_add_(params, steps)
             moved.append((params, steps))
     for model in models:
