@@ -111,7 +111,7 @@ def test_a_folder_keeps_going_past_a_bad_file_and_draws_the_points(photo, tmp_pa
     (["PHOTO", "--out", "NOWHERE/lines.jsonl"], "cannot write --out"),
     (["PHOTO", "--flip", "--model", "TINY"], "no flip pairs"),
     (["PHOTO", "--model", "CORRUPT"], "is not an ONNX model that can be loaded (ONNX Runtime: Protobuf parsing"),
-    (["PHOTO", "--model", "NOT_A_CARD"], "model_card.json is not a model card: it holds a JSON list"),
+    (["PHOTO", "--model", "NOT_A_CARD"], "model_card.json must hold a model card (a JSON object), not a JSON list"),
     (["PHOTO", "--draw", "A_FILE"], "cannot write --draw"),
     (["PHOTO", "--draw", "A_FILE/drawn"], "cannot write --draw"),
 ])

@@ -111,7 +111,7 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     if case != "no_file":
         pred.write_text(json.dumps({s.sample_id: s.landmarks.tolist() for s in samples}))
     source = ["--predictions", pred]
-    messages = {"corrupt_model": "is not an ONNX model that can be loaded", "card_not_object": "is not a model card",
+    messages = {"corrupt_model": "is not an ONNX model that can be loaded", "card_not_object": "must hold a model card",
                 "zero_threshold": "--threshold must be a positive NME", "negative_threshold": "--threshold must be",
                 "nan_threshold": "--threshold must be", "out_is_a_folder": "cannot write --out",
                 "out_in_no_folder": "cannot write --out"}

@@ -12,8 +12,9 @@ written into are made here, each failing with a ValueError its user can act on; 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from landmarks.jsonsafe import read_json_object
 
 from sdhrnet.job_kinds import RUN_ID, RUNS_URI
 from sdhrnet.settings import get_settings
@@ -77,13 +78,7 @@ def read_card(folder: str | Path) -> dict:
     path = Path(folder) / "model_card.json"
     if not path.exists():
         raise ValueError(f"{folder} is not a model folder: model_card.json is missing")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(card, dict):
-        raise ValueError(f"{path} is not a model card: it holds a JSON {type(card).__name__}, not an object")
-    return card
+    return read_json_object(path, "a model card (a JSON object)")
 
 
 def not_an_onnx_model(path: str | Path, why: str) -> ValueError:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from landmarks.jsonsafe import read_json_object
 from trainer.run_tags import DATASET_TAG, FINISHED, KIND_TAG, RESUMABLE, RESUME_TAG, RUN_NAME_TAG, fresh_params
 
 RUN_FILE = "run.json"
@@ -52,11 +53,7 @@ class OfflineRun:
 
     @property
     def info(self) -> dict[str, Any]:
-        path = self.folder / RUN_FILE
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # an edited or damaged copy: say which file
-            raise ValueError(f"{path} is not valid JSON ({exc}); restore it from the run's output folder") from None
+        return read_json_object(self.folder / RUN_FILE, "a run record (a JSON object)")
 
     @property
     def artifacts(self) -> Path:

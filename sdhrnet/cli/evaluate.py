@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from landmarks import metrics
+from landmarks.jsonsafe import read_json_object
 from sdhrnet.cli import cannot_write
 
 
@@ -63,12 +64,9 @@ def load_predictions(path: str) -> dict:
     if not p.is_file():
         raise UsageError(f"predictions file {p} not found")
     try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{p} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{p} must hold a JSON object mapping sample ids to lists of [x, y]")
-    return data
+        return read_json_object(p, "a JSON object mapping sample ids to lists of [x, y]")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run(args) -> dict:
