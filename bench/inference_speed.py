@@ -40,7 +40,8 @@ import torch
 from landmarks.datasets import load_image, load_samples
 from trainer.export import export_onnx
 from landmarks.landmarker import OnnxLandmarker, heatmaps_to_landmarks, prepare_faces
-from trainer.model_files import build_from_arch, load_model, read_card
+from trainer.model_files import build_from_arch, load_model
+from trainer.model_uri import read_card
 from trainer.nets import build_network
 from trainer.nets import blocks
 

@@ -13,10 +13,10 @@ from trainer.augment import random_downscale, random_erasing, random_noise
 from trainer.engine import Loop, TrainState, degradation_generator, evaluate_model, iterate, load_data, mark_best
 from trainer.stage import RunContext, StageOutput
 from trainer.losses import kd_rampup, student_loss
-from trainer.model_files import SDHRNET_ARCH, has_torch_weights, load_model, read_card
+from trainer.model_files import SDHRNET_ARCH, has_torch_weights, load_model
 from trainer.onnx_import import calibrate_batchnorm
 from trainer.onnx_teacher import OnnxTeacher
-from trainer.model_uri import resolve_model_dir
+from trainer.model_uri import read_card, resolve_model_dir
 from trainer.nets import build_network
 from trainer.nets.sdhrnet import SDHRNet
 from trainer.nets.spec import SPEC_PRESETS, SUPERNET

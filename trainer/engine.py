@@ -60,7 +60,6 @@ def setup_torch(cfg: TrainConfig, device: str) -> torch.device:
         if (dev.index or 0) >= gpus:
             raise ValueError(f"device {device!r} was asked for but this machine has {gpus} GPU(s): "
                              + ", ".join(f"cuda:{i}" for i in range(gpus)))
-    if dev.type == "cuda":
         # training batches all have one shape, so cuDNN's one-off search for the fastest convolution pays for
         # itself; the algorithms it picks may differ between runs, so a GPU run is not bit-reproducible anyway
         torch.backends.cudnn.benchmark = True

@@ -11,8 +11,7 @@ from pathlib import Path
 import onnx
 from onnx import compose, helper
 
-from trainer.model_files import read_card
-from trainer.model_uri import load_onnx, make_model_folder, resolve_model_dir
+from trainer.model_uri import load_onnx, make_model_folder, read_card, resolve_model_dir
 
 ENSEMBLE_ARCH = "ensemble"
 # card fields every member must agree on: the ensemble is scored and served through them

@@ -22,8 +22,7 @@ from trainer.distill import distill_stage
 from trainer.engine import JobCancelled, JobHooks, setup_torch
 from trainer.evaluate import evaluate_items_file, evaluate_split
 from trainer.leftovers import make_workdir, remove_leftovers
-from trainer.model_files import read_card
-from trainer.model_uri import MODEL_FILES, resolve_model_dir
+from trainer.model_uri import MODEL_FILES, read_card, resolve_model_dir
 from trainer.run_store import open_run
 from trainer.run_tags import CHECKPOINT_TAG, JOB_TAG
 from trainer.slim import slim_stage

@@ -19,7 +19,7 @@ from torch import nn
 from trainer.budget import onnx_ms
 from trainer.complexity import complexity
 from trainer.export import export_onnx
-from trainer.model_uri import read_card  # here too, as the readers of model folders import it
+from trainer.model_uri import read_card
 from trainer.nets import build_network
 from trainer.nets.hrnet import HRNetV2
 from trainer.nets.sdhrnet import SDHRNet

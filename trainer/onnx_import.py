@@ -18,7 +18,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from trainer.model_files import read_card
+from trainer.model_uri import read_card
 from trainer.nets import build_network
 from trainer.nets.spec import ArchSpec
 from trainer.onnx_weights import one_weight_per_use
