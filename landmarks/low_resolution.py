@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# below this a face's eyes are a pixel or two apart: no landmark is located, the score says nothing
+MIN_FACE_PX = 8
+
 
 @dataclass(frozen=True)
 class LowResolution:
     face_px: int = 64
 
     def __post_init__(self):
-        if not self.face_px >= 8:
-            raise ValueError(f"face_px must be at least 8 pixels, got {self.face_px}")
+        if not self.face_px >= MIN_FACE_PX:
+            raise ValueError(f"faces must be at least {MIN_FACE_PX} pixels across, got {self.face_px}")
 
     def apply(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(smaller image, the boxes in its pixels, its (sx, sy) scale); `restore(points, scale)` maps points found

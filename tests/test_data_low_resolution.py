@@ -20,7 +20,7 @@ def test_the_photo_shrinks_until_its_largest_face_has_face_px_pixels():
     assert sides == pytest.approx([48, 12])
     same, same_boxes, one = LowResolution(64).apply(image, boxes[1:])  # a face already that small stays
     assert same is image and np.array_equal(same_boxes, boxes[1:]) and np.array_equal(one, [1, 1])
-    with pytest.raises(ValueError, match="face_px"):
+    with pytest.raises(ValueError, match="at least 8 pixels across"):
         LowResolution(4)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from sdhrnet.cli import main as cli
 from tests.data_helpers import face_image, tiny_onnx, write_pts
+from tests.service_support import build_tiny_model
 from landmarks import metrics
 from landmarks.datasets import get_info, load_samples
 from landmarks.scoring import PredictionError, score_predictions
@@ -98,13 +99,15 @@ def test_cli_evaluate_without_a_split_scores_the_subsets_a_300w_folder_holds(tmp
     assert code == 0, err
     assert report["split"] == "afw+ibug" and report["n"] == 3 and {"afw", "ibug"} <= set(report["subsets"])
     _tiny_300w(tmp_path / "300w")  # with the test split's subsets there, the test split it is
-    code, out, _ = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--predictions", pred, "--json")
-    assert code == 0 and json.loads(out)["split"] == "common"
+    code, out, err = _run(capsys, "--dataset", "300w", "--data-root", tmp_path / "300w", "--predictions", pred,
+                          "--json")  # the predictions are of other faces: none is scored, and that is an error
+    assert code == 2 and "none of the 3 predictions names a face of 300w common" in err
 
 
 @pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model",
                                   "corrupt_model", "card_not_object", "zero_threshold", "negative_threshold",
-                                  "nan_threshold", "out_is_a_folder", "out_in_no_folder"])
+                                  "nan_threshold", "out_is_a_folder", "out_in_no_folder", "no_id_matches",
+                                  "face_px_too_small"])
 def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     samples = _tiny_300w(tmp_path / "300w")
     root, pred = tmp_path / "300w", tmp_path / "pred.json"
@@ -114,7 +117,10 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     messages = {"corrupt_model": "is not an ONNX model that can be loaded", "card_not_object": "must hold a model card",
                 "zero_threshold": "--threshold must be a positive NME", "negative_threshold": "--threshold must be",
                 "nan_threshold": "--threshold must be", "out_is_a_folder": "cannot write --out",
-                "out_in_no_folder": "cannot write --out"}
+                "out_in_no_folder": "cannot write --out",
+                "no_id_matches": f"none of the 3 predictions names a face of 300w common (its ids look like "
+                                 f"'{samples[0].sample_id}')",
+                "face_px_too_small": "--face-px must be at least 8 pixels, got 0"}
     if case == "missing_dir":
         root = tmp_path / "nowhere"
         pred.write_text("{}")
@@ -143,6 +149,12 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
         source += ["--out", tmp_path]
     elif case == "out_in_no_folder":
         source += ["--out", tmp_path / "nowhere" / "report.json"]
+    elif case == "no_id_matches":  # an NME of no face is no result: ids keyed by file name, not by sample id
+        pred.write_text(json.dumps({f"other/{s.sample_id}": s.landmarks.tolist() for s in samples}))
+        source += ["--out", tmp_path / "report.json"]
+    elif case == "face_px_too_small":
+        model_dir = build_tiny_model(tmp_path / "model")
+        source = ["--model", model_dir, "--face-px", "0"]
     code, out, err = _run(capsys, "--dataset", "300w", "--data-root", root, *source, "--json")
     assert code == 2 and out == "" and "error:" in err and "Traceback" not in err
     assert messages.get(case, "error:") in err

@@ -12,6 +12,7 @@ from trainer.distill import load_teacher
 from trainer.model_files import write_model_files
 from trainer.nets import build_network
 from trainer.onnx_teacher import OnnxTeacher
+from tests.data_helpers import tiny_onnx
 from tests.service_support import build_tiny_model
 
 SIZE = 64
@@ -82,3 +83,15 @@ def test_the_ensemble_is_not_written_over_a_member_or_a_file(tmp_path, capsys):
     assert cli(["ensemble", str(a), str(b), "--out", str(tmp_path / "taken")]) == 2
     err = capsys.readouterr().err
     assert "a file of that name exists" in err and "Traceback" not in err
+
+
+def test_a_member_whose_graph_and_card_disagree_on_the_input_size_is_named(tmp_path, capsys):
+    """The cards are what members are compared by; a graph fixed to another size would fail only at the first run."""
+    a, b = build_tiny_model(tmp_path / "a"), build_tiny_model(tmp_path / "b", seed=1)
+    tiny_onnx(b / "model.onnx", 68, 128)  # the card still says 64
+    assert cli(["ensemble", str(a), str(b), "--out", str(tmp_path / "ens")]) == 2
+    err = capsys.readouterr().err
+    assert f"{b} takes 128 px inputs while its card says 64" in err and "Traceback" not in err
+    assert not (tmp_path / "ens" / "model.onnx").exists()
+    tiny_onnx(b / "model.onnx", 68)  # a graph left dynamic takes what its card says
+    assert cli(["ensemble", str(a), str(b), "--out", str(tmp_path / "ens")]) == 0

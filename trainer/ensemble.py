@@ -52,6 +52,12 @@ def agreeing_models(members: list[str], what: str) -> tuple[list[Path], list[dic
     return folders, cards
 
 
+def static_input_size(model: onnx.ModelProto) -> int | None:
+    """The side of the square input the graph is fixed to; None where it is left dynamic."""
+    side = model.graph.input[0].type.tensor_type.shape.dim[-1:]
+    return side[0].dim_value if side and side[0].HasField("dim_value") else None
+
+
 def write_ensemble(members: list[str], out: Path) -> dict:
     """Writes out/model.onnx, model_card.json and spec.json for the members (anything resolve_model_dir takes)."""
     folders, cards = agreeing_models(members, "an ensemble")
@@ -60,6 +66,11 @@ def write_ensemble(members: list[str], out: Path) -> dict:
     if len(names) > 1 or len(models[0].graph.input) != 1 or len(models[0].graph.output) != 1:
         raise ValueError("every member must be a model folder exported by sdhrnet (one input, one heatmap output)")
     (input_name, output_name), = names
+    for folder, model, card in zip(folders, models, cards):
+        size = static_input_size(model)
+        if size is not None and size != card.get("input_size"):
+            raise ValueError(f"the model in {folder} takes {size} px inputs while its card says "
+                             f"{card.get('input_size')}; export it again with `sdhrnet export`")
     make_model_folder(out, folders)
     onnx.save(merged_graph(models, input_name, output_name), out / "model.onnx")
     card = {

@@ -72,7 +72,7 @@ def load_predictions(path: str) -> dict:
 def run(args) -> dict:
     from trainer.evaluate import evaluate_split
 
-    from landmarks.low_resolution import LowResolution
+    from landmarks.low_resolution import MIN_FACE_PX, LowResolution
     from landmarks.occlusion import Occlusion
 
     if args.occlusion and not args.model:
@@ -86,6 +86,8 @@ def run(args) -> dict:
         raise UsageError("--recrop needs --model: the second pass runs the model again")
     if args.face_px is not None and not args.model:
         raise UsageError("--face-px needs --model: the shrunk photos have to be predicted")
+    if args.face_px is not None and args.face_px < MIN_FACE_PX:
+        raise UsageError(f"--face-px must be at least {MIN_FACE_PX} pixels, got {args.face_px}")
     if not (math.isfinite(args.threshold) and args.threshold > 0):  # AUC divides by it; FR counts errors above it
         raise UsageError(f"--threshold must be a positive NME, like the default {metrics.THRESHOLD}")
     if args.out:  # found before a model is run over the split, not after
@@ -104,7 +106,22 @@ def run(args) -> dict:
                                   detected_boxes=args.detected_boxes, recrop=recrop,
                                   low_resolution=low_resolution, small_faces=args.small_faces)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
+    if report["n"] == 0:
+        raise UsageError(nothing_scored(report, args))
     return report
+
+
+def nothing_scored(report: dict, args) -> str:
+    """Why a split was scored on no face: an NME of nothing is no result, so the command fails and says what to fix."""
+    where = f"{report['dataset']} {report['split']}"
+    if args.predictions:
+        example = f" (its ids look like {report['missing'][0]!r})" if report["missing"] else ""
+        return (f"no face was scored: none of the {len(report['unexpected'])} predictions names a face of "
+                f"{where}{example}; key each prediction by its sample id")
+    if report.get("boxes") == "detected":
+        return (f"no face was scored: the face detector found none of the {len(report['missing'])} faces of {where}; "
+                "score at the boxes of the true points (leave out --detected-boxes)")
+    return f"no face was scored: {where} holds no face"
 
 
 def _summary(report: dict) -> dict:
