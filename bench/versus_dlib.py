@@ -80,7 +80,8 @@ class DlibDetector:
         rects = self.hog(image, HOG_UPSAMPLE)
         return np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], float).reshape(-1, 4)
 
-    def detect(self, image: np.ndarray) -> Detections:
+    def detect(self, image: np.ndarray, small_faces: bool = False) -> Detections:
+        # dlib's pipeline has no tile search: its one upsampling (HOG_UPSAMPLE) is how it looks for small faces
         raw = self.raw_detect(image)
         return Detections(self.mapping.apply(raw), raw, np.ones(len(raw)))
 
@@ -92,7 +93,8 @@ class DlibLandmarker:
         self.predictor = dlib.shape_predictor(str(path))
         self.mapping = mapping
 
-    def predict(self, image, boxes, flip_test: bool = False, recrop: bool = False, rolls=None):
+    def predict(self, image, boxes, flip_test: bool = False, recrop: bool = False, rolls=None, tilt_at=None,
+                framed=None):
         # dlib's rectangles are upright: a crop turned with a tilted face (rolls) has no counterpart there
         faces = []
         for x1, y1, x2, y2 in self.mapping.invert(boxes):
