@@ -107,7 +107,7 @@ def test_cli_evaluate_without_a_split_scores_the_subsets_a_300w_folder_holds(tmp
 @pytest.mark.parametrize("case", ["missing_dir", "bad_json", "wrong_count", "not_object", "no_file", "bad_model",
                                   "corrupt_model", "card_not_object", "zero_threshold", "negative_threshold",
                                   "nan_threshold", "out_is_a_folder", "out_in_no_folder", "no_id_matches",
-                                  "face_px_too_small"])
+                                  "face_px_too_small", "empty_predictions"])
 def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     samples = _tiny_300w(tmp_path / "300w")
     root, pred = tmp_path / "300w", tmp_path / "pred.json"
@@ -120,7 +120,8 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
                 "out_in_no_folder": "cannot write --out",
                 "no_id_matches": f"none of the 3 predictions names a face of 300w common (its ids look like "
                                  f"'{samples[0].sample_id}')",
-                "face_px_too_small": "--face-px must be at least 8 pixels, got 0"}
+                "face_px_too_small": "--face-px must be at least 8 pixels, got 0",
+                "empty_predictions": "the predictions file holds no prediction"}
     if case == "missing_dir":
         root = tmp_path / "nowhere"
         pred.write_text("{}")
@@ -152,12 +153,15 @@ def test_cli_evaluate_bad_input_exit_2(tmp_path, capsys, case):
     elif case == "no_id_matches":  # an NME of no face is no result: ids keyed by file name, not by sample id
         pred.write_text(json.dumps({f"other/{s.sample_id}": s.landmarks.tolist() for s in samples}))
         source += ["--out", tmp_path / "report.json"]
+    elif case == "empty_predictions":
+        pred.write_text("{}")
     elif case == "face_px_too_small":
         model_dir = build_tiny_model(tmp_path / "model")
         source = ["--model", model_dir, "--face-px", "0"]
     code, out, err = _run(capsys, "--dataset", "300w", "--data-root", root, *source, "--json")
     assert code == 2 and out == "" and "error:" in err and "Traceback" not in err
     assert messages.get(case, "error:") in err
+    assert not (tmp_path / "report.json").exists()  # a failed command leaves no report behind
 
 
 def test_cli_evaluate_model(tmp_path, capsys):

@@ -100,20 +100,22 @@ def run(args) -> dict:
     report = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, predictions=predictions,
                             flip_test=args.flip_test, threshold=args.threshold, detected_boxes=args.detected_boxes,
                             recrop=recrop, low_resolution=low_resolution, small_faces=args.small_faces)
+    if report["n"] == 0:
+        raise UsageError(nothing_scored(report, args))
     if args.occlusion:
         occluded = evaluate_split(args.dataset, args.data_root, args.split, model=args.model, flip_test=args.flip_test,
                                   threshold=args.threshold, occlusion=Occlusion(seed=args.occlusion_seed),
                                   detected_boxes=args.detected_boxes, recrop=recrop,
                                   low_resolution=low_resolution, small_faces=args.small_faces)
         report["occluded"] = _summary(occluded) | {"per_image": occluded["per_image"]}
-    if report["n"] == 0:
-        raise UsageError(nothing_scored(report, args))
     return report
 
 
 def nothing_scored(report: dict, args) -> str:
     """Why a split was scored on no face: an NME of nothing is no result, so the command fails and says what to fix."""
     where = f"{report['dataset']} {report['split']}"
+    if args.predictions and not report["unexpected"]:
+        return f"no face was scored: the predictions file holds no prediction; key each by a sample id of {where}"
     if args.predictions:
         example = f" (its ids look like {report['missing'][0]!r})" if report["missing"] else ""
         return (f"no face was scored: none of the {len(report['unexpected'])} predictions names a face of "
