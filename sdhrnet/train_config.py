@@ -86,13 +86,13 @@ class TrainConfig(BaseModel):
     # heatmaps; at T 1 the KL is ~1e-4, far below an Adaptive Wing term of ~0.1, so with "awing" it does nothing)
     teacher_loss: KdLoss = "kl"
     # the peer term likewise (its lambda_peer of 4 was set for the KL's scale: with "heatmap" use about 0.25; at 1 it
-    # slowed the students, README ninth round)
+    # slowed the students, docs/results-by-round.md, ninth round)
     peer_loss: KdLoss = "kl"
     # the teacher's heatmaps from the flip test (averaged with those of the mirrored image, mirrored back), as
-    # `?flip=true` serves them: the served model scores 0.0313 dev that way against 0.0316, so in a
-    # self-distillation round the teacher is better than the student it starts; two teacher passes per batch.
-    # Off in every preset: it gained nothing on dev, in a third self-distillation round or from scratch (README,
-    # fourteenth round)
+    # `?flip=true` serves them: the served model scores 0.0313 dev that way against 0.0316, so in a self-distillation
+    # round the teacher is better than the student it starts; two teacher passes per batch. Off in every preset: it
+    # gained nothing on dev, in a third self-distillation round or from scratch (docs/results-by-round.md, fourteenth
+    # round)
     teacher_flip: bool = False
     # Each student also has an exponential moving average of its weights (and BN statistics), updated after every step
     # with this decay (0: none), scored and checkpointed beside it as `<student>_ema`: a running soup of one
@@ -205,9 +205,10 @@ _PAPER = {
 # see TrainConfig).
 # Slimming keeps MSE: its L1 strength was tuned against the MSE's scale, and it only ranks the edges.
 # The peer term in the same loss at lambda 0.25: the paper's KL peer term at T 1 moves nothing next to Adaptive Wing,
-# and in heatmap form lambda 1 slowed the students (README, ninth round) while 0.25 costs nothing on clean faces.
-# The teacher term at lambda 4: at 1 it hardly moved the students toward the teacher, and triple KD from scratch
-# gained only off the training distribution; at 4 it also gains on clean dev (README, twelfth and thirteenth rounds).
+# and in heatmap form lambda 1 slowed the students (docs/results-by-round.md, ninth round) while 0.25 costs nothing on
+# clean faces. The teacher term at lambda 4: at 1 it hardly moved the students toward the teacher, and triple KD from
+# scratch gained only off the training distribution; at 4 it also gains on clean dev (docs/results-by-round.md, twelfth
+# and thirteenth rounds).
 _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54), num_workers=0,
             lr_alpha=2e-3, l1_lambda=2e-4, prune_threshold=0.1, prune_relative=True, checkpoint_minutes=5.0,
             prune_max_params=1_000_000, precision="auto", heatmap_loss="awing", teacher_loss="heatmap",
@@ -217,14 +218,14 @@ _CPU = dict(input_size=128, epochs=60, batch_size=16, lr=1e-3, lr_steps=(42, 54)
 # Students train twice as long as the teacher: with Adaptive Wing the published S-HRNet-300W reached dev NME 0.0349
 # at 60 epochs, 0.0332 at 90 (x0.1 at 63, 81) and 0.0324 at 120 (x0.1 at 84, 108), the served model; the teacher
 # stays at 60 (50 s per epoch at one thread, against 23 s for the student).
-# Self-distillation rounds (trainer.pipeline): triple KD that starts from a trained student and has it as the
-# teacher, at Adam 1e-4; the served model is the KD-off student after two such rounds (README, eleventh round), which
-# had the teacher term at lambda 1. A third round at Adam 1e-4, at lambda 1 or 4, left dev level (README, fourteenth
-# round); a third round that restarts at 1e-3 for 8 of 24 epochs (x0.1 at 8 and 18, lambda 4) leaves dev level too but
-# takes occluded NME down by 7% in each of four seeds (p1-ytf68 -0.3%, not significant; fifteenth round). The same
-# restart once more on top of it took occluded dev NME down by another 11% in one of two seeds, dev and p1-ytf68
-# level (sixteenth round), and a third time by another 4.9%, with dev at its lowest yet (seventeenth round): the
-# served model.
+# Self-distillation rounds (trainer.pipeline): triple KD that starts from a trained student and has it as the teacher,
+# at Adam 1e-4; the served model is the KD-off student after two such rounds (docs/results-by-round.md, eleventh round),
+# which had the teacher term at lambda 1. A third round at Adam 1e-4, at lambda 1 or 4, left dev level
+# (docs/results-by-round.md, fourteenth round); a third round that restarts at 1e-3 for 8 of 24 epochs (x0.1 at 8 and
+# 18, lambda 4) leaves dev level too but takes occluded NME down by 7% in each of four seeds (p1-ytf68 -0.3%, not
+# significant; fifteenth round). The same restart once more on top of it took occluded dev NME down by another 11% in
+# one of two seeds, dev and p1-ytf68 level (sixteenth round), and a third time by another 4.9%, with dev at its lowest
+# yet (seventeenth round): the served model.
 _WARM_RESTART = dict(epochs=24, lr=1e-3, lr_steps=(8, 18), lambda_teacher=4.0)
 _SELF_KD_STAGES = {"self-kd-1": dict(epochs=16, lr=1e-4, lr_steps=(12,), lambda_teacher=1.0),
                    "self-kd-2": dict(epochs=12, lr=1e-4, lr_steps=(9,), lambda_teacher=1.0),

@@ -71,9 +71,9 @@ ROWS = (
     Row("published-triple-kd", "published S-HRNet, triple KD", "distill", student=PUBLISHED, teacher="teacher"),
     Row("slimmed-triple-kd", "our S-HRNet, triple KD", "distill", student="slim", teacher="teacher"),
     Row("slimmed-kd-off", "our S-HRNet, KD off", "distill", student="slim", overrides=KD_OFF),
-    # Triple KD with the student as its own teacher, five times: no teacher here beats the supervised student by a
-    # clear margin, and these rounds gain most on occluded faces (README, tenth, eleventh, fifteenth, sixteenth and
-    # seventeenth rounds).
+    # Triple KD with the student as its own teacher, five times: no teacher here beats the supervised student by a clear
+    # margin, and these rounds gain most on occluded faces (docs/results-by-round.md: tenth, eleventh, fifteenth,
+    # sixteenth and seventeenth rounds).
     Row("published-self-kd-1", "published S-HRNet, triple KD on the KD-off student", "distill",
         student="published-kd-off", teacher="published-kd-off", stage="self-kd-1"),
     Row("published-self-kd-2", "published S-HRNet, triple KD on round 1", "distill",
