@@ -18,7 +18,7 @@ from .head_requests import HeadAsGetMiddleware
 from .limits import RequestLimitsMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics
 from .models import ModelManager
-from .openapi_defs import hoist_body_defs
+from .openapi_defs import describe_as_sent
 from .registry_client import RegistryClient
 from .routes import align as routes_align, evaluate as routes_evaluate, health as routes_health, \
     jobs as routes_jobs, models as routes_models
@@ -28,7 +28,7 @@ log = logging.getLogger("sdhrnet.service")
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """Facial landmarks with SD-HRNet models served by ONNX Runtime, plus the jobs that train them
 and the registry that decides which version is served. Errors are `application/problem+json`.
-Endpoints marked with a lock need `X-API-Key` when `SDHRNET_API_KEYS` is set."""
+Endpoints marked with a lock need `X-API-Key` when `SDHRNET_API_KEYS` is set. Every GET route also answers HEAD."""
 
 
 def _ui_url(service_settings: ServiceSettings) -> str | None:
@@ -77,7 +77,7 @@ def create_app(service_settings: ServiceSettings | None = None, *, registry=None
     for module in (routes_align, routes_evaluate, routes_jobs, routes_models, routes_health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    hoist_body_defs(app)
+    describe_as_sent(app)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index():

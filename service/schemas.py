@@ -104,6 +104,7 @@ class EvaluateReport(BaseModel):
     per_image: Any = None
     ced: Any = None
     model: ModelRef
+    split: str | None = Field(None, description="the split scored, for an uploaded set")
 
 
 class JobAccepted(BaseModel):
@@ -256,10 +257,16 @@ class ProblemDetails(BaseModel):
     instance: str | None = None
 
 
+PROBLEM_DESCRIPTIONS = {
+    401: "missing or unknown X-API-Key", 404: "unknown dataset, job or version",
+    408: "the request body stalled (send it without pauses)", 409: "conflict", 413: "request too large",
+    415: "unsupported media type (of the request body, an image or an archive)",
+    422: "invalid input (the detail says what to fix)", 431: "request headers too large",
+    503: "no model promoted for the dataset, or a backend is down (the detail says what to do)"}
+
+
 def problem_responses(*codes: int) -> dict:
-    descriptions = {401: "missing or unknown X-API-Key", 404: "unknown dataset, job or version", 409: "conflict",
-                    413: "request too large", 415: "unsupported image type",
-                    422: "invalid input (the detail says what to fix)",
-                    503: "no model promoted for the dataset, or a backend is down (the detail says what to do)"}
-    return {c: {"model": ProblemDetails, "description": descriptions.get(c, "error"),
+    """FastAPI files `model` under application/json; service.openapi_defs moves it to application/problem+json,
+    the type every error is sent as."""
+    return {c: {"model": ProblemDetails, "description": PROBLEM_DESCRIPTIONS.get(c, "error"),
                 "content": {"application/problem+json": {}}} for c in codes}

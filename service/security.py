@@ -12,7 +12,7 @@ from .deps import ApiKeys, Settings
 from .errors import Problem
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="one of the keys in SDHRNET_API_KEYS (comma-separated)")
+                              description="the key of one `name:key` entry of SDHRNET_API_KEYS (a bare key where it lists bare keys)")
 
 
 def keys_by_name(keys) -> dict[str, str]:

@@ -44,6 +44,21 @@ def test_openapi_yaml_matches_the_app():
         "openapi.yaml is stale: run `python -m service.openapi_dump` and review the diff"
 
 
+def test_errors_are_described_as_they_are_sent():
+    """Clients and generated code read each error's body from its media type: problem+json, with its schema; the
+    request limits answer on every route (431) and on every route that reads a body (408, 413)."""
+    for path, item in current_schema()["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            for code, response in responses.items():
+                if code >= "400":
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, code)
+                    assert response["content"]["application/problem+json"]["schema"] == {
+                        "$ref": "#/components/schemas/ProblemDetails"}, (method, path, code)
+            expected = {"431"} | ({"408", "413"} if "requestBody" in operation else set())
+            assert expected <= set(responses), (method, path, expected - set(responses))
+
+
 def test_the_contract_app_knows_the_trainers_datasets():
     from landmarks.datasets import DATASETS
 

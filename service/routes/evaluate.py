@@ -8,8 +8,9 @@ from .. import evaluation
 from ..deps import Jobs, Models, Settings
 from ..detection import tilt_checker
 from ..requests import read_evaluate_body
-from ..schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, JobAccepted, problem_responses
+from ..schemas import DATASET_PATTERN, EvaluateReport, EvaluateRequest, problem_responses
 from ..security import ApiKey
+from .jobs import ACCEPTED, start_job
 
 router = APIRouter(tags=["evaluate"])
 
@@ -31,8 +32,6 @@ EVALUATE_BODY = {"requestBody": {"required": True, "content": {
 async def _start_evaluate_job(jobs, params: dict, folder) -> JSONResponse:
     """The unpacked set stays for the worker, which removes it when the job ends (sdhrnet.uploads); if the job
     cannot be queued it goes now."""
-    from .jobs import start_job
-
     try:
         return await start_job(jobs, "evaluate", params)
     except BaseException:
@@ -42,7 +41,7 @@ async def _start_evaluate_job(jobs, params: dict, folder) -> JSONResponse:
 
 @router.post("/evaluate", response_model=EvaluateReport, openapi_extra=EVALUATE_BODY, dependencies=[ApiKey],
              summary="Score the served model on a labelled set",
-             responses={202: {"model": JobAccepted, "description": "the set is large: it runs as an evaluate job"},
+             responses={202: {**ACCEPTED[202], "description": "the set is large: it runs as an evaluate job"},
                         **problem_responses(401, 404, 413, 415, 422, 503)})
 async def evaluate(request: Request, settings: Settings, models: Models, jobs: Jobs,
                    dataset: str | None = Query(None, pattern=DATASET_PATTERN,

@@ -4,6 +4,7 @@ from fastapi.responses import Response
 
 from ..deps import Metrics, Models, Registry, Settings
 from ..errors import problem_response
+from ..schemas import problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -14,7 +15,7 @@ async def livez():
 
 
 @router.get("/readyz", summary="Ready once a model is loaded; 'degraded' while the registry is unreachable",
-            responses={503: {"description": "no model loaded yet", "content": {"application/problem+json": {}}}})
+            responses={503: {**problem_responses(503)[503], "description": "no model loaded yet"}})
 async def readyz(models: Models, registry_client: Registry, settings: Settings):
     """A loaded model keeps the server ready (200) when the registry goes away, because /align still works;
     the body then says `degraded`: no champion following, promotion or GET /models until it is back."""
