@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                        help="what the students start from: a slim run id, runs:/ID, models:/NAME@ALIAS, a model "
                             "folder (sdhrnet/default_model: the served model, trained on) or a published "
                             "architecture (s-hrnet-300w, ...)")
-        p.add_argument("--teacher", dest="teacher_run", default=None, help="teacher run id or model URI (omit with --set use_teacher=false)")
+        p.add_argument("--teacher", dest="teacher_run", default=None, help="teacher run id, model URI or model folder (omit with --set use_teacher=false)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
